@@ -1,0 +1,10 @@
+//! Accord: a streaming gateway that holds workplace sensor data to the agreement an
+//! employer and its works council negotiated.
+//!
+//! The arrows point one way. [`agreement`] reads and compiles what was agreed;
+//! [`engine`] applies it to one event at a time, purely; [`event`] decodes and encodes
+//! events; [`pseudonym`] computes the keyed pseudonyms; [`filemode`] is the thin shell
+//! that runs the engine over files.
+
+pub mod agreement;
+pub mod pseudonym;
