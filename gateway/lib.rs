@@ -8,3 +8,8 @@
 
 pub mod agreement;
 pub mod pseudonym;
+pub mod event;
+pub mod engine;
+pub mod filemode;
+pub mod tally;
+pub mod explain;

@@ -1,0 +1,130 @@
+//! The command line: one file per subcommand, `anyhow` only here at the edge.
+//!
+//! Every error is printed to stderr as one sentence, `accord: error: ...`, and
+//! never holds a secret or a raw identifier.
+
+mod check;
+mod demo;
+mod explain;
+mod pseudonym;
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use accord::agreement::{Agreement, LoadError};
+use accord::pseudonym::{Key, Pseudonymiser};
+use clap::{Parser, Subcommand};
+
+/// Accord holds workplace sensor data to the agreement an employer and its works
+/// council negotiated: it drops forbidden categories, strips fields no purpose needs,
+/// pseudonymises workers, coarsens place and time, and routes each event only to
+/// its purpose's topic. What is not agreed is not allowed.
+#[derive(Parser)]
+#[command(name = "accord", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check an agreement file: every problem at its line, then a summary.
+    Check(check::Args),
+    /// Enforce an agreement on events from a file (or stdin), with no Kafka.
+    Run(run::Args),
+    /// Show, step by step, what the agreement does to one event.
+    Explain(explain::Args),
+    /// Compute a worker's pseudonym for one purpose (for access requests).
+    Pseudonym(pseudonym::Args),
+    /// Run file mode on the built-in example site (no files or broker needed).
+    Demo(demo::Args),
+}
+
+/// A failure that decides the exit status.
+pub enum Failure {
+    /// Bad input: exit 1.
+    Input(anyhow::Error),
+    /// Bad usage: exit 2.
+    Usage(anyhow::Error),
+    /// Already reported (e.g. `check`'s diagnostics): exit 1 without more words.
+    Reported,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Input(e.into())
+    }
+}
+
+pub type Outcome = Result<(), Failure>;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Pseudonym(args) => pseudonym::run(args),
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Reported) => ExitCode::from(1),
+        Err(Failure::Input(e)) => {
+            eprintln!("accord: error: {e:#}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(e)) => {
+            eprintln!("accord: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Loads an agreement, printing its warnings; on problems, prints each at its line.
+pub fn load_agreement(path: &Path) -> Result<Arc<Agreement>, Failure> {
+    match Agreement::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{}", w.display(&path.display().to_string()));
+            }
+            Ok(Arc::new(loaded.agreement))
+        }
+        Err(LoadError::Invalid { path, diagnostics }) => {
+            report(&path, &diagnostics);
+            Err(Failure::Reported)
+        }
+        Err(e) => Err(Failure::Input(e.into())),
+    }
+}
+
+/// Prints every diagnostic and a closing count, to stderr.
+pub fn report(path: &str, diagnostics: &[accord::agreement::Diagnostic]) {
+    for d in diagnostics {
+        eprintln!("{}", d.display(path));
+    }
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    if errors > 0 {
+        eprintln!("accord: {path}: {errors} error(s), {warnings} warning(s); the agreement cannot be used until the errors are fixed");
+    }
+}
+
+/// The pseudonym key from its file and id.
+#[derive(clap::Args, Clone)]
+pub struct KeyArgs {
+    /// File whose bytes, exactly, are the pseudonym key (at least 32 bytes).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: PathBuf,
+    /// The key's public id, written before every pseudonym (e.g. `k2026`).
+    #[arg(long, value_name = "ID")]
+    pub key_id: String,
+}
+
+impl KeyArgs {
+    pub fn pseudonymiser(&self) -> Result<Arc<Pseudonymiser>, Failure> {
+        Ok(Arc::new(Pseudonymiser::new(Key::from_file(&self.key_file, &self.key_id)?)))
+    }
+}

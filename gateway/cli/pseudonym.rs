@@ -1,0 +1,42 @@
+//! `accord pseudonym`: one worker's pseudonym for one purpose, so a DPO can answer an
+//! access request (SPEC section 3).
+
+use std::path::PathBuf;
+
+use accord::agreement::compile::parse_instant;
+use anyhow::anyhow;
+
+use super::{load_agreement, Failure, KeyArgs, Outcome};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The agreement in force (its domain and rotation decide the pseudonym).
+    #[arg(long, value_name = "FILE")]
+    agreement: PathBuf,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// The purpose whose pseudonym to compute.
+    #[arg(long)]
+    purpose: String,
+    /// A time in the period wanted (RFC 3339, or a date); required when the agreement rotates.
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// The value to pseudonymise, e.g. the worker's subject_id.
+    value: String,
+}
+
+pub fn run(args: Args) -> Outcome {
+    let agreement = load_agreement(&args.agreement)?;
+    if agreement.purpose_index(&args.purpose).is_none() {
+        let known: Vec<&str> = agreement.purposes.iter().map(|p| p.name.as_str()).collect();
+        return Err(Failure::Usage(anyhow!("purpose `{}` is not in the agreement (its purposes: {})", args.purpose, known.join(", "))));
+    }
+    let at = match (&args.at, agreement.rotate) {
+        (Some(t), _) => Some(parse_instant(t).ok_or_else(|| Failure::Usage(anyhow!("--at must be an RFC 3339 time or a date like 2026-03-02, not `{t}`")))?),
+        (None, Some(_)) => return Err(Failure::Usage(anyhow!("the agreement rotates pseudonyms, so --at is required to pick the period"))),
+        (None, None) => None,
+    };
+    let pseudonymiser = args.key.pseudonymiser()?;
+    println!("{}", pseudonymiser.pseudonym(&agreement, &args.purpose, at, &args.value));
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Generalisation of SPEC 2.4: rounding and bucketing numbers, truncating times.
+//!
+//! Rounding works on the shortest decimal form of the number (what the sensor sent
+//! and what a DPO reads), so 1.005 rounds to 1.01, half away from zero, as written.
+
+use std::io::Write as _;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+
+/// `x` rounded to `decimals` places, half away from zero, on its decimal digits.
+pub fn round(x: f64, decimals: u32) -> f64 {
+    if !x.is_finite() {
+        return x;
+    }
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(x.abs());
+    let Some((int, frac)) = text.split_once('.') else { return x };
+    if text.contains('e') || frac.len() <= decimals as usize {
+        return if text.contains('e') { fallback_round(x, decimals) } else { x };
+    }
+    // The kept digits as one integer, then one step up if the next digit is 5 or more.
+    let mut digits: u64 = 0;
+    for b in int.bytes().chain(frac.bytes().take(decimals as usize)) {
+        let Some(d) = digits.checked_mul(10).and_then(|d| d.checked_add(u64::from(b - b'0'))) else {
+            return fallback_round(x, decimals);
+        };
+        digits = d;
+    }
+    if frac.as_bytes()[decimals as usize] >= b'5' {
+        digits += 1;
+    }
+    if digits >= 1 << 53 {
+        return fallback_round(x, decimals);
+    }
+    // Both exact, and IEEE division rounds correctly: the nearest double to the decimal.
+    let rounded = digits as f64 / 10f64.powi(decimals as i32);
+    rounded.copysign(x)
+}
+
+fn fallback_round(x: f64, decimals: u32) -> f64 {
+    let m = 10f64.powi(decimals as i32);
+    let r = (x * m).round() / m;
+    if r.is_finite() {
+        r
+    } else {
+        x
+    }
+}
+
+/// `x` down to a multiple of `width`, cleaned to the decimals the width has.
+pub fn bucket(x: f64, width: f64) -> f64 {
+    let down = (x / width).floor() * width;
+    let mut buf = ryu::Buffer::new();
+    let w = buf.format_finite(width);
+    match w.split_once('.') {
+        Some((_, frac)) if !w.contains('e') && frac != "0" => round(down, frac.len() as u32),
+        _ => down.round(),
+    }
+}
+
+/// An integer down to a multiple of an integral width.
+pub fn bucket_int(x: i64, width: i64) -> i64 {
+    x.div_euclid(width) * width
+}
+
+/// Seconds since the epoch down to a multiple of `step` seconds.
+pub fn truncate(secs: i64, step: i64) -> i64 {
+    secs.div_euclid(step) * step
+}
+
+/// Writes `"YYYY-MM-DDTHH:MM:SSZ"` (quoted) for seconds since the epoch.
+pub fn write_utc(secs: i64, out: &mut Vec<u8>) {
+    let at = DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or_default();
+    let _ = write!(
+        out,
+        "\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z\"",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_half_away_from_zero_on_the_written_digits() {
+        assert_eq!(round(52.091_234, 3), 52.091);
+        assert_eq!(round(1.005, 2), 1.01);
+        assert_eq!(round(-1.005, 2), -1.01);
+        assert_eq!(round(2.5, 0), 3.0);
+        assert_eq!(round(-2.5, 0), -3.0);
+        assert_eq!(round(0.125, 2), 0.13);
+        assert_eq!(round(5.1, 3), 5.1);
+        assert_eq!(round(1e-10, 3), 0.0);
+        assert_eq!(round(123456.0, 0), 123456.0);
+    }
+
+    #[test]
+    fn buckets_go_down_to_a_multiple() {
+        assert_eq!(bucket(23.7, 5.0), 20.0);
+        assert_eq!(bucket(-0.5, 5.0), -5.0);
+        assert_eq!(bucket(2.37, 0.1), 2.3);
+        assert_eq!(bucket_int(17, 5), 15);
+        assert_eq!(bucket_int(-1, 5), -5);
+    }
+
+    #[test]
+    fn truncates_since_the_epoch_and_writes_utc() {
+        // 2026-03-02T10:07:31Z
+        let t = 1_772_446_051;
+        assert_eq!(truncate(t, 300) % 300, 0);
+        let mut out = Vec::new();
+        write_utc(truncate(t, 300), &mut out);
+        assert_eq!(out, b"\"2026-03-02T10:05:00Z\"");
+        assert_eq!(truncate(-1, 60), -60);
+    }
+}
