@@ -1,0 +1,43 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use accord::agreement::Agreement;
+use accord::engine::Engine;
+use accord::pseudonym::{Key, Pseudonymiser};
+
+pub const DEMO_KEY_ID: &str = "demo-2026";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn example(name: &str) -> PathBuf {
+    root().join("examples").join(name)
+}
+
+/// The `accord` binary built for these tests.
+pub fn accord() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_accord"))
+}
+
+pub fn demo_key() -> Vec<u8> {
+    std::fs::read(example("demo.key")).unwrap()
+}
+
+/// An engine for an agreement given as YAML text, with the demo key.
+pub fn engine_for(yaml: &str) -> Engine {
+    let agreement = match Agreement::parse(yaml.as_bytes()) {
+        Ok(l) => l.agreement,
+        Err(d) => panic!("agreement does not check: {d:#?}"),
+    };
+    Engine::new(Arc::new(agreement), Arc::new(Pseudonymiser::new(Key::new(&demo_key(), DEMO_KEY_ID).unwrap())))
+}
+
+/// An engine for the example agreement.
+pub fn example_engine() -> Engine {
+    engine_for(&std::fs::read_to_string(example("agreement.yaml")).unwrap())
+}

@@ -1,0 +1,10 @@
+//! Accord's integration tests, in one binary (faster to build than one per file).
+//!
+//! - `engine`: SPEC 2.1 through the library, agreement fixtures, property tests.
+//! - `cli`: the `accord` binary as users run it (check, run, explain, pseudonym).
+//! - `kafka`: the gateway against a real Apache Kafka broker (see scripts/test.sh).
+
+mod common;
+mod cli;
+mod engine;
+mod kafka;
