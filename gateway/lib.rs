@@ -13,3 +13,4 @@ pub mod engine;
 pub mod filemode;
 pub mod tally;
 pub mod explain;
+pub mod config;
