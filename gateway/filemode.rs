@@ -35,7 +35,7 @@ impl Sink {
         let mut files = HashMap::new();
         for (i, p) in engine.agreement().purposes.iter().enumerate() {
             let path: PathBuf = dir.join(format!("{}.{ext}", p.topic));
-            files.insert(i as u8, BufWriter::new(File::create(path)?));
+            files.insert(i as u8, BufWriter::with_capacity(1 << 18, File::create(path)?));
         }
         let quarantine = BufWriter::new(File::create(dir.join("quarantine.jsonl"))?);
         Ok(Sink::Dir { files, quarantine })

@@ -6,7 +6,6 @@
 //! few thousand workers and each appears in many events. The key never leaves this
 //! module: it is not `Debug`, not `Display`, and never in an error.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use chrono::{DateTime, Datelike, Utc};
@@ -86,7 +85,7 @@ impl Key {
 /// Computes pseudonyms for one agreement's domains, with a cache.
 pub struct Pseudonymiser {
     key: Key,
-    cache: DashMap<Box<[u8]>, [u8; 32]>,
+    cache: DashMap<Box<[u8]>, [u8; 32], foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for Pseudonymiser {
@@ -97,7 +96,7 @@ impl std::fmt::Debug for Pseudonymiser {
 
 impl Pseudonymiser {
     pub fn new(key: Key) -> Pseudonymiser {
-        Pseudonymiser { key, cache: DashMap::new() }
+        Pseudonymiser { key, cache: DashMap::default() }
     }
 
     pub fn key_id(&self) -> &str {
@@ -154,16 +153,17 @@ pub fn domain<'a>(agreement: &'a Agreement, purpose: &'a str) -> &'a str {
 
 /// `2026-03-02`, `2026-W10` or `2026-03`: the period of `at` in UTC.
 pub fn write_period(rotate: Rotate, at: DateTime<Utc>, buf: &mut Vec<u8>) {
-    let mut s = ArrayString::default();
-    let _ = match rotate {
-        Rotate::Daily => write!(s, "{:04}-{:02}-{:02}", at.year(), at.month(), at.day()),
+    use crate::engine::generalise::{two_digits, write_date, write_year};
+    match rotate {
+        Rotate::Daily => write_date(at.year(), at.month(), Some(at.day()), buf),
         Rotate::Weekly => {
             let w = at.iso_week();
-            write!(s, "{:04}-W{:02}", w.year(), w.week())
+            write_year(w.year(), buf);
+            buf.extend_from_slice(b"-W");
+            two_digits(w.week(), buf);
         }
-        Rotate::Monthly => write!(s, "{:04}-{:02}", at.year(), at.month()),
-    };
-    buf.extend_from_slice(s.as_bytes());
+        Rotate::Monthly => write_date(at.year(), at.month(), None, buf),
+    }
 }
 
 /// The period as text (for the CLI and the audit trail).
@@ -171,31 +171,6 @@ pub fn period(rotate: Rotate, at: DateTime<Utc>) -> String {
     let mut buf = Vec::new();
     write_period(rotate, at, &mut buf);
     String::from_utf8(buf).expect("ASCII")
-}
-
-/// A small stack string, so writing a period allocates nothing.
-#[derive(Default)]
-struct ArrayString {
-    buf: [u8; 24],
-    len: usize,
-}
-
-impl ArrayString {
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-impl std::fmt::Write for ArrayString {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        if end > self.buf.len() {
-            return Err(std::fmt::Error);
-        }
-        self.buf[self.len..end].copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// What the law and the agreement say about a data category.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
@@ -65,14 +67,14 @@ pub type CategoryId = u16;
 pub struct Taxonomy {
     /// Known category names (lowercase) and their class. Index = [`CategoryId`].
     categories: Vec<(String, Class)>,
-    by_name: HashMap<String, CategoryId>,
+    by_name: Map<String, CategoryId>,
     /// Attribute name (lowercase) -> category.
-    fields: HashMap<String, CategoryId>,
+    fields: Map<String, CategoryId>,
 }
 
 impl Default for Taxonomy {
     fn default() -> Self {
-        let mut t = Taxonomy { categories: Vec::new(), by_name: HashMap::new(), fields: HashMap::new() };
+        let mut t = Taxonomy { categories: Vec::new(), by_name: Map::default(), fields: Map::default() };
         for (name, _) in PROHIBITED {
             t.set_class(name, Class::Prohibited);
         }

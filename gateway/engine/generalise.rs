@@ -14,9 +14,12 @@ pub fn round(x: f64, decimals: u32) -> f64 {
     }
     let mut buf = ryu::Buffer::new();
     let text = buf.format_finite(x.abs());
+    if text.contains('e') {
+        return fallback_round(x, decimals);
+    }
     let Some((int, frac)) = text.split_once('.') else { return x };
-    if text.contains('e') || frac.len() <= decimals as usize {
-        return if text.contains('e') { fallback_round(x, decimals) } else { x };
+    if frac.len() <= decimals as usize {
+        return x;
     }
     // The kept digits as one integer, then one step up if the next digit is 5 or more.
     let mut digits: u64 = 0;
@@ -71,16 +74,42 @@ pub fn truncate(secs: i64, step: i64) -> i64 {
 /// Writes `"YYYY-MM-DDTHH:MM:SSZ"` (quoted) for seconds since the epoch.
 pub fn write_utc(secs: i64, out: &mut Vec<u8>) {
     let at = DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or_default();
-    let _ = write!(
-        out,
-        "\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z\"",
-        at.year(),
-        at.month(),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    );
+    out.push(b'"');
+    write_date(at.year(), at.month(), Some(at.day()), out);
+    out.push(b'T');
+    for (i, n) in [at.hour(), at.minute(), at.second()].into_iter().enumerate() {
+        if i > 0 {
+            out.push(b':');
+        }
+        two_digits(n, out);
+    }
+    out.extend_from_slice(b"Z\"");
+}
+
+/// `YYYY-MM` or `YYYY-MM-DD`, without the formatting machinery (hot path).
+pub fn write_date(year: i32, month: u32, day: Option<u32>, out: &mut Vec<u8>) {
+    write_year(year, out);
+    out.push(b'-');
+    two_digits(month, out);
+    if let Some(day) = day {
+        out.push(b'-');
+        two_digits(day, out);
+    }
+}
+
+pub fn write_year(year: i32, out: &mut Vec<u8>) {
+    if (0..=9999).contains(&year) {
+        let y = year as u32;
+        two_digits(y / 100, out);
+        two_digits(y % 100, out);
+    } else {
+        let _ = write!(out, "{year:04}");
+    }
+}
+
+pub fn two_digits(n: u32, out: &mut Vec<u8>) {
+    out.push(b'0' + (n / 10 % 10) as u8);
+    out.push(b'0' + (n % 10) as u8);
 }
 
 #[cfg(test)]

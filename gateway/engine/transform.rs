@@ -14,7 +14,6 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 use super::generalise;
 use super::{Decision, Engine, FieldCounts, Output, Outputs};
@@ -193,7 +192,9 @@ impl Writer<'_> {
                 (Some(FieldOp::Keep), Some(c)) if !c.children.is_empty() && is_object => self.object(value, c, true, &sub, buf)?,
                 (Some(FieldOp::Keep), _) => {
                     self.copy(value, &sub, buf)?;
-                    self.note(path, name, Treatment::Kept);
+                    if child.is_some() {
+                        self.note(path, name, Treatment::Kept);
+                    }
                     true
                 }
                 (Some(op), _) => {
@@ -227,51 +228,32 @@ impl Writer<'_> {
         Ok(true)
     }
 
-    /// A kept value: scalars as written; objects and arrays without forbidden members.
+    /// A kept value: scalars as written; objects and arrays streamed member by member
+    /// without the members the taxonomy forbids for this purpose. Recursion is bounded:
+    /// decoding refused anything nested deeper than `MAX_DEPTH`.
     fn copy(&mut self, raw: &RawValue, path: &str, buf: &mut Vec<u8>) -> Result<(), Malformed> {
         let text = raw.get();
-        if !(text.starts_with('{') || text.starts_with('[')) {
-            buf.extend_from_slice(text.as_bytes());
-            return Ok(());
-        }
-        let value: Value = serde_json::from_str(text).map_err(|_| Malformed::TooDeep)?;
-        self.filtered(&value, path, buf);
-        Ok(())
-    }
-
-    fn filtered(&mut self, value: &Value, path: &str, buf: &mut Vec<u8>) {
-        match value {
-            Value::Object(map) => {
-                buf.push(b'{');
+        match text.as_bytes().first() {
+            Some(b'{') => {
+                if !self.object(raw, &EVERYTHING, true, path, buf)? {
+                    buf.extend_from_slice(b"{}");
+                }
+            }
+            Some(b'[') => {
+                buf.push(b'[');
                 let mut first = true;
-                for (name, v) in map {
-                    if let Err(why) = self.allowed(name) {
-                        self.note(path, name, Treatment::Removed(why));
-                        continue;
-                    }
+                for_each_element(raw, |item| {
                     if !first {
                         buf.push(b',');
                     }
                     first = false;
-                    write_str(buf, name);
-                    buf.push(b':');
-                    let sub = self.sub_path(path, name);
-                    self.filtered(v, &sub, buf);
-                }
-                buf.push(b'}');
-            }
-            Value::Array(items) => {
-                buf.push(b'[');
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        buf.push(b',');
-                    }
-                    self.filtered(v, path, buf);
-                }
+                    self.copy(item, path, buf)
+                })?;
                 buf.push(b']');
             }
-            scalar => serde_json::to_writer(&mut *buf, scalar).expect("writing to a Vec cannot fail"),
+            _ => buf.extend_from_slice(text.as_bytes()),
         }
+        Ok(())
     }
 
     /// Pseudonymises or generalises a raw value; false if its type does not fit.
@@ -381,6 +363,48 @@ fn write_f64(buf: &mut Vec<u8>, x: f64) {
         buf.extend_from_slice(b.format_finite(x).as_bytes());
     } else {
         buf.extend_from_slice(b"null");
+    }
+}
+
+/// The selector of a kept value: no paths of its own, everything kept.
+static EVERYTHING: Selector = Selector { op: None, children: Vec::new() };
+
+/// Calls `f` for each element of a raw JSON array, in order.
+fn for_each_element<'a, F>(raw: &'a RawValue, f: F) -> Result<(), Malformed>
+where
+    F: FnMut(&'a RawValue) -> Result<(), Malformed>,
+{
+    let mut failure = None;
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    match de.deserialize_seq(Elements { f, failure: &mut failure }) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(failure.unwrap_or(Malformed::NotJson)),
+    }
+}
+
+struct Elements<'w, F> {
+    f: F,
+    failure: &'w mut Option<Malformed>,
+}
+
+impl<'de, F> Visitor<'de> for Elements<'_, F>
+where
+    F: FnMut(&'de RawValue) -> Result<(), Malformed>,
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            if let Err(m) = (self.f)(item) {
+                *self.failure = Some(m);
+                return Err(de::Error::custom("malformed"));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -19,16 +19,22 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Malformed> {
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(Malformed::TooLarge);
     }
-    let text = std::str::from_utf8(bytes).map_err(|_| Malformed::NotUtf8)?;
     let why = Cell::new(None);
-    let mut de = serde_json::Deserializer::from_str(text);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
     let fields = match de.deserialize_map(TopLevel { why: &why }).and_then(|f| de.end().map(|_| f)) {
         Ok(fields) => fields,
         Err(e) => {
-            return Err(why.get().unwrap_or(match e.classify() {
+            if let Some(why) = why.get() {
+                return Err(why);
+            }
+            // Only on failure: was it the encoding?
+            if std::str::from_utf8(bytes).is_err() {
+                return Err(Malformed::NotUtf8);
+            }
+            return Err(match e.classify() {
                 serde_json::error::Category::Data => Malformed::NotAnObject,
                 _ => Malformed::NotJson,
-            }))
+            });
         }
     };
     let occurred_at_text = required(fields.occurred_at, "occurred_at")?;

@@ -88,6 +88,10 @@ pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, Malformed> {
 
 /// How deeply `json` nests (objects and arrays), stopping early past `limit`.
 pub fn nesting_exceeds(json: &[u8], limit: usize) -> bool {
+    // Fast path: fewer openers than the limit cannot nest deeper than it.
+    if json.iter().filter(|&&b| b == b'{' || b == b'[').count() <= limit {
+        return false;
+    }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in json {
         if in_string {
