@@ -51,7 +51,7 @@ fn main() {
         let start = Instant::now();
         let mut reader = BufReader::with_capacity(1 << 16, File::open(&input).unwrap());
         let mut sink = Sink::dir(&dir.path().join("out"), &engine, Format::Json).unwrap();
-        let tally = filemode::run(&engine, &mut reader, Format::Json, &mut sink, Format::Json).unwrap();
+        let tally = filemode::run(&engine, &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, _| {}).unwrap();
         let accord = start.elapsed().as_secs_f64();
         assert_eq!(tally.received, n as u64);
         println!(

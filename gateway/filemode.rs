@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, Outputs, Verdict};
 use crate::event::{proto, Format, Malformed, MAX_EVENT_BYTES};
@@ -65,15 +66,27 @@ impl Sink {
     }
 }
 
+/// Events per batch handed to the observer.
+pub const BATCH: u64 = 1024;
+
 /// Runs the engine over every event of `input`; returns what was enforced.
 /// Only I/O errors stop the run: every bad event is counted and quarantined.
-pub fn run(engine: &Engine, input: &mut dyn BufRead, in_format: Format, sink: &mut Sink, out_format: Format) -> io::Result<Tally> {
-    let mut tally = Tally::new(engine.agreement());
+/// `observe` receives each batch's tally and processing time (metrics, audit).
+pub fn run(engine: &Engine, input: &mut dyn BufRead, in_format: Format, sink: &mut Sink, out_format: Format, observe: &mut dyn FnMut(&Tally, Duration)) -> io::Result<Tally> {
+    let mut total = Tally::new(engine.agreement());
+    let mut tally = total.clone();
+    let mut started = Instant::now();
     let mut outputs = Outputs::default();
     let mut record = Vec::with_capacity(4096);
     let mut encoded = Vec::new();
     let mut number = 0u64;
     loop {
+        if tally.received >= BATCH {
+            observe(&tally, started.elapsed());
+            total.merge(&tally);
+            tally.reset();
+            started = Instant::now();
+        }
         let read = match in_format {
             Format::Json => read_line(input, &mut record)?,
             Format::Proto => read_delimited(input, &mut record)?,
@@ -124,7 +137,9 @@ pub fn run(engine: &Engine, input: &mut dyn BufRead, in_format: Format, sink: &m
         }
     }
     sink.flush()?;
-    Ok(tally)
+    observe(&tally, started.elapsed());
+    total.merge(&tally);
+    Ok(total)
 }
 
 enum Read {

@@ -6,11 +6,14 @@
 //! events; [`pseudonym`] computes the keyed pseudonyms; [`filemode`] is the thin shell
 //! that runs the engine over files.
 
+pub mod admin;
 pub mod agreement;
+pub mod audit;
 pub mod pseudonym;
 pub mod event;
 pub mod engine;
 pub mod filemode;
+pub mod observe;
 pub mod tally;
 pub mod explain;
 pub mod config;

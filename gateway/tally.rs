@@ -84,6 +84,15 @@ impl Tally {
         })
     }
 
+    /// Zeroes every counter, keeping the shape (for reuse per batch).
+    pub fn reset(&mut self) {
+        self.received = 0;
+        self.forwarded_events = 0;
+        for v in [&mut self.forwarded, &mut self.dropped, &mut self.fields_removed, &mut self.fields_generalised, &mut self.fields_pseudonymised] {
+            v.iter_mut().for_each(|x| *x = 0);
+        }
+    }
+
     /// Adds another tally of the same agreement.
     pub fn merge(&mut self, other: &Tally) {
         self.received += other.received;

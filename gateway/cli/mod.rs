@@ -6,6 +6,7 @@
 mod check;
 mod demo;
 mod explain;
+mod observe;
 mod pseudonym;
 mod run;
 

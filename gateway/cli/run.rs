@@ -28,6 +28,8 @@ pub struct Args {
     /// Encoding of input and output: JSON Lines, or varint length-delimited protobuf.
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
+    #[command(flatten)]
+    observe: super::observe::ObserveArgs,
 }
 
 pub fn run(args: Args) -> Outcome {
@@ -44,13 +46,24 @@ pub fn run(args: Args) -> Outcome {
     } else {
         Sink::dir(args.output.as_ref(), &engine, args.format).with_context(|| format!("cannot write to the output directory {}", args.output))?
     };
-    let tally = filemode::run(&engine, &mut input, args.format, &mut sink, args.format).map_err(|e| {
+    let mut observing = args.observe.start(&agreement, "file", if args.input == "-" { "stdin" } else { "file" })?;
+    let mut audit_error = None;
+    let mut observe = |t: &accord::tally::Tally, elapsed| {
+        if let Err(e) = observing.observer.batch(t, elapsed) {
+            audit_error.get_or_insert(e);
+        }
+    };
+    let tally = filemode::run(&engine, &mut input, args.format, &mut sink, args.format, &mut observe).map_err(|e| {
         if e.kind() == io::ErrorKind::BrokenPipe {
             Failure::Reported
         } else {
             Failure::Input(anyhow::Error::new(e).context("the run stopped"))
         }
     })?;
+    if let Some(e) = audit_error {
+        return Err(e.into());
+    }
+    observing.finish(&tally)?;
     eprint!("{}", tally.summary(&agreement));
     Ok(())
 }
