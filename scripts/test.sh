@@ -38,6 +38,18 @@ else
     say "using the existing Kafka broker at $ACCORD_KAFKA_BOOTSTRAP"
 fi
 
+# Headless Chromium renders the HTML pages in the tests (Debian's package).
+if ! command -v chromium >/dev/null; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        say "installing Debian's chromium for the HTML page tests"
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+    else
+        say "error: the HTML page tests need Debian's \`chromium\`; install it (apt-get install chromium) or run as root"
+        exit 1
+    fi
+fi
+
 say "checking that the benchmarks build"
 cargo check --locked --benches --quiet
 

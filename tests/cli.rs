@@ -298,10 +298,12 @@ fn explain_walks_a_dpo_through_each_step() {
 
 #[test]
 fn pseudonym_answers_an_access_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("audit.jsonl");
     let args = |purpose: &str, at: Option<&str>| {
         let mut c = accord();
         c.args(["pseudonym", "--agreement"]).arg(example("agreement.yaml")).arg("--key-file").arg(example("demo.key"));
-        c.args(["--key-id", "demo-2026", "--purpose", purpose]);
+        c.args(["--key-id", "demo-2026", "--purpose", purpose, "--reason", "access request 2026-114", "--audit"]).arg(&trail);
         if let Some(at) = at {
             c.args(["--at", at]);
         }
@@ -311,6 +313,14 @@ fn pseudonym_answers_an_access_request() {
     let out = args("planning", Some("2026-03-03T10:00:00+01:00"));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "demo-2026:86b3838a81e4ac3e312e8d16c553b0a5");
+    // The look-up is in the trail: purpose, period and reason, never the value or the result.
+    let recorded = std::fs::read_to_string(&trail).unwrap();
+    assert_eq!(recorded.lines().count(), 1);
+    let record: Value = serde_json::from_str(recorded.lines().next().unwrap()).unwrap();
+    assert_eq!(record["kind"], "pseudonym_lookup");
+    assert_eq!(record["content"]["period"], "2026-W10");
+    assert_eq!(record["content"]["reason"], "access request 2026-114");
+    assert!(!recorded.contains("emp-00417") && !recorded.contains("86b3838a81e4ac3e"));
     // The agreement rotates: without --at the period is unknown (usage error).
     let out = args("planning", None);
     assert_eq!(out.status.code(), Some(2));

@@ -41,3 +41,27 @@ pub fn engine_for(yaml: &str) -> Engine {
 pub fn example_engine() -> Engine {
     engine_for(&std::fs::read_to_string(example("agreement.yaml")).unwrap())
 }
+
+/// Renders a local HTML file in headless Chromium: its DOM as text, and a screenshot
+/// written to `png`. Fails, saying why, when Chromium is missing.
+pub fn chromium(html: &std::path::Path, png: &std::path::Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let base = |c: &mut std::process::Command| {
+        c.args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            .arg(format!("--user-data-dir={}", profile.path().display()));
+    };
+    let mut shot = std::process::Command::new("chromium");
+    base(&mut shot);
+    let status = shot
+        .arg("--window-size=1100,1600")
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display()))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run chromium ({e}): scripts/test.sh installs Debian's chromium"));
+    assert!(status.success(), "chromium failed on {}", html.display());
+    let mut dom = std::process::Command::new("chromium");
+    base(&mut dom);
+    let out = dom.arg("--dump-dom").arg(format!("file://{}", html.display())).stderr(std::process::Stdio::null()).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

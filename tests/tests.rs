@@ -5,6 +5,7 @@
 //! - `kafka`: the gateway against a real Apache Kafka broker (see scripts/test.sh).
 
 mod common;
+mod audit;
 mod cli;
 mod engine;
 mod kafka;

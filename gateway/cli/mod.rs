@@ -3,6 +3,7 @@
 //! Every error is printed to stderr as one sentence, `accord: error: ...`, and
 //! never holds a secret or a raw identifier.
 
+mod audit;
 mod check;
 mod demo;
 mod explain;
@@ -41,6 +42,8 @@ enum Command {
     Pseudonym(pseudonym::Args),
     /// Run file mode on the built-in example site (no files or broker needed).
     Demo(demo::Args),
+    /// Verify an audit trail, or report what it says about a period.
+    Audit(audit::Args),
 }
 
 /// A failure that decides the exit status.
@@ -69,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Pseudonym(args) => pseudonym::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use accord::agreement::compile::parse_instant;
+use accord::audit::{AuditTrail, Kind};
 use anyhow::anyhow;
 
 use super::{load_agreement, Failure, KeyArgs, Outcome};
@@ -21,6 +22,12 @@ pub struct Args {
     /// A time in the period wanted (RFC 3339, or a date); required when the agreement rotates.
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
+    /// Why the look-up is made (e.g. "access request 2026-114"); written to the trail.
+    #[arg(long)]
+    reason: String,
+    /// The audit trail the look-up is recorded in.
+    #[arg(long, value_name = "FILE", env = "ACCORD_AUDIT_FILE")]
+    audit: PathBuf,
     /// The value to pseudonymise, e.g. the worker's subject_id.
     value: String,
 }
@@ -36,7 +43,21 @@ pub fn run(args: Args) -> Outcome {
         (None, Some(_)) => return Err(Failure::Usage(anyhow!("the agreement rotates pseudonyms, so --at is required to pick the period"))),
         (None, None) => None,
     };
+    if args.reason.trim().is_empty() {
+        return Err(Failure::Usage(anyhow!("--reason must say why the look-up is made")));
+    }
     let pseudonymiser = args.key.pseudonymiser()?;
-    println!("{}", pseudonymiser.pseudonym(&agreement, &args.purpose, at, &args.value));
+    let pseudonym = pseudonymiser.pseudonym(&agreement, &args.purpose, at, &args.value);
+    // Recorded before it is shown: no look-up leaves without its trace.
+    let trail = AuditTrail::open(&args.audit)?;
+    let period = match (agreement.rotate, at) {
+        (Some(rotate), Some(at)) => Some(accord::pseudonym::period(rotate, at)),
+        _ => None,
+    };
+    trail.append(
+        Kind::PseudonymLookup,
+        serde_json::json!({"agreement": agreement.id, "version": agreement.version, "purpose": args.purpose, "period": period, "key_id": pseudonymiser.key_id(), "reason": args.reason}),
+    )?;
+    println!("{pseudonym}");
     Ok(())
 }
