@@ -1,30 +1,48 @@
-//! `accord run`: file mode (`--agreement --key-file --key-id --input --output`).
+//! `accord run`: file mode (`--agreement --key-file --key-id --input --output`), or
+//! Kafka mode (`--config GATEWAY.yaml`), which runs until SIGTERM or SIGINT.
+//!
+//! In Kafka mode a signal asks the pipeline to stop taking records, drain what is in
+//! flight and commit; the process exits 0 once it has, and in any case within the
+//! drain timeout plus ten seconds. A second signal stops it at once (exit 1); nothing
+//! is lost either way, the records not committed are consumed again after a restart.
 
 use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use accord::config::Config;
 use accord::engine::Engine;
 use accord::event::Format;
 use accord::filemode::{self, Sink};
+use accord::kafka::{Pipeline, Shutdown, Stage};
 use anyhow::Context;
 
-use super::{load_agreement, KeyArgs, Failure, Outcome};
+use super::{load_agreement, Failure, KeyArgs, Outcome};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Kafka mode: the gateway configuration (brokers, topics, delivery, the agreement
+    /// and key files). Runs until SIGTERM or SIGINT.
+    #[arg(long, value_name = "GATEWAY.yaml", conflicts_with_all = ["agreement", "key_file", "key_id", "input", "output", "format"])]
+    config: Option<PathBuf>,
     /// The agreement to enforce.
-    #[arg(long, value_name = "FILE")]
-    agreement: PathBuf,
-    #[command(flatten)]
-    key: KeyArgs,
+    #[arg(long, value_name = "FILE", required_unless_present = "config")]
+    agreement: Option<PathBuf>,
+    /// File whose bytes, exactly, are the pseudonym key (at least 32 bytes).
+    #[arg(long, value_name = "FILE", required_unless_present = "config")]
+    key_file: Option<PathBuf>,
+    /// The key's public id, written before every pseudonym (e.g. `k2026`).
+    #[arg(long, value_name = "ID", required_unless_present = "config")]
+    key_id: Option<String>,
     /// Events to read: a file, or `-` for stdin.
-    #[arg(long, value_name = "FILE|-")]
-    input: String,
+    #[arg(long, value_name = "FILE|-", required_unless_present = "config")]
+    input: Option<String>,
     /// `-` for stdout (every output in input order), or a directory that receives one
     /// file per purpose topic and `quarantine.jsonl`.
-    #[arg(long, value_name = "DIR|-")]
-    output: String,
+    #[arg(long, value_name = "DIR|-", required_unless_present = "config")]
+    output: Option<String>,
     /// Encoding of input and output: JSON Lines, or varint length-delimited protobuf.
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
@@ -33,27 +51,39 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Outcome {
-    let agreement = load_agreement(&args.agreement)?;
-    let engine = Engine::new(agreement.clone(), args.key.pseudonymiser()?);
-    let mut input: Box<dyn io::BufRead> = if args.input == "-" {
+    match args.config {
+        Some(config) => run_kafka(&config, args.observe),
+        None => run_file(args),
+    }
+}
+
+fn run_file(args: Args) -> Outcome {
+    let (Some(agreement), Some(key_file), Some(key_id), Some(input), Some(output)) = (args.agreement, args.key_file, args.key_id, args.input, args.output)
+    else {
+        unreachable!("clap requires the file-mode flags without --config");
+    };
+    let agreement_path = agreement;
+    let agreement = load_agreement(&agreement_path)?;
+    let engine = Engine::new(agreement.clone(), KeyArgs { key_file, key_id }.pseudonymiser()?);
+    let mut input_stream: Box<dyn io::BufRead> = if input == "-" {
         Box::new(io::stdin().lock())
     } else {
-        let file = File::open(&args.input).with_context(|| format!("cannot open the input {}", args.input))?;
+        let file = File::open(&input).with_context(|| format!("cannot open the input {input}"))?;
         Box::new(BufReader::with_capacity(1 << 16, file))
     };
-    let mut sink = if args.output == "-" {
+    let mut sink = if output == "-" {
         Sink::Stream { out: Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock())), notes: Box::new(io::stderr()) }
     } else {
-        Sink::dir(args.output.as_ref(), &engine, args.format).with_context(|| format!("cannot write to the output directory {}", args.output))?
+        Sink::dir(output.as_ref(), &engine, args.format).with_context(|| format!("cannot write to the output directory {output}"))?
     };
-    let mut observing = args.observe.start(&agreement, "file", if args.input == "-" { "stdin" } else { "file" })?;
+    let mut observing = args.observe.start(&agreement, "file", if input == "-" { "stdin" } else { "file" })?;
     let mut audit_error = None;
     let mut observe = |t: &accord::tally::Tally, elapsed| {
         if let Err(e) = observing.observer.batch(t, elapsed) {
             audit_error.get_or_insert(e);
         }
     };
-    let tally = filemode::run(&engine, &mut input, args.format, &mut sink, args.format, &mut observe).map_err(|e| {
+    let tally = filemode::run(&engine, &mut input_stream, args.format, &mut sink, args.format, &mut observe).map_err(|e| {
         if e.kind() == io::ErrorKind::BrokenPipe {
             Failure::Reported
         } else {
@@ -66,4 +96,102 @@ pub fn run(args: Args) -> Outcome {
     observing.finish(&tally)?;
     eprint!("{}", tally.summary(&agreement));
     Ok(())
+}
+
+fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Outcome {
+    let config = Config::load(path)?;
+    let agreement = load_agreement(&config.agreement)?;
+    let key = KeyArgs { key_file: config.key_file.clone(), key_id: config.key_id.clone() };
+    let engine = Arc::new(Engine::new(agreement.clone(), key.pseudonymiser()?));
+    let observe = super::observe::ObserveArgs { admin: observe.admin.or(config.admin), ..observe };
+    let observing = Arc::new(Mutex::new(observe.start(&agreement, "kafka", "kafka")?));
+    let audit_error = Arc::new(Mutex::new(None));
+    let on_batch = {
+        let (observing, audit_error) = (observing.clone(), audit_error.clone());
+        Box::new(move |t: &accord::tally::Tally, elapsed: Duration| {
+            if let Err(e) = observing.lock().unwrap_or_else(|e| e.into_inner()).observer.batch(t, elapsed) {
+                audit_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+            }
+        })
+    };
+
+    let kafka = config.kafka.clone();
+    let grace = kafka.limits.drain_timeout + Duration::from_secs(10);
+    let shutdown = Shutdown::new();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
+    let summary = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let stop = shutdown.clone();
+        let mut pipeline = tokio::task::spawn_blocking(move || Pipeline { kafka: &kafka, stage: Stage::Enforce(engine), shutdown: stop, on_batch: Some(on_batch) }.run());
+        let signalled = tokio::select! {
+            r = &mut pipeline => return r.context("the pipeline panicked"),
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        eprintln!("accord: {signalled}: stopping (drain, commit, exit; at most {grace:?})");
+        shutdown.request();
+        tokio::select! {
+            r = &mut pipeline => r.context("the pipeline panicked"),
+            _ = term.recv() => stop_now("a second signal"),
+            _ = int.recv() => stop_now("a second signal"),
+            _ = tokio::time::sleep(grace) => {
+                eprintln!("accord: did not stop within {grace:?}; exiting anyway (records not committed are consumed again after a restart)");
+                std::process::exit(0)
+            }
+        }
+    })?;
+    let summary = summary?;
+    if let Some(e) = audit_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(e.into());
+    }
+    if let Some(tally) = &summary.tally {
+        let observing = Arc::try_unwrap(observing).ok().expect("the pipeline has stopped").into_inner().unwrap_or_else(|e| e.into_inner());
+        observing.finish(tally)?;
+        eprint!("{}", tally.summary(&agreement));
+    }
+    Ok(())
+}
+
+fn stop_now(why: &str) -> ! {
+    eprintln!("accord: {why}: stopping at once (records not committed are consumed again after a restart)");
+    std::process::exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: super::Args,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("run").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn config_alone_is_kafka_mode() {
+        let cli = parse(&["--config", "gw.yaml"]).unwrap();
+        assert_eq!(cli.run.config.as_deref(), Some(std::path::Path::new("gw.yaml")));
+    }
+
+    #[test]
+    fn config_conflicts_with_file_mode_flags() {
+        let e = parse(&["--config", "gw.yaml", "--input", "-"]).err().unwrap();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let e = parse(&["--config", "gw.yaml", "--format", "proto"]).err().unwrap();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn file_mode_flags_are_required_without_config() {
+        let e = parse(&["--agreement", "a.yaml", "--input", "-"]).err().unwrap();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let args = ["--agreement", "a.yaml", "--key-file", "k", "--key-id", "k1", "--input", "-", "--output", "-"];
+        assert!(parse(&args).is_ok());
+    }
 }
