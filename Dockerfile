@@ -1,0 +1,75 @@
+# syntax=docker/dockerfile:1
+#
+# Accord's container image: a Rust build stage, then a slim Debian runtime.
+#
+#   docker build -t accord:0.1.0 .
+#   docker run --rm accord:0.1.0 demo --output /tmp/out      # the built-in example site
+#
+# The image runs as the non-root user `accord` (UID and GID 10001) and writes
+# nothing outside /tmp, so it runs with a read-only root filesystem; the Helm chart
+# under helm/accord mounts an emptyDir on /tmp and sets readOnlyRootFilesystem.
+# Kafka mode: `accord run --config /etc/accord/gateway.yaml` (the chart's default).
+#
+# Not built on the machine this was written on (it has no Docker engine): the
+# build stage runs the same `cargo build --release --locked` as the tests do.
+
+ARG RUST_VERSION=1
+ARG DEBIAN_RELEASE=bookworm
+
+# ---------------------------------------------------------------- build ----
+FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
+
+# rdkafka builds its bundled librdkafka with ./configure and make (no cmake):
+# a C toolchain, make, perl and pkg-config; the `ssl` feature links the system
+# OpenSSL (libssl-dev) and librdkafka's compression links zlib (zlib1g-dev).
+# protoc is not needed: build.rs compiles schemas/ with protox.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+        build-essential make perl pkg-config libssl-dev zlib1g-dev \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+# Everything Cargo.toml names (the library, the binary, the test and bench
+# targets), the protobuf schemas build.rs compiles, and the examples that
+# `accord demo` embeds. .dockerignore keeps target/ and the rest out.
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY schemas ./schemas
+COPY gateway ./gateway
+COPY examples ./examples
+COPY tests ./tests
+COPY benches ./benches
+
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin accord \
+ && install -D -m 0755 target/release/accord /out/accord
+
+# -------------------------------------------------------------- runtime ----
+FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+
+# libssl3 and zlib1g for librdkafka (TLS, compression); ca-certificates so that
+# `security.protocol: ssl` / `sasl_ssl` verify public CAs without extra mounts.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 zlib1g \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 accord \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin accord \
+ && mkdir -p /etc/accord \
+ && chown root:root /etc/accord && chmod 0755 /etc/accord
+
+COPY --from=build /out/accord /usr/local/bin/accord
+
+LABEL org.opencontainers.image.title="accord" \
+      org.opencontainers.image.description="Streaming gateway that holds workplace sensor data to a works-council agreement" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+# Numeric, so that Kubernetes' runAsNonRoot can verify it without a passwd lookup.
+USER 10001:10001
+WORKDIR /tmp
+# The admin server (metrics, /healthz, /readyz) listens here by the chart's config.
+EXPOSE 9464
+# SIGTERM drains in-flight deliveries, commits and exits 0 (limits.drain_timeout).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["accord"]
+CMD ["run", "--config", "/etc/accord/gateway.yaml"]
