@@ -25,7 +25,7 @@ fn main() {
     let bytes = workload::write_events(n, &mut BufWriter::new(File::create(&input).unwrap())).unwrap();
     println!("workload: {n} events, {:.0} bytes each on average, {}", bytes as f64 / n as f64, input.display());
 
-    let engine = workload::engine();
+    let engine = std::sync::Arc::new(workload::engine());
     let rounds = 5;
     let (mut best_base, mut best_accord) = (f64::MAX, f64::MAX);
     for round in 1..=rounds {
@@ -51,14 +51,14 @@ fn main() {
         let start = Instant::now();
         let mut reader = BufReader::with_capacity(1 << 16, File::open(&input).unwrap());
         let mut sink = Sink::dir(&dir.path().join("out"), &engine, Format::Json).unwrap();
-        let tally = filemode::run(&engine, &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, _| {}).unwrap();
+        let tally = filemode::run(&engine, &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, _, _| {}).unwrap();
         let accord = start.elapsed().as_secs_f64();
-        assert_eq!(tally.received, n as u64);
+        assert_eq!(tally.received(), n as u64);
         println!(
             "round {round}: baseline {:>9.0} events/s ({parsed} parsed)   accord {:>9.0} events/s ({} forwarded, {} dropped)",
             n as f64 / base,
             n as f64 / accord,
-            tally.forwarded_events,
+            tally.forwarded_events(),
             tally.dropped_total()
         );
         best_base = best_base.min(base);

@@ -13,7 +13,11 @@ use std::io::{self, BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use crate::agreement::Agreement;
 use crate::engine::{Engine, Outputs, Verdict};
+use crate::reload::Engines;
 use crate::event::{proto, Format, Malformed, MAX_EVENT_BYTES};
 use crate::tally::Tally;
 
@@ -21,8 +25,8 @@ use crate::tally::Tally;
 pub enum Sink {
     /// Every output on one stream, in input order; quarantine notes on `notes`.
     Stream { out: Box<dyn Write>, notes: Box<dyn Write> },
-    /// `DIR/<topic>.jsonl` (or `.pb`) per purpose, and `DIR/quarantine.jsonl`.
-    Dir { files: HashMap<u8, BufWriter<File>>, quarantine: BufWriter<File> },
+    /// `DIR/<topic>.jsonl` (or `.pb`) per purpose topic, and `DIR/quarantine.jsonl`.
+    Dir { dir: PathBuf, ext: &'static str, files: HashMap<String, BufWriter<File>>, quarantine: BufWriter<File> },
 }
 
 impl Sink {
@@ -34,12 +38,26 @@ impl Sink {
             Format::Proto => "pb",
         };
         let mut files = HashMap::new();
-        for (i, p) in engine.agreement().purposes.iter().enumerate() {
-            let path: PathBuf = dir.join(format!("{}.{ext}", p.topic));
-            files.insert(i as u8, BufWriter::with_capacity(1 << 18, File::create(path)?));
+        for p in &engine.agreement().purposes {
+            files.insert(p.topic.clone(), create(dir, &p.topic, ext)?);
         }
         let quarantine = BufWriter::new(File::create(dir.join("quarantine.jsonl"))?);
-        Ok(Sink::Dir { files, quarantine })
+        Ok(Sink::Dir { dir: dir.to_path_buf(), ext, files, quarantine })
+    }
+
+    /// The stream for a purpose's topic (a file created when a reloaded agreement
+    /// names a new topic).
+    fn writer(&mut self, topic: &str) -> io::Result<&mut dyn Write> {
+        Ok(match self {
+            Sink::Stream { out, .. } => out,
+            Sink::Dir { dir, ext, files, .. } => {
+                if !files.contains_key(topic) {
+                    let file = create(dir, topic, ext)?;
+                    files.insert(topic.to_string(), file);
+                }
+                files.get_mut(topic).expect("inserted above")
+            }
+        })
     }
 
     fn quarantine(&mut self, record: u64, why: Malformed) -> io::Result<()> {
@@ -56,7 +74,7 @@ impl Sink {
                 out.flush()?;
                 notes.flush()
             }
-            Sink::Dir { files, quarantine } => {
+            Sink::Dir { files, quarantine, .. } => {
                 for f in files.values_mut() {
                     f.flush()?;
                 }
@@ -66,25 +84,89 @@ impl Sink {
     }
 }
 
-/// Events per batch handed to the observer.
+fn create(dir: &Path, topic: &str, ext: &str) -> io::Result<BufWriter<File>> {
+    Ok(BufWriter::with_capacity(1 << 18, File::create(dir.join(format!("{topic}.{ext}")))?))
+}
+
+/// Events per batch handed to the observer (a batch also ends after a second, and
+/// when a new agreement comes into force).
 pub const BATCH: u64 = 1024;
+
+/// What a run enforced, per agreement that was in force during it (more than one
+/// when the agreement was reloaded).
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub parts: Vec<(Arc<Agreement>, Tally)>,
+}
+
+impl Totals {
+    fn add(&mut self, agreement: &Arc<Agreement>, t: &Tally) {
+        match self.parts.last_mut() {
+            Some((a, total)) if Arc::ptr_eq(a, agreement) => total.merge(t),
+            _ => self.parts.push((agreement.clone(), t.clone())),
+        }
+    }
+
+    pub fn received(&self) -> u64 {
+        self.parts.iter().map(|(_, t)| t.received).sum()
+    }
+
+    pub fn forwarded_events(&self) -> u64 {
+        self.parts.iter().map(|(_, t)| t.forwarded_events).sum()
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.parts.iter().map(|(_, t)| t.dropped_total()).sum()
+    }
+
+    /// The tally of a run that had one agreement throughout.
+    pub fn single(&self) -> Option<&Tally> {
+        match self.parts.as_slice() {
+            [(_, t)] => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The summary `accord run` prints: one section per agreement in force.
+    pub fn summary(&self) -> String {
+        self.parts.iter().map(|(a, t)| t.summary(a)).collect::<Vec<_>>().join("\n")
+    }
+}
 
 /// Runs the engine over every event of `input`; returns what was enforced.
 /// Only I/O errors stop the run: every bad event is counted and quarantined.
-/// `observe` receives each batch's tally and processing time (metrics, audit).
-pub fn run(engine: &Engine, input: &mut dyn BufRead, in_format: Format, sink: &mut Sink, out_format: Format, observe: &mut dyn FnMut(&Tally, Duration)) -> io::Result<Tally> {
-    let mut total = Tally::new(engine.agreement());
-    let mut tally = total.clone();
+/// The engine is taken from `engines` per batch, so a reloaded agreement comes into
+/// force between two events and every event is decided by one version. `observe`
+/// receives each batch's engine, tally and processing time (metrics, audit).
+pub fn run(
+    engines: &dyn Engines,
+    input: &mut dyn BufRead,
+    in_format: Format,
+    sink: &mut Sink,
+    out_format: Format,
+    observe: &mut dyn FnMut(&Engine, &Tally, Duration),
+) -> io::Result<Totals> {
+    let mut totals = Totals::default();
+    let mut generation = engines.generation();
+    let mut engine = engines.current();
+    let mut tally = Tally::new(engine.agreement());
     let mut started = Instant::now();
     let mut outputs = Outputs::default();
     let mut record = Vec::with_capacity(4096);
     let mut encoded = Vec::new();
     let mut number = 0u64;
     loop {
-        if tally.received >= BATCH {
-            observe(&tally, started.elapsed());
-            total.merge(&tally);
+        let reloaded = engines.generation() != generation;
+        let full = tally.received >= BATCH || (tally.received % 64 == 63 && started.elapsed() >= Duration::from_secs(1));
+        if reloaded || full {
+            observe(&engine, &tally, started.elapsed());
+            totals.add(engine.agreement(), &tally);
             tally.reset();
+            if reloaded {
+                generation = engines.generation();
+                engine = engines.current();
+                tally = Tally::new(engine.agreement());
+            }
             started = Instant::now();
         }
         let read = match in_format {
@@ -126,10 +208,7 @@ pub fn run(engine: &Engine, input: &mut dyn BufRead, in_format: Format, sink: &m
                     &encoded
                 }
             };
-            let w: &mut dyn Write = match sink {
-                Sink::Stream { out, .. } => out,
-                Sink::Dir { files, .. } => files.get_mut(&o.purpose).expect("a file per purpose"),
-            };
+            let w = sink.writer(&engine.agreement().purposes[o.purpose as usize].topic)?;
             w.write_all(bytes)?;
             if out_format == Format::Json {
                 w.write_all(b"\n")?;
@@ -137,9 +216,9 @@ pub fn run(engine: &Engine, input: &mut dyn BufRead, in_format: Format, sink: &m
         }
     }
     sink.flush()?;
-    observe(&tally, started.elapsed());
-    total.merge(&tally);
-    Ok(total)
+    observe(&engine, &tally, started.elapsed());
+    totals.add(engine.agreement(), &tally);
+    Ok(totals)
 }
 
 enum Read {

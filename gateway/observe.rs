@@ -42,6 +42,19 @@ impl Observer {
         Ok(())
     }
 
+    pub fn agreement(&self) -> &Arc<Agreement> {
+        &self.agreement
+    }
+
+    /// The agreement is no longer in force: its last counters are written and its
+    /// `accord_agreement_info` drops to 0.
+    pub fn retire(mut self) -> Result<(), AuditError> {
+        if let Some(m) = &self.metrics {
+            m.set_in_force(false);
+        }
+        self.flush()
+    }
+
     /// Writes the counters since the last record, if anything happened.
     pub fn flush(&mut self) -> Result<(), AuditError> {
         let now = Utc::now();

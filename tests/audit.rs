@@ -141,13 +141,14 @@ fn the_report_summarises_the_period_as_text_json_and_html() {
 /// global metrics recorder in this test binary).
 #[test]
 fn metrics_equal_the_runs_tally_reason_by_reason() {
-    let engine = example_engine();
+    let engine = std::sync::Arc::new(example_engine());
     let agreement = engine.agreement().clone();
     let metrics = Metrics::new(&agreement, "file");
     let dir = tempfile::tempdir().unwrap();
     let mut sink = Sink::dir(dir.path(), &engine, Format::Json).unwrap();
     let events = std::fs::read(example("events.jsonl")).unwrap();
-    let tally = filemode::run(&engine, &mut &events[..], Format::Json, &mut sink, Format::Json, &mut |t, d| metrics.record(t, d)).unwrap();
+    let totals = filemode::run(&engine, &mut &events[..], Format::Json, &mut sink, Format::Json, &mut |_, t, d| metrics.record(t, d)).unwrap();
+    let tally = totals.single().unwrap();
     let text = accord::admin::recorder().render();
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
     let value = |name: &str, labels: &[(&str, &str)]| -> f64 {

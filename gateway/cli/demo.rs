@@ -28,11 +28,11 @@ pub struct Args {
 pub fn run(args: Args) -> Outcome {
     let agreement = Arc::new(Agreement::parse(AGREEMENT).map_err(|_| anyhow::anyhow!("the built-in example agreement does not check"))?.agreement);
     let key = Key::new(DEMO_KEY, "demo-2026")?;
-    let engine = Engine::new(agreement.clone(), Arc::new(Pseudonymiser::new(key)));
+    let engine = Arc::new(Engine::new(agreement.clone(), Arc::new(Pseudonymiser::new(key))));
     let mut sink = Sink::dir(&args.output, &engine, Format::Json).with_context(|| format!("cannot write to {}", args.output.display()))?;
-    let tally = filemode::run(&engine, &mut &EVENTS[..], Format::Json, &mut sink, Format::Json, &mut |_, _| {})?;
+    let tally = filemode::run(&engine, &mut &EVENTS[..], Format::Json, &mut sink, Format::Json, &mut |_, _, _| {})?;
     println!("Accord demo: the example warehouse agreement on a week of its sensor events (examples/).\n");
-    print!("{}", tally.summary(&agreement));
+    print!("{}", tally.summary());
     println!("\nOutputs, one file per purpose topic, and the quarantine, in {}/:", args.output.display());
     for p in &agreement.purposes {
         let path = args.output.join(format!("{}.jsonl", p.topic));

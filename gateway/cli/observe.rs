@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use accord::admin::{self, Health, Metrics};
 use accord::agreement::Agreement;
-use accord::audit::{self, AuditTrail, Kind};
+use accord::audit::{self, AuditError, AuditTrail, Kind};
+use accord::engine::Engine;
+use accord::filemode::Totals;
 use accord::observe::Observer;
+use accord::tally::Tally;
 
 use super::Failure;
 
@@ -29,8 +32,11 @@ pub struct ObserveArgs {
 /// A running observation: the observer for batches, and the trail for the records
 /// around them.
 pub struct Observing {
-    pub observer: Observer,
+    observer: Option<Observer>,
     pub trail: Option<Arc<AuditTrail>>,
+    input: String,
+    metrics: bool,
+    interval: Duration,
 }
 
 impl ObserveArgs {
@@ -57,17 +63,41 @@ impl ObserveArgs {
             }
             None => None,
         };
-        let observer = Observer::new(agreement.clone(), metrics, trail.clone(), Duration::from_secs(self.audit_interval));
-        Ok(Observing { observer, trail })
+        let interval = Duration::from_secs(self.audit_interval);
+        let observer = Observer::new(agreement.clone(), metrics, trail.clone(), interval);
+        Ok(Observing { observer: Some(observer), trail, input: input.to_string(), metrics: self.admin.is_some() || self.audit.is_some(), interval })
     }
 }
 
 impl Observing {
+    /// One batch, decided by `engine`: a new agreement gets its own metric handles
+    /// and counters records (the reload itself is recorded by `accord::reload`).
+    pub fn batch(&mut self, engine: &Engine, t: &Tally, elapsed: Duration) -> Result<(), AuditError> {
+        let current = self.observer.as_ref().map(|o| o.agreement().clone());
+        if current.is_some_and(|a| !Arc::ptr_eq(&a, engine.agreement())) {
+            if let Some(old) = self.observer.take() {
+                old.retire()?;
+            }
+            let metrics = self.metrics.then(|| {
+                let m = Metrics::new(engine.agreement(), &self.input);
+                m.set_in_force(true);
+                m
+            });
+            self.observer = Some(Observer::new(engine.agreement().clone(), metrics, self.trail.clone(), self.interval));
+        }
+        match &mut self.observer {
+            Some(o) => o.batch(t, elapsed),
+            None => Ok(()),
+        }
+    }
+
     /// The last counters and `gateway_stopped`.
-    pub fn finish(mut self, totals: &accord::tally::Tally) -> Result<(), Failure> {
-        self.observer.flush()?;
+    pub fn finish(mut self, totals: &Totals) -> Result<(), Failure> {
+        if let Some(o) = &mut self.observer {
+            o.flush()?;
+        }
         if let Some(trail) = &self.trail {
-            trail.append(Kind::GatewayStopped, serde_json::json!({"reason": "input ended", "received": totals.received, "forwarded_events": totals.forwarded_events, "dropped": totals.dropped_total()}))?;
+            trail.append(Kind::GatewayStopped, serde_json::json!({"reason": "input ended", "received": totals.received(), "forwarded_events": totals.forwarded_events(), "dropped": totals.dropped_total()}))?;
         }
         Ok(())
     }

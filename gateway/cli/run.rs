@@ -12,9 +12,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use accord::config::Config;
 use accord::engine::Engine;
 use accord::event::Format;
+use accord::reload::Live;
 use accord::filemode::{self, Sink};
 use accord::kafka::{Pipeline, Shutdown, Stage};
 use anyhow::Context;
@@ -77,13 +80,20 @@ fn run_file(args: Args) -> Outcome {
         Sink::dir(output.as_ref(), &engine, args.format).with_context(|| format!("cannot write to the output directory {output}"))?
     };
     let mut observing = args.observe.start(&agreement, "file", if input == "-" { "stdin" } else { "file" })?;
+    // The agreement file is watched: a valid change comes into force between two events.
+    let live = Live::new(&agreement_path, Arc::new(engine), None, observing.trail.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = live.watch(Duration::from_secs(1), stop.clone()).context("cannot watch the agreement file")?;
     let mut audit_error = None;
-    let mut observe = |t: &accord::tally::Tally, elapsed| {
-        if let Err(e) = observing.observer.batch(t, elapsed) {
+    let mut observe = |engine: &Engine, t: &accord::tally::Tally, elapsed| {
+        if let Err(e) = observing.batch(engine, t, elapsed) {
             audit_error.get_or_insert(e);
         }
     };
-    let tally = filemode::run(&engine, &mut input_stream, args.format, &mut sink, args.format, &mut observe).map_err(|e| {
+    let result = filemode::run(&*live, &mut input_stream, args.format, &mut sink, args.format, &mut observe);
+    stop.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    let tally = result.map_err(|e| {
         if e.kind() == io::ErrorKind::BrokenPipe {
             Failure::Reported
         } else {
@@ -94,7 +104,7 @@ fn run_file(args: Args) -> Outcome {
         return Err(e.into());
     }
     observing.finish(&tally)?;
-    eprint!("{}", tally.summary(&agreement));
+    eprint!("{}", tally.summary());
     Ok(())
 }
 
@@ -107,9 +117,9 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     let observing = Arc::new(Mutex::new(observe.start(&agreement, "kafka", "kafka")?));
     let audit_error = Arc::new(Mutex::new(None));
     let on_batch = {
-        let (observing, audit_error) = (observing.clone(), audit_error.clone());
+        let (observing, audit_error, engine) = (observing.clone(), audit_error.clone(), engine.clone());
         Box::new(move |t: &accord::tally::Tally, elapsed: Duration| {
-            if let Err(e) = observing.lock().unwrap_or_else(|e| e.into_inner()).observer.batch(t, elapsed) {
+            if let Err(e) = observing.lock().unwrap_or_else(|e| e.into_inner()).batch(&engine, t, elapsed) {
                 audit_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
             }
         })
@@ -148,7 +158,7 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     }
     if let Some(tally) = &summary.tally {
         let observing = Arc::try_unwrap(observing).ok().expect("the pipeline has stopped").into_inner().unwrap_or_else(|e| e.into_inner());
-        observing.finish(tally)?;
+        observing.finish(&filemode::Totals { parts: vec![(agreement.clone(), tally.clone())] })?;
         eprint!("{}", tally.summary(&agreement));
     }
     Ok(())
