@@ -19,3 +19,4 @@ pub mod tally;
 pub mod explain;
 pub mod config;
 pub mod kafka;
+pub mod signing;

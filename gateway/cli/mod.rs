@@ -7,9 +7,12 @@ mod audit;
 mod check;
 mod demo;
 mod explain;
+mod keygen;
 mod observe;
 mod pseudonym;
 mod run;
+mod sign;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +47,12 @@ enum Command {
     Demo(demo::Args),
     /// Verify an audit trail, or report what it says about a period.
     Audit(audit::Args),
+    /// Make a signing key pair for one party of the agreement.
+    Keygen(keygen::Args),
+    /// Sign the agreement file as one party (a detached Ed25519 signature).
+    Sign(sign::Args),
+    /// Check that every named party signed the agreement file as it is.
+    Verify(verify::Args),
 }
 
 /// A failure that decides the exit status.
@@ -73,6 +82,9 @@ pub fn main() -> ExitCode {
         Command::Pseudonym(args) => pseudonym::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Keygen(args) => keygen::run(args),
+        Command::Sign(args) => sign::run(args),
+        Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
