@@ -156,6 +156,17 @@ pub fn run(
     let mut encoded = Vec::new();
     let mut number = 0u64;
     loop {
+        let read = match in_format {
+            Format::Json => read_line(input, &mut record)?,
+            Format::Proto => read_delimited(input, &mut record)?,
+        };
+        let too_large = match read {
+            Read::End => break,
+            Read::Record => false,
+            Read::TooLarge => true,
+        };
+        // Checked after the read, which may have waited: the agreement in force when
+        // an event arrives is the one that decides it.
         let reloaded = engines.generation() != generation;
         let full = tally.received >= BATCH || (tally.received % 64 == 63 && started.elapsed() >= Duration::from_secs(1));
         if reloaded || full {
@@ -169,15 +180,6 @@ pub fn run(
             }
             started = Instant::now();
         }
-        let read = match in_format {
-            Format::Json => read_line(input, &mut record)?,
-            Format::Proto => read_delimited(input, &mut record)?,
-        };
-        let too_large = match read {
-            Read::End => break,
-            Read::Record => false,
-            Read::TooLarge => true,
-        };
         number += 1;
         if in_format == Format::Json && !too_large && record.iter().all(u8::is_ascii_whitespace) {
             continue; // A blank line carries no event.

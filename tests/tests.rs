@@ -9,3 +9,4 @@ mod audit;
 mod cli;
 mod engine;
 mod kafka;
+mod reload;
