@@ -20,3 +20,4 @@ pub mod explain;
 pub mod config;
 pub mod kafka;
 pub mod signing;
+pub mod dpo;

@@ -12,6 +12,7 @@ mod observe;
 mod pseudonym;
 mod run;
 mod sign;
+mod test;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ enum Command {
     Demo(demo::Args),
     /// Verify an audit trail, or report what it says about a period.
     Audit(audit::Args),
+    /// Run test cases (events and expected outcomes) against an agreement.
+    Test(test::Args),
     /// Make a signing key pair for one party of the agreement.
     Keygen(keygen::Args),
     /// Sign the agreement file as one party (a detached Ed25519 signature).
@@ -82,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::Pseudonym(args) => pseudonym::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Test(args) => test::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
