@@ -53,5 +53,8 @@ fi
 say "checking that the benchmarks build"
 cargo check --locked --benches --quiet
 
+say "checking the Helm chart (helm lint, helm template, kubernetes-validate; installs both into the cache once)"
+scripts/check-helm.sh
+
 say "running the tests"
 cargo test --locked -- "${extra[@]}"
