@@ -99,11 +99,13 @@ impl Work<'_> {
             self.send_held();
             let outstanding = self.shared.outstanding();
             let busy = !self.held.is_empty() || outstanding >= max;
+            // Pause at the limit, resume below three quarters of it. After a rebalance
+            // the whole assignment is set again: librdkafka keeps a partition's pause
+            // across a lost and regained assignment, and new partitions come unpaused.
+            let want = busy || (self.paused && outstanding > max / 4 * 3);
             let changed = consumer.context().assignment_changed.swap(false, Ordering::Relaxed);
-            if busy && (!self.paused || changed) {
-                self.pause(consumer, true);
-            } else if self.paused && !busy && outstanding <= max / 4 * 3 {
-                self.pause(consumer, false);
+            if want != self.paused || changed {
+                self.pause(consumer, want);
             }
             let wait = Duration::from_millis(if self.paused { 10 } else { 100 });
             match consumer.poll(wait) {
