@@ -6,10 +6,12 @@
 mod audit;
 mod check;
 mod demo;
+mod diff;
 mod explain;
 mod keygen;
 mod observe;
 mod pseudonym;
+mod render;
 mod run;
 mod sign;
 mod test;
@@ -50,6 +52,10 @@ enum Command {
     Audit(audit::Args),
     /// Run test cases (events and expected outcomes) against an agreement.
     Test(test::Args),
+    /// Say what changes in enforcement from one agreement to another.
+    Diff(diff::Args),
+    /// Write a self-contained page for workers explaining the agreement.
+    Render(render::Args),
     /// Make a signing key pair for one party of the agreement.
     Keygen(keygen::Args),
     /// Sign the agreement file as one party (a detached Ed25519 signature).
@@ -86,6 +92,8 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Test(args) => test::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Render(args) => render::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),

@@ -12,6 +12,8 @@
 //! placeholder key ([`placeholder_engine`]), never the gateway's.
 
 pub mod cases;
+pub mod diff;
+pub mod render;
 
 use std::sync::Arc;
 
@@ -27,4 +29,13 @@ pub const PLACEHOLDER_KEY_ID: &str = "placeholder";
 pub fn placeholder_engine(agreement: Arc<Agreement>) -> Engine {
     let key = Key::new(b"accord-dpo-placeholder-key-not-a-secret", PLACEHOLDER_KEY_ID).expect("a valid placeholder key");
     Engine::new(agreement, Arc::new(Pseudonymiser::new(key)))
+}
+
+/// `a, b and c` (or `a, b en c`).
+pub(crate) fn and_list(items: &[String], and: &str) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} {and} {last}", init.join(", ")),
+    }
 }
