@@ -2,11 +2,13 @@
 //!
 //! - `engine`: SPEC 2.1 through the library, agreement fixtures, property tests.
 //! - `cli`: the `accord` binary as users run it (check, run, explain, pseudonym).
+//! - `dpo`: the DPO's workflow: `accord test`, `diff`, `render` (in Chromium), co-signing.
 //! - `kafka`: the gateway against a real Apache Kafka broker (see scripts/test.sh).
 
 mod common;
 mod audit;
 mod cli;
+mod dpo;
 mod engine;
 mod kafka;
 mod reload;
