@@ -132,10 +132,10 @@ fn purposes(a: &Agreement, l: Lang, h: &mut String) {
             esc(who)
         );
         if rules.is_empty() {
-            let _ = write!(h, "<li>{}</li>\n", l.t("No sensor data reaches this purpose yet.", "Nog geen sensorgegevens bereiken dit doel."));
+            let _ = writeln!(h, "<li>{}</li>", l.t("No sensor data reaches this purpose yet.", "Nog geen sensorgegevens bereiken dit doel."));
         }
         for r in rules {
-            let _ = write!(h, "<li>{}<br><span class=\"when\">{}</span></li>\n", esc(&flow(r, l)), esc(&capital(&when(a, r, l))));
+            let _ = writeln!(h, "<li>{}<br><span class=\"when\">{}</span></li>", esc(&flow(r, l)), esc(&capital(&when(a, r, l))));
         }
         h.push_str("</ul>\n</article>\n");
     }
@@ -187,9 +187,9 @@ fn sensors(a: &Agreement, l: Lang, h: &mut String) {
                 .iter()
                 .map(|p| format!("<span class=\"tag\" style=\"background:{}\">{}</span>", colour(*p as usize), esc(&purpose_title(&a.purposes[*p as usize].name))))
                 .collect();
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&capital(&categories(r, l))),
                 fields_html(r, l),
                 purposes.join(" "),
@@ -227,7 +227,7 @@ fn never(a: &Agreement, l: Lang, h: &mut String) {
                 format!("<br><span class=\"small\">{} {fields}</span>", l.t("Also removed from any reading as:", "Ook uit elke meting verwijderd als:"))
             };
             let why = if law { format!("<br>{}", esc(&prohibited_reason(name, l))) } else { String::new() };
-            let _ = write!(h, "<li><strong>{}</strong> <code>{}</code>{why}{also}</li>\n", esc(&capital(&category_name(name, l))), esc(name));
+            let _ = writeln!(h, "<li><strong>{}</strong> <code>{}</code>{why}{also}</li>", esc(&capital(&category_name(name, l))), esc(name));
         }
         h.push_str("</ul>\n");
     }
@@ -259,10 +259,10 @@ fn special(a: &Agreement, l: Lang, h: &mut String) {
         let _ = write!(h, "<div class=\"special\">\n<h3>{} <code>{}</code></h3>\n", esc(&capital(&category_name(name, l))), esc(name));
         let fields = field_names(a, id);
         if !fields.is_empty() {
-            let _ = write!(h, "<p class=\"small\">{} {}</p>\n", l.t("Also in any reading under the names:", "Ook in elke meting onder de namen:"), fields);
+            let _ = writeln!(h, "<p class=\"small\">{} {}</p>", l.t("Also in any reading under the names:", "Ook in elke meting onder de namen:"), fields);
         }
         if exceptions.is_empty() {
-            let _ = write!(h, "<p><strong>{}</strong></p>\n", l.t("Never passed on: this agreement makes no exception.", "Wordt nooit doorgegeven: deze afspraak maakt geen uitzondering."));
+            let _ = writeln!(h, "<p><strong>{}</strong></p>", l.t("Never passed on: this agreement makes no exception.", "Wordt nooit doorgegeven: deze afspraak maakt geen uitzondering."));
         }
         for e in exceptions {
             let to: Vec<String> = a.purposes.iter().enumerate().filter(|(i, _)| e.purposes & (1 << i) != 0).map(|(_, p)| purpose_title(&p.name)).collect();
