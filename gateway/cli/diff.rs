@@ -1,6 +1,8 @@
 //! `accord diff OLD NEW [--events FILE]`: what changes in enforcement, as sentences a
 //! works council understands; with `--events`, how many events' outcomes change.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use accord::dpo::{diff, placeholder_engine};
@@ -22,7 +24,9 @@ pub struct Args {
 pub fn run(args: Args) -> Outcome {
     let old = load_agreement(&args.old)?;
     let new = load_agreement(&args.new)?;
-    println!(
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "From {} (`{}` version {}) to {} (`{}` version {}):\n",
         args.old.display(),
         old.id,
@@ -34,19 +38,22 @@ pub fn run(args: Args) -> Outcome {
     let changes = diff::compare(&old, &new);
     if changes.is_empty() {
         if old.sha256 == new.sha256 {
-            println!("The two files are identical.");
+            out.push_str("The two files are identical.\n");
         } else {
-            println!("No change in what is enforced: the files differ only in comments, layout or the order of keys.");
+            out.push_str("No change in what is enforced: the files differ only in comments, layout or the order of keys.\n");
         }
     } else {
-        print!("{}", diff::render(&changes));
-        println!("\n{} change(s) in what is enforced.", changes.len());
+        out.push_str(&diff::render(&changes));
+        let _ = writeln!(out, "\n{} change(s) in what is enforced.", changes.len());
     }
     if let Some(path) = &args.events {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read the events file {}", path.display()))?;
         let replay = diff::replay(&placeholder_engine(old), &placeholder_engine(new), bytes.split(|b| *b == b'\n'));
-        println!("\nReplaying {}:", path.display());
-        print!("{replay}");
+        let _ = write!(out, "\nReplaying {}:\n{replay}", path.display());
     }
-    Ok(())
+    // Written at once; a reader that stops early (`| head`) is not an error.
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::Error::from(e).context("cannot write to standard output").into()),
+        _ => Ok(()),
+    }
 }

@@ -169,7 +169,7 @@ fn sensors(a: &Agreement, l: Lang, h: &mut String) {
         let rules: Vec<&Rule> = a.rules.iter().filter(|r| r.sources.as_ref().is_none_or(|s| s.iter().any(|x| Some(x) == source.as_ref()))).collect();
         let name = match &source {
             Some(s) => source_name(s, l),
-            None => l.t("Any other sensor", "Elke andere sensor").to_string(),
+            None => any_sensor(a, l).to_string(),
         };
         let code = source.as_deref().map(|s| format!(" <code>{}</code>", esc(s))).unwrap_or_default();
         let _ = write!(
@@ -436,7 +436,7 @@ fn diagram(a: &Agreement, l: Lang) -> String {
     for (si, src) in sources.iter().enumerate() {
         let name = match src {
             Some(s) => source_name(s, l),
-            None => l.t("Any other sensor", "Elke andere sensor").to_string(),
+            None => any_sensor(a, l).to_string(),
         };
         boxed(&mut s, LEFT_X, src_y(si), LEFT_W, "src", "#f6f8fa", &name, src.as_deref().unwrap_or(""));
     }
@@ -515,6 +515,15 @@ fn sources(a: &Agreement) -> Vec<Option<String>> {
     // "Any other sensor" last.
     out.sort_by_key(Option::is_none);
     out
+}
+
+/// The sensors a rule without `match: source` covers: all, or all the others.
+fn any_sensor(a: &Agreement, l: Lang) -> &'static str {
+    if a.rules.iter().any(|r| r.sources.is_some()) {
+        l.t("Any other sensor", "Elke andere sensor")
+    } else {
+        l.t("Any sensor", "Elke sensor")
+    }
 }
 
 fn source_name(source: &str, l: Lang) -> String {
