@@ -74,21 +74,28 @@ pub fn explain(engine: &Engine, input: &[u8]) -> String {
     }
 
     // 5.
+    let mut skipped = Vec::new();
     for rule in &a.rules {
         if rule.matches(&event.source, &event.category) {
             break;
         }
-        let _ = writeln!(w, "   rule `{}` (line {}) does not match: {}", rule.name, rule.line, mismatch(rule, &event.source, &event.category));
+        skipped.push(format!("   rule `{}` (line {}) does not match: {}", rule.name, rule.line, mismatch(rule, &event.source, &event.category)));
     }
     let decision = match verdict {
         Err(d) if d.reason == DropReason::NoMatchingRule => {
-            let _ = writeln!(w, "5. Rule: none matches source `{}` and category `{}`.", event.source, event.category);
+            let _ = writeln!(w, "5. Rule: none matches source `{}` and category `{}`:", event.source, event.category);
+            for line in &skipped {
+                let _ = writeln!(w, "{line}");
+            }
             return dropped(s, DropReason::NoMatchingRule, "what is not agreed is not allowed");
         }
         _ => a.rules.iter().position(|r| r.matches(&event.source, &event.category)).expect("a rule matched"),
     };
     let rule = &a.rules[decision];
-    let _ = writeln!(w, "5. Rule: `{}` (line {}) matches source `{}` and category `{}`.", rule.name, rule.line, event.source, event.category);
+    let _ = writeln!(w, "5. Rule: `{}` (line {}) matches source `{}` and category `{}`; the first rule that matches decides.", rule.name, rule.line, event.source, event.category);
+    for line in &skipped {
+        let _ = writeln!(w, "{line}");
+    }
     if matches!(verdict, Err(d) if d.reason == DropReason::SpecialCategory) {
         let _ = writeln!(w, "   None of its purposes ({}) is covered by the exception.", purpose_names(a, rule.purpose_set()));
         return dropped(s, DropReason::SpecialCategory, "the exception names none of this rule's purposes");
