@@ -2,6 +2,9 @@
 //!
 //! - `engine`: SPEC 2.1 through the library, agreement fixtures, property tests.
 //! - `cli`: the `accord` binary as users run it (check, run, explain, pseudonym).
+//! - `audit`: metrics, the audit trail and its report, and that none of them holds an
+//!   identifier, a value or the key.
+//! - `reload`: a changed agreement under a steady stream.
 //! - `dpo`: the DPO's workflow: `accord test`, `diff`, `render` (in Chromium), co-signing.
 //! - `kafka`: the gateway against a real Apache Kafka broker (see scripts/test.sh).
 
