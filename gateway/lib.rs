@@ -14,6 +14,7 @@ pub mod reload;
 pub mod event;
 pub mod engine;
 pub mod filemode;
+pub mod log;
 pub mod observe;
 pub mod tally;
 pub mod explain;

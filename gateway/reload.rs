@@ -114,36 +114,44 @@ impl Live {
             }
             *last = sha.clone();
         }
-        let display = self.path.display().to_string();
+        let file = self.path.display().to_string();
         let refused = |problems: Vec<String>| {
             crate::admin::count_reload(false);
             for p in &problems {
-                eprintln!("{p}");
+                tracing::warn!(sha256 = %sha, "{p}");
             }
-            eprintln!("accord: the changed agreement {display} was refused; the agreement in force stays in force");
+            tracing::warn!(sha256 = %sha, "the changed agreement {file} was refused; the agreement in force stays in force");
             if let Some(trail) = &self.audit {
-                let _ = trail.append(Kind::AgreementRefused, serde_json::json!({"path": display, "sha256": sha, "problems": problems}));
+                let _ = trail.append(Kind::AgreementRefused, serde_json::json!({"path": file, "sha256": sha, "problems": problems}));
             }
             Reload::Refused { sha256: sha.clone(), problems }
         };
         if let Some(gate) = &self.gate {
             if let Err(why) = gate(&self.path, &bytes) {
-                return refused(vec![format!("{display}: {why}")]);
+                return refused(vec![format!("{file}: {why}")]);
             }
         }
         let loaded = match Agreement::parse(&bytes) {
             Ok(l) => l,
-            Err(diags) => return refused(diags.iter().filter(|d| d.is_error()).map(|d| d.display(&display).to_string()).collect()),
+            Err(diags) => return refused(diags.iter().filter(|d| d.is_error()).map(|d| d.display(&file).to_string()).collect()),
         };
         for w in &loaded.warnings {
-            eprintln!("{}", w.display(&display));
+            tracing::warn!("{}", w.display(&file));
         }
         let agreement = Arc::new(loaded.agreement);
         let engine = Arc::new(Engine::new(agreement.clone(), self.pseudonymiser.clone()));
         self.current.store(engine);
         self.generation.fetch_add(1, Ordering::AcqRel);
         crate::admin::count_reload(true);
-        eprintln!("accord: agreement `{}` version {} is now in force (sha256 {})", agreement.id, agreement.version, agreement.sha256);
+        tracing::info!(
+            agreement = %agreement.id,
+            version = agreement.version,
+            sha256 = %agreement.sha256,
+            "agreement `{}` version {} is now in force (sha256 {})",
+            agreement.id,
+            agreement.version,
+            agreement.sha256
+        );
         if let Some(trail) = &self.audit {
             let _ = trail.append(Kind::AgreementLoaded, audit::agreement_loaded(&agreement));
         }

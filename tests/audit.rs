@@ -207,7 +207,7 @@ fn the_admin_server_serves_every_spec_metric_and_nothing_identifying() {
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut first = String::new();
     stderr.read_line(&mut first).unwrap();
-    let addr = first.trim().rsplit("http://").next().unwrap().to_string();
+    let addr = first.trim().rsplit("http://").next().unwrap().split_whitespace().next().unwrap().to_string();
     // Three copies of the examples: more than two batches are counted while the
     // gateway waits for more input.
     let events = std::fs::read(example("events.jsonl")).unwrap();
@@ -286,4 +286,33 @@ fn no_identifier_value_or_key_in_the_trail_or_the_report() {
     assert_nothing_identifying(&stderr, "the log");
     let html = accord().args(["audit", "report", "--format", "html"]).arg(&trail).output().unwrap().stdout;
     assert_nothing_identifying(&String::from_utf8(html).unwrap(), "the report");
+}
+
+/// In a container the log is JSON, one object per line, and holds nothing identifying.
+#[test]
+fn the_log_is_json_lines_without_identifiers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = accord()
+        .env("ACCORD_LOG_FORMAT", "json")
+        .args(["run", "--agreement"])
+        .arg(example("agreement.yaml"))
+        .arg("--key-file")
+        .arg(example("demo.key"))
+        .args(["--key-id", "demo-2026", "--input"])
+        .arg(example("events.jsonl"))
+        .arg("--output")
+        .arg(dir.path())
+        .args(["--admin", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}"))).collect();
+    assert!(lines.len() >= 2, "{log}");
+    for l in &lines {
+        assert!(l["level"].is_string() && l["message"].is_string() && l["timestamp"].is_string(), "{l}");
+    }
+    let finished = lines.iter().find(|l| l["message"] == "run finished").expect("a closing event");
+    assert_eq!(finished["received"], 357);
+    assert_nothing_identifying(&log, "the JSON log");
 }

@@ -19,9 +19,12 @@ pub fn example(name: &str) -> PathBuf {
     root().join("examples").join(name)
 }
 
-/// The `accord` binary built for these tests.
+/// The `accord` binary built for these tests, logging as text (a test that checks
+/// the JSON log sets `ACCORD_LOG_FORMAT=json` itself).
 pub fn accord() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_accord"))
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_accord"));
+    c.env("ACCORD_LOG_FORMAT", "text");
+    c
 }
 
 pub fn demo_key() -> Vec<u8> {

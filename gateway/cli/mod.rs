@@ -102,7 +102,10 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Reported) => ExitCode::from(1),
         Err(Failure::Input(e)) => {
-            eprintln!("accord: error: {e:#}");
+            match accord::log::installed() {
+                Some(accord::log::LogFormat::Json) => tracing::error!("{e:#}"),
+                _ => eprintln!("accord: error: {e:#}"),
+            }
             ExitCode::from(1)
         }
         Err(Failure::Usage(e)) => {

@@ -52,7 +52,7 @@ impl ObserveArgs {
             let health = Health::new(false);
             health.set_agreement(true);
             let bound = admin::spawn(addr, health).map_err(|e| Failure::Input(anyhow::anyhow!("cannot serve the admin address {addr}: {e}")))?;
-            eprintln!("accord: serving /metrics, /healthz and /readyz on http://{bound}");
+            tracing::info!("serving /metrics, /healthz and /readyz on http://{bound}");
         }
         let trail = match &self.audit {
             Some(path) => {

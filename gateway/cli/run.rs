@@ -54,6 +54,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Outcome {
+    accord::log::init(accord::log::LogFormat::from_env(), None);
     match args.config {
         Some(config) => run_kafka(&config, args.observe),
         None => run_file(args),
@@ -104,7 +105,7 @@ fn run_file(args: Args) -> Outcome {
         return Err(e.into());
     }
     observing.finish(&tally)?;
-    eprint!("{}", tally.summary());
+    print_summary(&tally);
     Ok(())
 }
 
@@ -140,14 +141,14 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        eprintln!("accord: {signalled}: stopping (drain, commit, exit; at most {grace:?})");
+        tracing::info!("{signalled}: stopping (drain, commit, exit; at most {grace:?})");
         shutdown.request();
         tokio::select! {
             r = &mut pipeline => r.context("the pipeline panicked"),
             _ = term.recv() => stop_now("a second signal"),
             _ = int.recv() => stop_now("a second signal"),
             _ = tokio::time::sleep(grace) => {
-                eprintln!("accord: did not stop within {grace:?}; exiting anyway (records not committed are consumed again after a restart)");
+                tracing::warn!("did not stop within {grace:?}; exiting anyway (records not committed are consumed again after a restart)");
                 std::process::exit(0)
             }
         }
@@ -159,13 +160,22 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     if let Some(tally) = &summary.tally {
         let observing = Arc::try_unwrap(observing).ok().expect("the pipeline has stopped").into_inner().unwrap_or_else(|e| e.into_inner());
         observing.finish(&filemode::Totals { parts: vec![(agreement.clone(), tally.clone())] })?;
-        eprint!("{}", tally.summary(&agreement));
+        print_summary(&filemode::Totals { parts: vec![(agreement.clone(), tally.clone())] });
     }
     Ok(())
 }
 
+/// The end-of-run summary: for people on a terminal, one structured event in JSON.
+fn print_summary(totals: &filemode::Totals) {
+    if accord::log::installed() == Some(accord::log::LogFormat::Json) {
+        tracing::info!(received = totals.received(), forwarded_events = totals.forwarded_events(), dropped = totals.dropped_total(), "run finished");
+    } else {
+        eprint!("{}", totals.summary());
+    }
+}
+
 fn stop_now(why: &str) -> ! {
-    eprintln!("accord: {why}: stopping at once (records not committed are consumed again after a restart)");
+    tracing::warn!("{why}: stopping at once (records not committed are consumed again after a restart)");
     std::process::exit(1)
 }
 
