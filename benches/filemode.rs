@@ -4,7 +4,9 @@
 //! then, in the same run and on the same thread, times:
 //!   1. the baseline: each line parsed into a `serde_json::Value` and written back;
 //!   2. `accord run` file mode (the library's `filemode::run`) into a directory.
-//! Both stream the file through a 64 KiB reader. Prints events/s for each, the ratio,
+//!   3. file mode again, counting every batch into the Prometheus metrics, to show
+//!      that metrics cost nothing measurable (the goal: within 3%).
+//! All stream the file through a 64 KiB reader. Prints events/s for each, the ratios,
 //! and the peak RSS (flat: the input is streamed, never held).
 //!
 //!     cargo bench --bench filemode [-- EVENTS]
@@ -27,7 +29,8 @@ fn main() {
 
     let engine = std::sync::Arc::new(workload::engine());
     let rounds = 5;
-    let (mut best_base, mut best_accord) = (f64::MAX, f64::MAX);
+    let metrics = accord::admin::Metrics::new(engine.agreement(), "file");
+    let (mut best_base, mut best_accord, mut best_metrics) = (f64::MAX, f64::MAX, f64::MAX);
     for round in 1..=rounds {
         // 1. serde_json::Value parse and write-back (skipped with ACCORD_BENCH_ONLY=accord, for profiling).
         let only_accord = std::env::var("ACCORD_BENCH_ONLY").is_ok_and(|v| v == "accord");
@@ -61,11 +64,21 @@ fn main() {
             tally.forwarded_events(),
             tally.dropped_total()
         );
+        // 3. With metrics.
+        let start = Instant::now();
+        let mut reader = BufReader::with_capacity(1 << 16, File::open(&input).unwrap());
+        let mut sink = Sink::dir(&dir.path().join("out"), &engine, Format::Json).unwrap();
+        filemode::run(&engine, &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, t, d| metrics.record(t, d)).unwrap();
+        let with_metrics = start.elapsed().as_secs_f64();
+        println!("         accord with metrics {:>9.0} events/s", n as f64 / with_metrics);
         best_base = best_base.min(base);
         best_accord = best_accord.min(accord);
+        best_metrics = best_metrics.min(with_metrics);
     }
     let (base_rate, accord_rate) = (n as f64 / best_base, n as f64 / best_accord);
     println!("best of {rounds}: serde_json::Value parse+write {base_rate:.0} events/s; accord file mode {accord_rate:.0} events/s; ratio {:.2}x", accord_rate / base_rate);
+    let metrics_rate = n as f64 / best_metrics;
+    println!("with metrics: {metrics_rate:.0} events/s ({:+.1}% against without)", (metrics_rate / accord_rate - 1.0) * 100.0);
     println!("peak RSS: {}", peak_rss());
 }
 
