@@ -93,7 +93,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_in_flight: 20_000, commit_interval: Duration::from_secs(1), drain_timeout: Duration::from_secs(20) }
+        Limits { max_in_flight: 100_000, commit_interval: Duration::from_secs(1), drain_timeout: Duration::from_secs(20) }
     }
 }
 
@@ -678,6 +678,16 @@ kafka:
         assert!(p[0].message.contains("exactly-once needs the idempotent producer"), "{p:?}");
         let p = problems(&GOOD.replace("  group: accord\n", "  group: accord\n  transactional_id: x\n"));
         assert!(p[0].message.contains("only used with `delivery: exactly_once`"), "{p:?}");
+    }
+
+    #[test]
+    fn the_example_configuration_checks() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gateway.yaml")).unwrap();
+        let c = Config::parse(&text, "examples/gateway.yaml", |_| None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.kafka.topics, ["sensors.raw"]);
+        assert_eq!(c.kafka.delivery, Delivery::AtLeastOnce);
+        assert_eq!(c.kafka.limits, Limits::default(), "the example shows the defaults");
+        assert!(c.admin.is_some());
     }
 
     #[test]

@@ -1,0 +1,309 @@
+//! End-to-end throughput through a real Kafka broker: the gateway against a bare
+//! pass-through in the very same shell (issue 3, "Performance").
+//!
+//! ```sh
+//! eval "$(scripts/kafka.sh start /tmp/accord-bench | tail -n1)"
+//! ACCORD_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP cargo bench --bench kafka_e2e            # 2M events
+//! ACCORD_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP cargo bench --bench kafka_e2e -- --events 500000 --rounds 2
+//! ```
+//!
+//! The examples' mix of events (each copy with its own event ids) is produced into a
+//! 6-partition input topic. Then, in turn, a pass-through (each record produced
+//! unchanged to one 6-partition topic, no engine) and the gateway (the example
+//! agreement, outputs to four 6-partition purpose topics and quarantine) each run in a
+//! child process of this binary, as a new consumer group from the start of the input,
+//! with the same librdkafka settings and limits, until every record they should produce
+//! has landed (the output topics' end offsets, polled). Reported per run: end-to-end
+//! events/s (child start to last output, group join included), the steady rate (first
+//! output to last), the child's peak RSS (VmHWM), and the ratio gateway/pass-through.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use accord::agreement::Agreement;
+use accord::config::Config;
+use accord::engine::{Engine, Outputs, Verdict};
+use accord::event::Format;
+use accord::kafka::{Pipeline, Shutdown, Stage};
+use accord::pseudonym::{Key, Pseudonymiser};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+
+const PURPOSES: [&str; 4] = ["safety", "payroll", "planning", "it_security"];
+const PARTITIONS: i32 = 6;
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        return child(&args[i + 1], &args[i + 2], args.get(i + 3).map_or("", String::as_str));
+    }
+    let Ok(bootstrap) = std::env::var("ACCORD_KAFKA_BOOTSTRAP") else {
+        eprintln!("kafka_e2e: no Kafka broker: set ACCORD_KAFKA_BOOTSTRAP to one (scripts/kafka.sh start DIR prints its address)");
+        std::process::exit(1);
+    };
+    let flag = |name: &str, default: usize| -> usize {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map_or(default, |v| v.parse().expect("a number"))
+    };
+    let events = flag("--events", 2_000_000);
+    let rounds = flag("--rounds", 1);
+    // For tuning: librdkafka properties (`--consumer k=v`, `--producer k=v`, repeatable),
+    // `--max-in-flight N`, and `--only passthrough|gateway`.
+    let props = |name: &str| -> String {
+        args.windows(2).filter(|w| w[0] == name).map(|w| w[1].split_once('=').expect("--consumer/--producer take k=v")).map(|(k, v)| format!("    {k}: \"{v}\"\n")).collect()
+    };
+    let (consumer_props, producer_props) = (props("--consumer"), props("--producer"));
+    let max_in_flight = flag("--max-in-flight", 0);
+    let only = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
+
+    let id = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
+    let dir = tempfile::tempdir().unwrap();
+    let mut agreement = std::fs::read_to_string(root().join("examples/agreement.yaml")).unwrap();
+    for p in PURPOSES {
+        agreement = agreement.replace(&format!("topic: accord.{p}\n"), &format!("topic: bench.{p}.{id}\n"));
+    }
+    let agreement_path = dir.path().join("agreement.yaml");
+    std::fs::write(&agreement_path, &agreement).unwrap();
+    let input = format!("bench.sensors.{id}");
+    let quarantine = format!("bench.quarantine.{id}");
+    let pass = format!("bench.pass.{id}");
+    let mut topics = vec![input.clone(), quarantine.clone(), pass.clone()];
+    topics.extend(PURPOSES.iter().map(|p| format!("bench.{p}.{id}")));
+    create_topics(&bootstrap, &topics);
+
+    // The examples' mix, each copy with its own event ids.
+    let base: Vec<String> = std::fs::read_to_string(root().join("examples/events.jsonl")).unwrap().lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+    let lines: Vec<String> = (0..events)
+        .map(|i| {
+            let (copy, line) = (i / base.len(), &base[i % base.len()]);
+            let marker = "\"event_id\": \"";
+            match line.find(marker) {
+                Some(at) => format!("{}b{copy}-{}", &line[..at + marker.len()], &line[at + marker.len()..]),
+                None => line.clone(),
+            }
+        })
+        .collect();
+    let bytes: usize = lines.iter().map(String::len).sum();
+
+    // What the gateway must produce: outputs plus quarantine notes.
+    let engine = engine(&agreement_path);
+    let mut outputs = Outputs::default();
+    let mut expected_gateway = 0u64;
+    for l in &lines {
+        expected_gateway += match engine.process(l.as_bytes(), Format::Json, &mut outputs) {
+            Verdict::Forwarded(_) => outputs.items.len() as u64,
+            Verdict::Dropped(d) if d.malformed.is_some() => 1,
+            Verdict::Dropped(_) => 0,
+        };
+    }
+
+    eprintln!("kafka_e2e: producing {events} events ({:.0} MB) into {input} ({PARTITIONS} partitions)", bytes as f64 / 1e6);
+    let started = Instant::now();
+    produce(&bootstrap, &input, &lines);
+    eprintln!("kafka_e2e: produced in {:.1?} ({:.0} events/s)", started.elapsed(), events as f64 / started.elapsed().as_secs_f64());
+    drop(lines);
+
+    let gateway_outputs: Vec<String> = PURPOSES.iter().map(|p| format!("bench.{p}.{id}")).chain([quarantine.clone()]).collect();
+    let mut results = Vec::new();
+    for round in 0..rounds {
+        for mode in ["passthrough", "gateway"] {
+            if only.as_deref().is_some_and(|o| o != mode) {
+                continue;
+            }
+            let config = dir.path().join(format!("{mode}-{round}.yaml"));
+            let group = format!("bench-{mode}-{round}-{id}");
+            let mut text = format!(
+                "agreement: {}\npseudonym_key:\n  file: {}\n  id: demo-2026\nkafka:\n  brokers: {bootstrap}\n  group: {group}\n  input:\n    topics: [{input}]\n  quarantine_topic: {quarantine}\n",
+                agreement_path.display(),
+                root().join("examples/demo.key").display()
+            );
+            if !consumer_props.is_empty() {
+                text.push_str(&format!("  consumer:\n{consumer_props}"));
+            }
+            if !producer_props.is_empty() {
+                text.push_str(&format!("  producer:\n{producer_props}"));
+            }
+            if max_in_flight > 0 {
+                text.push_str(&format!("limits:\n  max_in_flight: {max_in_flight}\n"));
+            }
+            std::fs::write(&config, text).unwrap();
+            let (watch, expected, extra) = match mode {
+                "passthrough" => (vec![pass.clone()], events as u64, pass.clone()),
+                _ => (gateway_outputs.clone(), expected_gateway, String::new()),
+            };
+            let r = measure(&bootstrap, mode, &config, &extra, &watch, expected, events);
+            eprintln!(
+                "kafka_e2e: {mode:<11} {events} events -> {expected} records in {:.2?}: {:.0} events/s end to end, {:.0} events/s steady, peak RSS {:.1} MiB, CPU {:.1?} ({:.1} µs/event)",
+                r.total,
+                r.rate(),
+                r.steady_rate(),
+                r.peak_rss_kib as f64 / 1024.0,
+                r.cpu,
+                r.cpu.as_secs_f64() * 1e6 / events as f64
+            );
+            results.push((mode, r));
+        }
+    }
+    let best = |mode: &str, f: &dyn Fn(&Run) -> f64| results.iter().filter(|(m, _)| *m == mode).map(|(_, r)| f(r)).fold(0.0, f64::max);
+    let (pass_rate, gw_rate) = (best("passthrough", &Run::rate), best("gateway", &Run::rate));
+    let (pass_steady, gw_steady) = (best("passthrough", &Run::steady_rate), best("gateway", &Run::steady_rate));
+    println!("kafka_e2e: {events} events of the examples' mix, {PARTITIONS} input partitions, broker {bootstrap}");
+    println!("  pass-through  {pass_rate:>10.0} events/s end to end   {pass_steady:>10.0} events/s steady");
+    println!("  gateway       {gw_rate:>10.0} events/s end to end   {gw_steady:>10.0} events/s steady");
+    println!("  ratio         {:>10.2}x end to end          {:>10.2}x steady (goal: at least 0.9x)", gw_rate / pass_rate, gw_steady / pass_steady);
+    for (mode, r) in &results {
+        println!("  peak RSS      {:>10.1} MiB ({mode})", r.peak_rss_kib as f64 / 1024.0);
+    }
+    // The topics stay on the broker; `scripts/kafka.sh stop` deletes them with it.
+}
+
+struct Run {
+    total: Duration,
+    first: Duration,
+    peak_rss_kib: u64,
+    /// The child's CPU time (user + system), all threads.
+    cpu: Duration,
+    events: usize,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.total.as_secs_f64()
+    }
+
+    fn steady_rate(&self) -> f64 {
+        self.events as f64 / (self.total - self.first).as_secs_f64().max(1e-3)
+    }
+}
+
+/// Runs one child until `expected` records have landed in `watch`.
+fn measure(bootstrap: &str, mode: &str, config: &std::path::Path, extra: &str, watch: &[String], expected: u64, events: usize) -> Run {
+    let watcher: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let landed = |w: &BaseConsumer| -> u64 {
+        let mut n = 0;
+        for t in watch {
+            for p in 0..PARTITIONS {
+                let (low, high) = w.fetch_watermarks(t, p, Duration::from_secs(10)).unwrap();
+                n += (high - low) as u64;
+            }
+        }
+        n
+    };
+    let before = landed(&watcher);
+    let started = Instant::now();
+    let mut child: Child = Command::new(std::env::current_exe().unwrap())
+        .args(["--child", mode])
+        .arg(config)
+        .arg(extra)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut first = None;
+    let mut peak = 0;
+    loop {
+        let n = landed(&watcher) - before;
+        if n > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        peak = peak.max(vm_hwm(pid));
+        if n >= expected {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("the {mode} child exited ({status}) with {n} of {expected} records landed:\n{err}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(1800), "{mode}: {n} of {expected} records after 30 minutes");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let total = started.elapsed();
+    peak = peak.max(vm_hwm(pid));
+    let cpu = cpu_time(pid);
+    drop(child.stdin.take()); // The child stops on EOF: drain, commit, exit.
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the {mode} child failed: {status}");
+    Run { total, first: first.unwrap_or_default(), peak_rss_kib: peak, cpu, events }
+}
+
+/// CPU time of a process so far (utime + stime from /proc, at 100 ticks/s).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks: u64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Peak resident set size of a process, in KiB (0 once it is gone).
+fn vm_hwm(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+}
+
+/// The child: one pipeline, in-process, until its stdin closes.
+fn child(mode: &str, config: &str, pass_topic: &str) {
+    let config = Config::load(config.as_ref()).unwrap_or_else(|e| panic!("{e}"));
+    let stage = match mode {
+        "passthrough" => Stage::PassThrough { topic: pass_topic.to_string() },
+        _ => Stage::Enforce(Arc::new(engine(&config.agreement))),
+    };
+    let shutdown = Shutdown::new();
+    let stop = shutdown.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        stop.request();
+    });
+    let summary = Pipeline { kafka: &config.kafka, stage, shutdown, on_batch: None }.run().unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("kafka_e2e child {mode}: {} records", summary.records);
+}
+
+fn engine(agreement: &std::path::Path) -> Engine {
+    let a = Agreement::load(agreement).unwrap_or_else(|e| panic!("{e}")).agreement;
+    let key = Key::from_file(&root().join("examples/demo.key"), "demo-2026").unwrap();
+    Engine::new(Arc::new(a), Arc::new(Pseudonymiser::new(key)))
+}
+
+fn create_topics(bootstrap: &str, topics: &[String]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let new: Vec<NewTopic<'_>> = topics.iter().map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1))).collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in futures::executor::block_on(admin.create_topics(&new, &opts)).unwrap() {
+        if let Err((t, e)) = r {
+            panic!("cannot create {t}: {e}");
+        }
+    }
+}
+
+fn produce(bootstrap: &str, topic: &str, lines: &[String]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "500000")
+        .create()
+        .unwrap();
+    for (i, l) in lines.iter().enumerate() {
+        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(l.as_bytes()).partition(i as i32 % PARTITIONS);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(300)).unwrap();
+}
