@@ -304,7 +304,15 @@ struct Gateway {
 
 impl Gateway {
     fn start(name: &str, config: &Path) -> Gateway {
-        let mut child = common::accord().arg("run").arg("--config").arg(config).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("the gateway starts");
+        let mut child = common::accord()
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("ACCORD_LOG_FORMAT", "text")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the gateway starts");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (stderr, lines) = (child.stderr.take().unwrap(), log.clone());
         std::thread::spawn(move || {
@@ -346,16 +354,16 @@ impl Gateway {
     fn holds(&self) -> BTreeSet<i32> {
         let mut held = BTreeSet::new();
         for line in self.log() {
-            let Some(rest) = line.strip_prefix("accord: kafka: ") else { continue };
-            let (verb, rest) = rest.split_once(' ').unwrap_or((rest, ""));
-            let parts = rest.split_once('[').and_then(|(_, r)| r.split_once(']')).map(|(ps, _)| ps).unwrap_or("");
-            let parts = parts.split(',').filter_map(|p| p.parse::<i32>().ok());
-            match verb {
-                "assigned" => held.extend(parts),
-                "revoked" | "lost" => parts.for_each(|p| {
-                    held.remove(&p);
-                }),
-                _ => {}
+            for verb in ["assigned", "revoked", "lost"] {
+                let Some(rest) = line.split_once(&format!("{verb} sensors.")).map(|(_, r)| r) else { continue };
+                let parts = rest.split_once('[').and_then(|(_, r)| r.split_once(']')).map_or("", |(ps, _)| ps);
+                for p in parts.split(',').filter_map(|p| p.parse::<i32>().ok()) {
+                    if verb == "assigned" {
+                        held.insert(p);
+                    } else {
+                        held.remove(&p);
+                    }
+                }
             }
         }
         held

@@ -26,7 +26,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::offsets::Tp;
 use super::sink::{backoff, queue_full, send, send_owned, Held, Owned, Producer, Records, Shared, SinkContext, Ticket};
 use super::source::{Source, SourceContext};
-use super::{consumer_config, note, producer_config, Error, OnBatch, Pipeline, Summary, Throttle};
+use super::{consumer_config, producer_config, Error, OnBatch, Pipeline, Summary, Throttle};
 use crate::config::{Delivery, Kafka};
 use crate::tally::Tally;
 
@@ -39,7 +39,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let consumer: Source = consumer_config(k).create_with_context(context).map_err(|source| Error::Client { what: "consumer", source })?;
     let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(Error::Subscribe)?;
-    note!("consuming {} as group `{}`, delivery at_least_once", topics.join(", "), k.group);
+    tracing::info!("consuming {} as group `{}`, delivery at_least_once", topics.join(", "), k.group);
 
     let records = Records::new(p.stage, k.input_format, k.output_format, &k.quarantine_topic);
     let total = records.tally.clone();
@@ -67,9 +67,9 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     drop(consumer);
     let left = k.limits.drain_timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
     if let Err(e) = work.producer.flush(left) {
-        note!("the producer could not flush before closing ({e})");
+        tracing::warn!("the producer could not flush before closing ({e})");
     }
-    note!("stopped after {} record(s)", work.count);
+    tracing::info!("stopped after {} record(s)", work.count);
     Ok(Summary { records: work.count, tally: work.total, unacknowledged })
 }
 
@@ -114,7 +114,7 @@ impl Work<'_> {
                 Some(Ok(m)) => self.handle(consumer.context(), &m),
                 Some(Err(e)) => {
                     if self.throttle.allow(&e.to_string()) {
-                        note!("consumer: {e}");
+                        tracing::warn!("consumer: {e}");
                     }
                 }
                 None => self.ticks = 63, // Idle: look at the clock now.
@@ -185,7 +185,7 @@ impl Work<'_> {
         }
         let result = if pause { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
         if let Err(e) = result {
-            note!("could not {} the input partitions ({e})", if pause { "pause" } else { "resume" });
+            tracing::warn!("could not {} the input partitions ({e})", if pause { "pause" } else { "resume" });
         }
     }
 
@@ -219,7 +219,7 @@ impl Work<'_> {
         }
         if let Err(e) = consumer.store_offsets(&tpl) {
             if self.throttle.allow("store") {
-                note!("could not store offsets ({e})");
+                tracing::warn!("could not store offsets ({e})");
             }
         }
     }
@@ -241,7 +241,7 @@ impl Work<'_> {
     fn drain(&mut self, consumer: &Source) -> usize {
         self.pause(consumer, true);
         let started = Instant::now();
-        note!("stopping: draining {} output(s) in flight", self.shared.outstanding() + self.held.len());
+        tracing::info!("stopping: draining {} output(s) in flight", self.shared.outstanding() + self.held.len());
         loop {
             self.take_retries(false);
             self.send_held();
@@ -260,12 +260,12 @@ impl Work<'_> {
         consumer.context().closing.store(true, Ordering::Relaxed);
         let left = self.shared.outstanding();
         if left > 0 {
-            note!("{left} output(s) were not acknowledged within {:?}; their records will be consumed again", self.k.limits.drain_timeout);
+            tracing::warn!("{left} output(s) were not acknowledged within {:?}; their records will be consumed again", self.k.limits.drain_timeout);
         }
         // Commit now; closing commits again on unassign and waits for both.
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
             if !matches!(e, rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) {
-                note!("could not commit offsets before closing ({e})");
+                tracing::warn!("could not commit offsets before closing ({e})");
             }
         }
         left
@@ -288,7 +288,7 @@ fn not_sent(shared: &Shared, held: &mut Held, throttle: &Throttle, mut o: Owned,
     o.ticket.attempt = o.ticket.attempt.saturating_add(1);
     o.due = Instant::now() + backoff(o.ticket.attempt);
     if throttle.allow("produce") {
-        note!("could not produce to {} ({e}); retrying, and offsets of input partition {} wait for it", o.topic, o.ticket.tp.partition);
+        tracing::warn!("could not produce to {} ({e}); retrying, and offsets of input partition {} wait for it", o.topic, o.ticket.tp.partition);
     }
     state.retries.push(o);
 }

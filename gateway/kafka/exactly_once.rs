@@ -30,7 +30,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::offsets::Tp;
 use super::sink::{queue_full, send, Producer, Records, Shared, SinkContext, Ticket};
 use super::source::{Source, SourceContext};
-use super::{consumer_config, describe, note, producer_config, Error, Pipeline, Shutdown, Summary, Throttle};
+use super::{consumer_config, describe, producer_config, Error, Pipeline, Shutdown, Summary, Throttle};
 use crate::config::Delivery;
 
 /// The open transaction, shared by the loop and the revoke callback.
@@ -139,7 +139,7 @@ impl Transactions {
                     return Ok(Outcome::Committed);
                 }
                 Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
-                    note!("the transaction must be aborted ({e}); its records will be enforced again");
+                    tracing::warn!("the transaction must be aborted ({e}); its records will be enforced again");
                     return self.abort(&mut txn, consumer, revoked);
                 }
                 Err(KafkaError::Transaction(e)) if e.is_retriable() && !e.is_fatal() => e.to_string(),
@@ -148,11 +148,11 @@ impl Transactions {
                 Err(e) => return Err(e),
             };
             if self.stop.requested() && started.elapsed() >= self.timeout {
-                note!("shutting down without committing the open transaction ({retry}); it will be aborted");
+                tracing::warn!("shutting down without committing the open transaction ({retry}); it will be aborted");
                 return Ok(Outcome::GaveUp);
             }
             if self.throttle.allow("commit") {
-                note!("committing the transaction failed ({retry}); retrying");
+                tracing::warn!("committing the transaction failed ({retry}); retrying");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -177,7 +177,7 @@ impl Transactions {
             let gone = revoked.is_some_and(|r| r.find_partition(topic, *partition).is_some());
             if !gone {
                 if let Err(e) = consumer.seek(topic, *partition, Offset::Offset(*first), self.timeout) {
-                    note!("could not rewind {topic}[{partition}] to the aborted transaction's start ({e})");
+                    tracing::warn!("could not rewind {topic}[{partition}] to the aborted transaction's start ({e})");
                 }
             }
         }
@@ -192,13 +192,13 @@ impl Transactions {
             if txn.open {
                 let _ = self.abort(&mut txn, consumer, Some(tpl));
             }
-            note!("lost {} (the group moved on); the open transaction was aborted", describe(tpl));
+            tracing::warn!("lost {} (the group moved on); the open transaction was aborted", describe(tpl));
             return;
         }
         match self.commit(consumer, Some(tpl)) {
-            Ok(outcome) => note!("revoked {} (transaction {:?})", describe(tpl), outcome),
+            Ok(outcome) => tracing::info!("revoked {} (transaction {:?})", describe(tpl), outcome),
             Err(e) => {
-                note!("revoked {}; the transactional producer failed ({e})", describe(tpl));
+                tracing::error!("revoked {}; the transactional producer failed ({e})", describe(tpl));
                 *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
             }
         }
@@ -221,7 +221,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         match producer.init_transactions(limits.drain_timeout) {
             Ok(()) => break,
             Err(KafkaError::Transaction(e)) if e.is_retriable() && !p.shutdown.requested() => {
-                note!("cannot start transactions yet ({e}); retrying");
+                tracing::warn!("cannot start transactions yet ({e}); retrying");
                 std::thread::sleep(Duration::from_millis(500));
             }
             Err(e) => return Err(Error::Transaction(e)),
@@ -240,7 +240,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let consumer: Source = consumer_config(k).create_with_context(context).map_err(|source| Error::Client { what: "consumer", source })?;
     let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(Error::Subscribe)?;
-    note!("consuming {} as group `{}`, delivery exactly_once", topics.join(", "), k.group);
+    tracing::info!("consuming {} as group `{}`, delivery exactly_once", topics.join(", "), k.group);
 
     let mut records = Records::new(p.stage, k.input_format, k.output_format, &k.quarantine_topic);
     let mut total = records.tally.clone();
@@ -269,7 +269,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
                 if throttle.allow(&e.to_string()) {
-                    note!("consumer: {e}");
+                    tracing::warn!("consumer: {e}");
                 }
                 continue;
             }
@@ -294,7 +294,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
                     Err((e, _)) => {
                         shared.outstanding.fetch_sub(1, Ordering::Relaxed);
                         if throttle.allow("produce") {
-                            note!("could not produce to {} ({e}); the transaction will be aborted and retried", out.topic);
+                            tracing::warn!("could not produce to {} ({e}); the transaction will be aborted and retried", out.topic);
                         }
                         txns.poison();
                         break;
@@ -304,16 +304,16 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         }
         txns.done(m.topic(), m.partition(), offset);
     }
-    note!("stopping: committing the open transaction");
+    tracing::info!("stopping: committing the open transaction");
     let outcome = txns.commit(&consumer, None).map_err(Error::Transaction)?;
     batch(&mut records);
     consumer.context().closing.store(true, Ordering::Relaxed);
     drop(consumer);
     drop(txns);
     if let Err(e) = producer.flush(Duration::from_secs(1)) {
-        note!("the producer could not flush before closing ({e})");
+        tracing::warn!("the producer could not flush before closing ({e})");
     }
-    note!("stopped after {count} record(s) (last transaction: {outcome:?})");
+    tracing::info!("stopped after {count} record(s) (last transaction: {outcome:?})");
     let unacknowledged = if outcome == Outcome::GaveUp { shared.outstanding() } else { 0 };
     Ok(Summary { records: count, tally: total, unacknowledged })
 }

@@ -15,6 +15,9 @@
 //! by librdkafka's queues, so memory stays flat while the broker is slow or away.
 //! librdkafka is tuned for throughput here ([`consumer_config`], [`producer_config`]);
 //! every property can be overridden from the configuration.
+//!
+//! What the pipeline does is logged through `tracing` (assignments, revokes, retries,
+//! librdkafka's warnings), never what it carries: no event, key or property value.
 
 pub mod at_least_once;
 pub mod exactly_once;
@@ -33,12 +36,6 @@ use rdkafka::error::KafkaError;
 use crate::config::{Delivery, Kafka};
 use crate::engine::Engine;
 use crate::tally::Tally;
-
-/// Prints one line about the pipeline to stderr. Never an event, a key or a secret.
-macro_rules! note {
-    ($($arg:tt)*) => { eprintln!("accord: kafka: {}", format_args!($($arg)*)) };
-}
-pub(crate) use note;
 
 /// What the shell does with each consumed record.
 pub enum Stage {
@@ -220,13 +217,13 @@ impl Throttle {
 
 fn log_librdkafka(throttle: &Throttle, client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
     if (level as i32) <= (RDKafkaLogLevel::Warning as i32) && throttle.allow(fac) {
-        note!("{client}: librdkafka {fac}: {message}");
+        tracing::warn!("{client}: librdkafka {fac}: {message}");
     }
 }
 
 fn error_librdkafka(throttle: &Throttle, client: &str, error: &KafkaError, reason: &str) {
     if throttle.allow(&format!("error {error}")) {
-        note!("{client}: {error}: {reason}");
+        tracing::warn!("{client}: {error}: {reason}");
     }
 }
 

@@ -25,7 +25,7 @@ use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 
 use super::offsets::{Ack, Tp, Watermarks};
-use super::{note, Stage, Throttle};
+use super::{Stage, Throttle};
 use crate::config::Delivery;
 use crate::engine::{DropReason, Dropped, Outputs, Verdict};
 use crate::event::{proto, Format, Malformed};
@@ -148,7 +148,7 @@ impl ProducerContext for SinkContext {
             if let Err((e, m)) = result {
                 shared.txn_failed.store(true, Ordering::Relaxed);
                 if shared.throttle.allow("delivery") {
-                    note!("delivery to {} failed ({e}); the transaction will be aborted and its records consumed again", m.topic());
+                    tracing::warn!("delivery to {} failed ({e}); the transaction will be aborted and its records consumed again", m.topic());
                 }
             }
             return;
@@ -163,7 +163,7 @@ impl ProducerContext for SinkContext {
                     ticket.attempt = ticket.attempt.saturating_add(1);
                     let due = Instant::now() + backoff(ticket.attempt);
                     if shared.throttle.allow("delivery") {
-                        note!(
+                        tracing::warn!(
                             "delivery to {} failed ({e}); retrying (attempt {}), and offsets of input partition {} wait for it",
                             m.topic(),
                             ticket.attempt + 1,

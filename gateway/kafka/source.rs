@@ -26,7 +26,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::exactly_once::Transactions;
 use super::offsets::Tp;
 use super::sink::Shared;
-use super::{describe, note, Throttle};
+use super::{describe, Throttle};
 
 /// The consumer every mode uses.
 pub type Source = BaseConsumer<SourceContext>;
@@ -94,18 +94,18 @@ impl SourceContext {
         shared.sync_outstanding(&state);
         drop(state);
         if lost {
-            note!("lost {} (the group moved on); their records will be consumed again by their new owner", describe(tpl));
+            tracing::warn!("lost {} (the group moved on); their records will be consumed again by their new owner", describe(tpl));
             return;
         }
         if done.count() > 0 {
             if let Err(e) = consumer.store_offsets(&done) {
-                note!("could not store the offsets of the revoked partitions ({e}); their records will be consumed again");
+                tracing::warn!("could not store the offsets of the revoked partitions ({e}); their records will be consumed again");
             }
         }
         if left > 0 {
-            note!("revoked {} after waiting {waited:.1?}; {left} output(s) were not acknowledged and their records will be consumed again", describe(tpl));
+            tracing::warn!("revoked {} after waiting {waited:.1?}; {left} output(s) were not acknowledged and their records will be consumed again", describe(tpl));
         } else {
-            note!("revoked {} (drained in {waited:.1?}, done offsets stored for commit)", describe(tpl));
+            tracing::info!("revoked {} (drained in {waited:.1?}, done offsets stored for commit)", describe(tpl));
         }
     }
 }
@@ -130,8 +130,8 @@ impl ConsumerContext for SourceContext {
                     None => self.revoke_at_least_once(consumer, tpl, lost),
                 }
             }
-            Rebalance::Assign(tpl) => note!("assigned {}", describe(tpl)),
-            Rebalance::Error(e) => note!("rebalance failed: {e}"),
+            Rebalance::Assign(tpl) => tracing::info!("assigned {}", describe(tpl)),
+            Rebalance::Error(e) => tracing::warn!("rebalance failed: {e}"),
         }
     }
 
@@ -143,7 +143,7 @@ impl ConsumerContext for SourceContext {
         if let Err(e) = result {
             // Nothing stored is lost: the next commit carries it.
             if !matches!(e, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) && self.throttle.allow("commit") {
-                note!("committing offsets failed ({e}); retrying with the next commit");
+                tracing::warn!("committing offsets failed ({e}); retrying with the next commit");
             }
         }
     }
