@@ -434,10 +434,9 @@ fn compile_kafka(raw: Spanned<RawKafka>, env: &impl Fn(&str) -> Option<String>, 
 
     let brokers = setting(env, "ACCORD_KAFKA_BROKERS", raw.brokers.as_ref()).map(|b| b.0);
     if brokers.as_deref().is_none_or(|b| b.trim().is_empty()) {
-        if raw.brokers.is_some() {
-            problem(p, &raw.brokers.as_ref().unwrap().referenced, "`kafka.brokers` is empty: list the bootstrap brokers as `host:port,host:port`");
-        } else {
-            required(p, "brokers` (or the environment variable ACCORD_KAFKA_BROKERS");
+        match &raw.brokers {
+            Some(b) => problem(p, &b.referenced, "`kafka.brokers` is empty: list the bootstrap brokers as `host:port,host:port`"),
+            None => required(p, "brokers` (or the environment variable ACCORD_KAFKA_BROKERS"),
         }
     }
     let group = raw.group.as_ref().map(|g| g.value.clone());

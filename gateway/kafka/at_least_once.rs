@@ -150,7 +150,8 @@ impl Work<'_> {
             if !self.shared.lock().marks.resent(o.ticket.tp, o.ticket.epoch) {
                 continue; // Its partition was revoked: its next owner produces it again.
             }
-            if let Err((e, o)) = send_owned(&self.producer, o) {
+            if let Err(failed) = send_owned(&self.producer, o) {
+                let (e, o) = *failed;
                 let full = queue_full(&e);
                 not_sent(&self.shared, &mut self.held, &self.throttle, o, e, true);
                 if full {

@@ -200,7 +200,9 @@ pub fn send(producer: &Producer, out: &Out<'_>, ticket: Box<Ticket>) -> Result<(
     producer.send(record).map_err(|(e, r)| (e, r.delivery_opaque))
 }
 
-pub fn send_owned(producer: &Producer, o: Owned) -> Result<(), (KafkaError, Owned)> {
+/// Hands a held record to librdkafka again; on failure gives it back (boxed: the
+/// error path is the rare one).
+pub fn send_owned(producer: &Producer, o: Owned) -> Result<(), Box<(KafkaError, Owned)>> {
     let mut record: BaseRecord<'_, [u8], [u8], Box<Ticket>> = BaseRecord::with_opaque_to(&o.topic, o.ticket).payload(&o.payload[..]);
     if let Some(key) = &o.key {
         record = record.key(&key[..]);
@@ -212,7 +214,7 @@ pub fn send_owned(producer: &Producer, o: Owned) -> Result<(), (KafkaError, Owne
         Ok(()) => Ok(()),
         Err((e, r)) => {
             let ticket = r.delivery_opaque;
-            Err((e, Owned { ticket, ..o }))
+            Err(Box::new((e, Owned { ticket, ..o })))
         }
     }
 }

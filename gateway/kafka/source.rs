@@ -11,6 +11,7 @@
 //!   for: the partition's next owner consumes its record again.
 //! - exactly-once: commit the open transaction (outputs and offsets together) while the
 //!   group generation is still ours; if that fails, abort it.
+//!
 //! A lost assignment (the group moved on without us) is forgotten without committing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
