@@ -63,6 +63,10 @@ fn create_topics(topics: &[(&str, i32)]) {
 
 /// Sends every record to `topic`, record `i` to partition `i % partitions`.
 fn produce(topic: &str, partitions: i32, records: &[String]) {
+    produce_bytes(topic, partitions, &records.iter().map(|r| r.as_bytes().to_vec()).collect::<Vec<_>>());
+}
+
+fn produce_bytes(topic: &str, partitions: i32, records: &[Vec<u8>]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("linger.ms", "5")
@@ -70,7 +74,7 @@ fn produce(topic: &str, partitions: i32, records: &[String]) {
         .create()
         .expect("a producer");
     for (i, r) in records.iter().enumerate() {
-        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(r.as_bytes()).partition(i as i32 % partitions);
+        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(&r[..]).partition(i as i32 % partitions);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -89,7 +93,9 @@ fn produce(topic: &str, partitions: i32, records: &[String]) {
 struct Rec {
     topic: String,
     key: Option<Vec<u8>>,
+    /// The value as text (JSON outputs), and as bytes (protobuf outputs).
     payload: String,
+    bytes: Vec<u8>,
     headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
@@ -125,7 +131,8 @@ impl Reader {
                 Some(Ok(m)) => self.recs.push(Rec {
                     topic: m.topic().to_string(),
                     key: m.key().map(<[u8]>::to_vec),
-                    payload: String::from_utf8(m.payload().unwrap_or_default().to_vec()).expect("UTF-8 output"),
+                    payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                    bytes: m.payload().unwrap_or_default().to_vec(),
                     headers: m.headers().map_or(Vec::new(), |h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()),
                 }),
                 Some(Err(e)) => panic!("reading outputs: {e}"),
@@ -714,6 +721,70 @@ fn two_instances_share_six_partitions_and_the_survivor_takes_over() {
         assert_nothing_missing(topic, &reader.payloads(topic), want);
     }
     eprintln!("scale-out: a held {held_by_a:?}, b held {held_by_b:?}, then all six");
+}
+
+#[test]
+fn protobuf_in_and_out_gives_the_same_outputs_as_file_mode() {
+    use prost::Message as _;
+    let _broker = shared_broker();
+    let site = Site::new("proto", 2);
+    let events: Vec<Vec<u8>> = example_events()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| accord::event::proto::sensor_event_from_json(&v))
+        .map(|e| e.encode_to_vec())
+        .collect();
+    assert!(events.len() > 300);
+    // File mode reads varint length-delimited messages and writes them likewise.
+    let input = site.dir.path().join("events.pb");
+    let mut delimited = Vec::new();
+    for e in &events {
+        prost::encoding::encode_varint(e.len() as u64, &mut delimited);
+        delimited.extend_from_slice(e);
+    }
+    std::fs::write(&input, delimited).unwrap();
+    let out = site.dir.path().join("file-mode-proto");
+    let status = common::accord()
+        .args(["run", "--format", "proto", "--key-id", DEMO_KEY_ID, "--agreement"])
+        .arg(&site.agreement)
+        .arg("--key-file")
+        .arg(common::example("demo.key"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&out)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut expected: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for p in PURPOSES {
+        let mut bytes = &std::fs::read(out.join(format!("{}.pb", site.topic(p)))).unwrap()[..];
+        let list = expected.entry(site.topic(p)).or_default();
+        while !bytes.is_empty() {
+            let len = prost::encoding::decode_varint(&mut bytes).unwrap() as usize;
+            list.push(bytes[..len].to_vec());
+            bytes = &bytes[len..];
+        }
+    }
+    assert!(expected.values().map(Vec::len).sum::<usize>() > 200);
+
+    produce_bytes(&site.input, site.partitions, &events);
+    let config = site.config("gw", &unique("proto"), "  output:\n    format: proto\n");
+    let text = std::fs::read_to_string(&config).unwrap().replace("    topics: [", "    format: proto\n    topics: [");
+    std::fs::write(&config, text).unwrap();
+    let mut gw = Gateway::start("gateway", &config);
+    let outputs = site.outputs();
+    let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), false);
+    reader.until(Duration::from_secs(60), "every protobuf output", |recs| expected.iter().all(|(t, v)| count_in(recs, t) >= v.len()));
+    assert!(gw.terminate(Duration::from_secs(30)).success());
+    for (topic, want) in &expected {
+        let mut got: Vec<&Vec<u8>> = reader.recs.iter().filter(|r| &r.topic == topic).map(|r| &r.bytes).collect();
+        let mut want: Vec<&Vec<u8>> = want.iter().collect();
+        got.sort();
+        want.sort();
+        assert!(got == want, "{topic}: {} protobuf outputs through Kafka, {} in file mode, not the same", got.len(), want.len());
+    }
 }
 
 /// Stops the shared broker; it is started again when this is dropped, even on failure.
