@@ -255,7 +255,7 @@ fn child(mode: &str, config: &str, pass_topic: &str) {
     let config = Config::load(config.as_ref()).unwrap_or_else(|e| panic!("{e}"));
     let stage = match mode {
         "passthrough" => Stage::PassThrough { topic: pass_topic.to_string() },
-        _ => Stage::Enforce(Arc::new(engine(&config.agreement))),
+        _ => Stage::Enforce(Arc::new(Arc::new(engine(&config.agreement)))),
     };
     let shutdown = Shutdown::new();
     let stop = shutdown.clone();
@@ -263,7 +263,7 @@ fn child(mode: &str, config: &str, pass_topic: &str) {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         stop.request();
     });
-    let summary = Pipeline { kafka: &config.kafka, stage, shutdown, on_batch: None }.run().unwrap_or_else(|e| panic!("{e}"));
+    let summary = Pipeline { kafka: &config.kafka, stage, shutdown, on_batch: None, health: None }.run().unwrap_or_else(|e| panic!("{e}"));
     eprintln!("kafka_e2e child {mode}: {} records", summary.records);
 }
 

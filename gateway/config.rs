@@ -55,9 +55,12 @@ pub struct Config {
     /// The file whose bytes are the pseudonym key, and the key's public id.
     pub key_file: PathBuf,
     pub key_id: String,
-    /// The admin (metrics and health) address; served by a later issue.
+    /// The admin (metrics and health) address.
     pub admin: Option<SocketAddr>,
     pub kafka: Kafka,
+    /// Parties whose signature the agreement must carry (name, public key file); empty
+    /// when signatures are not required.
+    pub required_signatures: Vec<(String, PathBuf)>,
 }
 
 /// The Kafka side of the gateway.
@@ -167,6 +170,22 @@ pub struct Raw {
     admin: Option<RawAdmin>,
     kafka: Option<Spanned<RawKafka>>,
     limits: Option<RawLimits>,
+    agreement_signatures: Option<Spanned<RawSignatures>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignatures {
+    required: Option<Spanned<bool>>,
+    #[serde(default)]
+    parties: Vec<RawParty>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParty {
+    name: Spanned<String>,
+    public_key_file: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -372,6 +391,15 @@ fn compile(raw: Raw, source: &str, env: &impl Fn(&str) -> Option<String>, p: &mu
             None
         }
     };
+    let mut required_signatures = Vec::new();
+    if let Some(sigs) = &raw.agreement_signatures {
+        if sigs.value.required.as_ref().is_none_or(|r| r.value) {
+            if sigs.value.parties.is_empty() {
+                problem(p, &sigs.referenced, "`agreement_signatures` requires signatures but names no `parties`; list each party's `name` and `public_key_file`");
+            }
+            required_signatures = sigs.value.parties.iter().map(|party| (party.name.value.clone(), PathBuf::from(&party.public_key_file.value))).collect();
+        }
+    }
     Some(Config {
         source: source.to_string(),
         agreement: PathBuf::from(agreement?.0),
@@ -379,6 +407,7 @@ fn compile(raw: Raw, source: &str, env: &impl Fn(&str) -> Option<String>, p: &mu
         key_id: key_id?.0,
         admin,
         kafka: kafka?,
+        required_signatures,
     })
 }
 

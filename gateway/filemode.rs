@@ -100,7 +100,8 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, agreement: &Arc<Agreement>, t: &Tally) {
+    /// Adds a tally of `agreement` (a new part when the agreement changed).
+    pub fn add(&mut self, agreement: &Arc<Agreement>, t: &Tally) {
         match self.parts.last_mut() {
             Some((a, total)) if Arc::ptr_eq(a, agreement) => total.merge(t),
             _ => self.parts.push((agreement.clone(), t.clone())),

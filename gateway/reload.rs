@@ -51,8 +51,9 @@ impl Engines for Live {
     }
 }
 
-/// A check that the agreement's bytes may be used (e.g. every party's signature).
-pub type Gate = Box<dyn Fn(&Path, &[u8]) -> Result<(), String> + Send + Sync>;
+/// A check that a valid agreement may come into force: its bytes (every party's
+/// signature) and its compiled form (no topic that loops back into the input).
+pub type Gate = Box<dyn Fn(&Path, &[u8], &Agreement) -> Result<(), String> + Send + Sync>;
 
 /// The outcome of one check of the file.
 #[derive(Debug, PartialEq, Eq)]
@@ -126,15 +127,15 @@ impl Live {
             }
             Reload::Refused { sha256: sha.clone(), problems }
         };
-        if let Some(gate) = &self.gate {
-            if let Err(why) = gate(&self.path, &bytes) {
-                return refused(vec![format!("{file}: {why}")]);
-            }
-        }
         let loaded = match Agreement::parse(&bytes) {
             Ok(l) => l,
             Err(diags) => return refused(diags.iter().filter(|d| d.is_error()).map(|d| d.display(&file).to_string()).collect()),
         };
+        if let Some(gate) = &self.gate {
+            if let Err(why) = gate(&self.path, &bytes, &loaded.agreement) {
+                return refused(vec![format!("{file}: {why}")]);
+            }
+        }
         for w in &loaded.warnings {
             tracing::warn!("{}", w.display(&file));
         }

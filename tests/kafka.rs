@@ -854,3 +854,116 @@ fn broker_restart_mid_stream_loses_nothing() {
     let retried = gw.log().iter().filter(|l| l.contains("failed") || l.contains("retry")).count();
     eprintln!("broker restart: {} outputs read for {total} expected; {retried} retry/failure notes", reader.recs.len());
 }
+
+// ------------------------------------------------------ the DPO's changes --
+
+impl Gateway {
+    /// Waits until a log line contains `text`.
+    fn wait_for_log(&mut self, timeout: Duration, text: &str) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if log.iter().any(|l| l.contains(text)) {
+                return log;
+            }
+            assert!(self.alive(), "{} exited while waiting for `{text}`:\n{}", self.name, log.join("\n"));
+            assert!(start.elapsed() < timeout, "no `{text}` in {}'s log within {timeout:?}:\n{}", self.name, log.join("\n"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A reloaded agreement comes into force between two records (every output and its
+/// header name one version, in order), and a broken one changes nothing.
+#[test]
+fn reload_in_kafka_mode_switches_between_records_and_refuses_a_broken_agreement() {
+    let _broker = shared_broker();
+    let site = Site::new("reload", 1);
+    let events = example_events();
+    let (expected, _) = site.file_mode(&events);
+    let per_copy: usize = expected.values().map(Vec::len).sum();
+    let outputs = site.outputs();
+    let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), false);
+    let mut gw = Gateway::start("gateway", &site.config("gw", &unique("reload"), ""));
+
+    produce(&site.input, 1, &events);
+    reader.until(Duration::from_secs(90), "the first copy's outputs", |r| r.len() >= per_copy);
+    let v4 = std::fs::read_to_string(&site.agreement).unwrap();
+    std::fs::write(&site.agreement, v4.replace("version: 4", "version: 5")).unwrap();
+    gw.wait_for_log(Duration::from_secs(20), "version 5 is now in force");
+    produce(&site.input, 1, &events);
+    reader.until(Duration::from_secs(90), "the second copy's outputs", |r| r.len() >= 2 * per_copy);
+    let broken = v4.replace("version: 4", "version: 6").replace("purposes: [planning]", "purposes: [planing]");
+    std::fs::write(&site.agreement, broken).unwrap();
+    let log = gw.wait_for_log(Duration::from_secs(20), "was refused");
+    assert!(log.iter().any(|l| l.contains("agreement.yaml:") && l.contains("`planing`")), "{}", log.join("\n"));
+    produce(&site.input, 1, &events);
+    reader.until(Duration::from_secs(90), "the third copy's outputs", |r| r.len() >= 3 * per_copy);
+    assert!(gw.terminate(Duration::from_secs(30)).success());
+
+    // Per output topic (each filled in input order): 4 for the first copy, then 5.
+    for topic in &outputs {
+        let recs: Vec<&Rec> = reader.recs.iter().filter(|r| &r.topic == topic).collect();
+        let versions: Vec<u64> = recs.iter().map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).unwrap()["accord"]["version"].as_u64().unwrap()).collect();
+        let want = expected[topic].len();
+        assert_eq!(versions.len(), 3 * want, "{topic}");
+        assert!(versions[..want].iter().all(|v| *v == 4) && versions[want..].iter().all(|v| *v == 5), "{topic}: {versions:?}");
+        for (r, v) in recs.iter().zip(&versions) {
+            let header = r.headers.iter().find(|(k, _)| k == "accord-version").and_then(|(_, v)| v.clone());
+            assert_eq!(header, Some(v.to_string().into_bytes()), "{topic}: the header names the version that decided");
+        }
+    }
+}
+
+/// With signatures required, an unsigned agreement is refused at start, naming the
+/// party whose signature is missing; a signed one runs, and an unsigned change to it
+/// is refused while the signed one stays in force.
+#[test]
+fn required_signatures_are_checked_at_start_and_at_reload() {
+    let _broker = shared_broker();
+    let site = Site::new("signed", 1);
+    let keys = site.dir.path().join("keys");
+    for party in ["ACME Logistics B.V.", "Ondernemingsraad ACME Utrecht"] {
+        let out = common::accord().args(["keygen", "--party", party, "--out"]).arg(&keys).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut pubs: Vec<PathBuf> = std::fs::read_dir(&keys).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "pub")).collect();
+    pubs.sort();
+    let key_for = |pubfile: &Path| pubfile.with_extension("key");
+    let name_of = |pubfile: &Path| -> String {
+        let text = std::fs::read_to_string(pubfile).unwrap();
+        text.lines().find_map(|l| l.strip_prefix("party:")).unwrap().trim().to_string()
+    };
+    let mut config_text = std::fs::read_to_string(site.config("gw", &unique("signed"), "")).unwrap();
+    config_text.push_str("agreement_signatures:\n  required: true\n  parties:\n");
+    for p in &pubs {
+        config_text.push_str(&format!("    - name: \"{}\"\n      public_key_file: {}\n", name_of(p), p.display()));
+    }
+    let config = site.dir.path().join("signed.yaml");
+    std::fs::write(&config, config_text).unwrap();
+
+    // Unsigned: refused at start, naming a party.
+    let out = common::accord().args(["run", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Ondernemingsraad ACME Utrecht") || err.contains("ACME Logistics B.V."), "{err}");
+
+    // Signed by both: it runs.
+    let sign = |agreement: &Path, key: &Path| {
+        let out = common::accord().arg("sign").arg(agreement).arg("--key").arg(key).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    for p in &pubs {
+        sign(&site.agreement, &key_for(p));
+    }
+    let mut gw = Gateway::start("signed gateway", &config);
+    gw.wait_for_log(Duration::from_secs(30), "assigned");
+    // A change signed by one party only is refused; the signed agreement stays.
+    let text = std::fs::read_to_string(&site.agreement).unwrap();
+    std::fs::write(&site.agreement, text.replace("version: 4", "version: 5")).unwrap();
+    sign(&site.agreement, &key_for(&pubs[0]));
+    let log = gw.wait_for_log(Duration::from_secs(20), "was refused");
+    assert!(log.iter().any(|l| l.contains(&name_of(&pubs[1]))), "the missing party is named:\n{}", log.join("\n"));
+    assert!(!log.iter().any(|l| l.contains("version 5 is now in force")));
+    assert!(gw.terminate(Duration::from_secs(30)).success());
+}

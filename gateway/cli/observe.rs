@@ -37,21 +37,29 @@ pub struct Observing {
     input: String,
     metrics: bool,
     interval: Duration,
+    /// What `/readyz` answers.
+    pub health: Arc<Health>,
 }
 
 impl ObserveArgs {
     /// Starts the admin server and opens the trail (writing `gateway_started` and
     /// `agreement_loaded`), as asked.
     pub fn start(&self, agreement: &Arc<Agreement>, mode: &str, input: &str) -> Result<Observing, Failure> {
+        self.start_with(agreement, mode, input, false)
+    }
+
+    /// As [`ObserveArgs::start`]; with `needs_kafka`, `/readyz` also waits for an
+    /// assignment (the returned [`Observing::health`] is told).
+    pub fn start_with(&self, agreement: &Arc<Agreement>, mode: &str, input: &str, needs_kafka: bool) -> Result<Observing, Failure> {
         let metrics = (self.admin.is_some() || self.audit.is_some()).then(|| Metrics::new(agreement, input));
         if let Some(m) = &metrics {
             m.set_in_force(true);
             admin::count_reload(true);
         }
+        let health = Health::new(needs_kafka);
+        health.set_agreement(true);
         if let Some(addr) = self.admin {
-            let health = Health::new(false);
-            health.set_agreement(true);
-            let bound = admin::spawn(addr, health).map_err(|e| Failure::Input(anyhow::anyhow!("cannot serve the admin address {addr}: {e}")))?;
+            let bound = admin::spawn(addr, health.clone()).map_err(|e| Failure::Input(anyhow::anyhow!("cannot serve the admin address {addr}: {e}")))?;
             tracing::info!("serving /metrics, /healthz and /readyz on http://{bound}");
         }
         let trail = match &self.audit {
@@ -65,7 +73,7 @@ impl ObserveArgs {
         };
         let interval = Duration::from_secs(self.audit_interval);
         let observer = Observer::new(agreement.clone(), metrics, trail.clone(), interval);
-        Ok(Observing { observer: Some(observer), trail, input: input.to_string(), metrics: self.admin.is_some() || self.audit.is_some(), interval })
+        Ok(Observing { observer: Some(observer), trail, input: input.to_string(), metrics: self.admin.is_some() || self.audit.is_some(), interval, health })
     }
 }
 

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use accord::config::Config;
 use accord::engine::Engine;
 use accord::event::Format;
-use accord::reload::Live;
+use accord::reload::{Gate, Live};
+use accord::signing::{self, Party};
 use accord::filemode::{self, Sink};
 use accord::kafka::{Pipeline, Shutdown, Stage};
 use anyhow::Context;
@@ -111,20 +112,47 @@ fn run_file(args: Args) -> Outcome {
 
 fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Outcome {
     let config = Config::load(path)?;
+    // Every party whose signature the agreement must carry, at start and at each reload.
+    let parties = config
+        .required_signatures
+        .iter()
+        .map(|(name, file)| Party::from_file(file, Some(name)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !parties.is_empty() {
+        let bytes = std::fs::read(&config.agreement).with_context(|| format!("cannot read the agreement {}", config.agreement.display()))?;
+        signing::verify_parties(&config.agreement, &bytes, &parties)?;
+    }
     let agreement = load_agreement(&config.agreement)?;
     let key = KeyArgs { key_file: config.key_file.clone(), key_id: config.key_id.clone() };
     let engine = Arc::new(Engine::new(agreement.clone(), key.pseudonymiser()?));
     let observe = super::observe::ObserveArgs { admin: observe.admin.or(config.admin), ..observe };
-    let observing = Arc::new(Mutex::new(observe.start(&agreement, "kafka", "kafka")?));
+    let observing = observe.start_with(&agreement, "kafka", "kafka", true)?;
+    let health = observing.health.clone();
+    // The agreement file is watched: a valid, signed change that does not loop comes
+    // into force between two records; anything else is refused and the one in force stays.
+    let gate: Gate = {
+        let kafka = config.kafka.clone();
+        Box::new(move |path: &std::path::Path, bytes: &[u8], a: &accord::agreement::Agreement| {
+            if !parties.is_empty() {
+                signing::verify_parties(path, bytes, &parties).map_err(|e| e.to_string())?;
+            }
+            accord::kafka::check_agreement(&kafka, a).map_err(|e| e.to_string())
+        })
+    };
+    let live = Live::new(&config.agreement, engine, Some(gate), observing.trail.clone());
+    let stop_watching = Arc::new(AtomicBool::new(false));
+    let watcher = live.watch(Duration::from_secs(1), stop_watching.clone()).context("cannot watch the agreement file")?;
+    let observing = Arc::new(Mutex::new(observing));
     let audit_error = Arc::new(Mutex::new(None));
     let on_batch = {
-        let (observing, audit_error, engine) = (observing.clone(), audit_error.clone(), engine.clone());
-        Box::new(move |t: &accord::tally::Tally, elapsed: Duration| {
-            if let Err(e) = observing.lock().unwrap_or_else(|e| e.into_inner()).batch(&engine, t, elapsed) {
+        let (observing, audit_error) = (observing.clone(), audit_error.clone());
+        Box::new(move |engine: &Engine, t: &accord::tally::Tally, elapsed: Duration| {
+            if let Err(e) = observing.lock().unwrap_or_else(|e| e.into_inner()).batch(engine, t, elapsed) {
                 audit_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
             }
         })
     };
+    let stage = Stage::Enforce(live.clone());
 
     let kafka = config.kafka.clone();
     let grace = kafka.limits.drain_timeout + Duration::from_secs(10);
@@ -135,7 +163,7 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
         let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let stop = shutdown.clone();
-        let mut pipeline = tokio::task::spawn_blocking(move || Pipeline { kafka: &kafka, stage: Stage::Enforce(engine), shutdown: stop, on_batch: Some(on_batch) }.run());
+        let mut pipeline = tokio::task::spawn_blocking(move || Pipeline { kafka: &kafka, stage, shutdown: stop, on_batch: Some(on_batch), health: Some(health) }.run());
         let signalled = tokio::select! {
             r = &mut pipeline => return r.context("the pipeline panicked"),
             _ = term.recv() => "SIGTERM",
@@ -153,14 +181,16 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
             }
         }
     })?;
+    stop_watching.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
     let summary = summary?;
     if let Some(e) = audit_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
         return Err(e.into());
     }
-    if let Some(tally) = &summary.tally {
+    if let Some(totals) = &summary.totals {
         let observing = Arc::try_unwrap(observing).ok().expect("the pipeline has stopped").into_inner().unwrap_or_else(|e| e.into_inner());
-        observing.finish(&filemode::Totals { parts: vec![(agreement.clone(), tally.clone())] })?;
-        print_summary(&filemode::Totals { parts: vec![(agreement.clone(), tally.clone())] });
+        observing.finish(totals)?;
+        print_summary(totals);
     }
     Ok(())
 }

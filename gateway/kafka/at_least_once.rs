@@ -28,21 +28,23 @@ use super::sink::{backoff, queue_full, send, send_owned, Held, Owned, Producer, 
 use super::source::{Source, SourceContext};
 use super::{consumer_config, producer_config, Error, OnBatch, Pipeline, Summary, Throttle};
 use crate::config::{Delivery, Kafka};
-use crate::tally::Tally;
+use crate::filemode::Totals;
 
 pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let k = p.kafka;
     let shared = Arc::new(Shared::new(Delivery::AtLeastOnce));
     let producer: Producer =
         producer_config(k).create_with_context(SinkContext { shared: shared.clone() }).map_err(|source| Error::Client { what: "producer", source })?;
-    let context = SourceContext::new(shared.clone(), k.topics.clone(), k.limits.drain_timeout, None);
+    let mut context = SourceContext::new(shared.clone(), k.topics.clone(), k.limits.drain_timeout, None);
+    context.health = p.health.clone();
     let consumer: Source = consumer_config(k).create_with_context(context).map_err(|source| Error::Client { what: "consumer", source })?;
     let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(Error::Subscribe)?;
     tracing::info!("consuming {} as group `{}`, delivery at_least_once", topics.join(", "), k.group);
 
+    let enforcing = matches!(p.stage, super::Stage::Enforce(_));
     let records = Records::new(p.stage, k.input_format, k.output_format, &k.quarantine_topic);
-    let total = records.tally.clone();
+    let total = enforcing.then(Totals::default);
     let mut work = Work {
         k,
         producer,
@@ -70,7 +72,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         tracing::warn!("the producer could not flush before closing ({e})");
     }
     tracing::info!("stopped after {} record(s)", work.count);
-    Ok(Summary { records: work.count, tally: work.total, unacknowledged })
+    Ok(Summary { records: work.count, totals: work.total, unacknowledged })
 }
 
 struct Work<'a> {
@@ -83,7 +85,7 @@ struct Work<'a> {
     advanced: Vec<(Tp, i64)>,
     last_store: Instant,
     last_batch: Instant,
-    total: Option<Tally>,
+    total: Option<Totals>,
     on_batch: Option<OnBatch>,
     count: u64,
     ticks: u32,
@@ -227,12 +229,12 @@ impl Work<'_> {
 
     /// Hands this batch's counts to the total (and to whoever reports them).
     fn batch(&mut self) {
-        if let Some((batch, busy)) = self.records.take_batch() {
+        for b in self.records.take_batches() {
             if let Some(f) = &mut self.on_batch {
-                f(&batch, busy);
+                f(&b.engine, &b.tally, b.busy);
             }
             if let Some(total) = &mut self.total {
-                total.merge(&batch);
+                total.add(b.engine.agreement(), &b.tally);
             }
         }
     }

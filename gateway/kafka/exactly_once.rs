@@ -236,22 +236,24 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         fatal: Mutex::new(None),
         throttle: Throttle::default(),
     });
-    let context = SourceContext::new(shared.clone(), k.topics.clone(), limits.drain_timeout, Some(txns.clone()));
+    let mut context = SourceContext::new(shared.clone(), k.topics.clone(), limits.drain_timeout, Some(txns.clone()));
+    context.health = p.health.clone();
     let consumer: Source = consumer_config(k).create_with_context(context).map_err(|source| Error::Client { what: "consumer", source })?;
     let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(Error::Subscribe)?;
     tracing::info!("consuming {} as group `{}`, delivery exactly_once", topics.join(", "), k.group);
 
+    let enforcing = matches!(p.stage, super::Stage::Enforce(_));
     let mut records = Records::new(p.stage, k.input_format, k.output_format, &k.quarantine_topic);
-    let mut total = records.tally.clone();
+    let mut total = enforcing.then(crate::filemode::Totals::default);
     let mut on_batch = p.on_batch;
     let mut batch = |records: &mut Records| {
-        if let Some((b, busy)) = records.take_batch() {
+        for b in records.take_batches() {
             if let Some(f) = &mut on_batch {
-                f(&b, busy);
+                f(&b.engine, &b.tally, b.busy);
             }
             if let Some(t) = &mut total {
-                t.merge(&b);
+                t.add(b.engine.agreement(), &b.tally);
             }
         }
     };
@@ -315,5 +317,5 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     }
     tracing::info!("stopped after {count} record(s) (last transaction: {outcome:?})");
     let unacknowledged = if outcome == Outcome::GaveUp { shared.outstanding() } else { 0 };
-    Ok(Summary { records: count, tally: total, unacknowledged })
+    Ok(Summary { records: count, totals: total, unacknowledged })
 }

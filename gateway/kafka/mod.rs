@@ -34,14 +34,18 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
 
 use crate::config::{Delivery, Kafka};
+use crate::agreement::Agreement;
 use crate::engine::Engine;
+use crate::filemode::Totals;
+use crate::reload::Engines;
 use crate::tally::Tally;
 
 /// What the shell does with each consumed record.
 pub enum Stage {
-    /// Enforce the agreement: outputs to each purpose's topic, malformed events to
-    /// quarantine.
-    Enforce(Arc<Engine>),
+    /// Enforce the agreement in force: outputs to each purpose's topic, malformed
+    /// events to quarantine. The engine is taken per batch, so a reloaded agreement
+    /// comes into force between two records.
+    Enforce(Arc<dyn Engines + Send + Sync>),
     /// Produce each record unchanged (payload and key) to one topic: the baseline of
     /// the end-to-end benchmark, through the very same shell. Never used by `accord run`.
     PassThrough { topic: String },
@@ -89,15 +93,15 @@ pub enum Error {
 pub struct Summary {
     /// Records consumed and handled.
     pub records: u64,
-    /// What was enforced (none for the pass-through).
-    pub tally: Option<Tally>,
+    /// What was enforced, per agreement in force (none for the pass-through).
+    pub totals: Option<Totals>,
     /// Outputs not acknowledged when the drain timed out; their records are consumed
     /// again after the restart (at-least-once).
     pub unacknowledged: usize,
 }
 
-/// Receives each batch's tally and enforcement time.
-pub type OnBatch = Box<dyn FnMut(&Tally, Duration) + Send>;
+/// Receives each batch's engine, tally and enforcement time.
+pub type OnBatch = Box<dyn FnMut(&Engine, &Tally, Duration) + Send>;
 
 /// One run of the gateway in Kafka mode.
 pub struct Pipeline<'a> {
@@ -107,6 +111,8 @@ pub struct Pipeline<'a> {
     /// Called with each batch's counts and the time spent enforcing it, about every
     /// `limits.commit_interval` (metrics, audit trail).
     pub on_batch: Option<OnBatch>,
+    /// Told whether partitions are assigned (`/readyz`).
+    pub health: Option<Arc<crate::admin::Health>>,
 }
 
 impl Pipeline<'_> {
@@ -123,7 +129,7 @@ impl Pipeline<'_> {
 /// Refuses loops: an input topic that is also an output, or quarantine into a purpose.
 fn check_topics(k: &Kafka, stage: &Stage) -> Result<(), Error> {
     let outputs: Vec<(String, String)> = match stage {
-        Stage::Enforce(engine) => engine.agreement().purposes.iter().map(|p| (p.topic.clone(), format!("the topic of purpose `{}`", p.name))).collect(),
+        Stage::Enforce(engines) => return check_agreement(k, engines.current().agreement()),
         Stage::PassThrough { topic } => vec![(topic.clone(), "the pass-through's output".into())],
     };
     for (topic, what) in outputs.iter().chain([&(k.quarantine_topic.clone(), "the quarantine topic".to_string())]) {
@@ -131,8 +137,22 @@ fn check_topics(k: &Kafka, stage: &Stage) -> Result<(), Error> {
             return Err(Error::Loop { topic: topic.clone(), what: what.clone() });
         }
     }
-    if matches!(stage, Stage::Enforce(_)) && outputs.iter().any(|(t, _)| *t == k.quarantine_topic) {
-        return Err(Error::QuarantineIsPurpose(k.quarantine_topic.clone()));
+    Ok(())
+}
+
+/// Refuses an agreement whose topics would loop: a purpose's topic that is an input
+/// topic, or the quarantine topic. Checked at start and for every reloaded agreement.
+pub fn check_agreement(k: &Kafka, a: &Agreement) -> Result<(), Error> {
+    for p in &a.purposes {
+        if k.topics.contains(&p.topic) {
+            return Err(Error::Loop { topic: p.topic.clone(), what: format!("the topic of purpose `{}`", p.name) });
+        }
+        if p.topic == k.quarantine_topic {
+            return Err(Error::QuarantineIsPurpose(k.quarantine_topic.clone()));
+        }
+    }
+    if k.topics.contains(&k.quarantine_topic) {
+        return Err(Error::Loop { topic: k.quarantine_topic.clone(), what: "the quarantine topic".into() });
     }
     Ok(())
 }

@@ -27,7 +27,8 @@ use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 use super::offsets::{Ack, Tp, Watermarks};
 use super::{Stage, Throttle};
 use crate::config::Delivery;
-use crate::engine::{DropReason, Dropped, Outputs, Verdict};
+use crate::engine::{DropReason, Dropped, Engine, Outputs, Verdict};
+use crate::reload::Engines;
 use crate::event::{proto, Format, Malformed};
 use crate::tally::Tally;
 
@@ -247,6 +248,9 @@ enum Made {
 /// Turns consumed records into records to produce, reusing its buffers.
 pub struct Records {
     stage: Stage,
+    /// The engine deciding the current batch, and the generation it came with.
+    engine: Option<Arc<Engine>>,
+    generation: u64,
     input: Format,
     output: Format,
     outputs: Outputs,
@@ -259,55 +263,91 @@ pub struct Records {
     quarantine_headers: OwnedHeaders,
     note: Vec<u8>,
     made: Made,
-    /// This batch's counts and the time spent enforcing it (see [`Records::take_batch`]).
-    pub tally: Option<Tally>,
+    /// This batch's counts and the time spent enforcing it (see [`Records::take_batches`]).
+    tally: Option<Tally>,
     busy: Duration,
+    /// Batches ended by a reload, not yet handed over.
+    finished: Vec<Batch>,
+}
+
+/// What one engine decided over a stretch of records.
+pub struct Batch {
+    pub engine: Arc<Engine>,
+    pub tally: Tally,
+    pub busy: Duration,
 }
 
 impl Records {
     pub fn new(stage: Stage, input: Format, output: Format, quarantine_topic: &str) -> Records {
-        let (topics, headers, quarantine_headers, tally) = match &stage {
-            Stage::Enforce(engine) => {
-                let a = engine.agreement();
-                let version = a.version.to_string();
-                let base = || {
-                    OwnedHeaders::new_with_capacity(3)
-                        .insert(Header { key: "accord-agreement", value: Some(a.id.as_bytes()) })
-                        .insert(Header { key: "accord-version", value: Some(version.as_bytes()) })
-                };
-                let headers = a.purposes.iter().map(|p| base().insert(Header { key: "accord-purpose", value: Some(p.name.as_bytes()) })).collect();
-                let topics = a.purposes.iter().map(|p| p.topic.clone()).collect();
-                (topics, headers, base(), Some(Tally::new(a)))
-            }
-            Stage::PassThrough { .. } => (Vec::new(), Vec::new(), OwnedHeaders::new(), None),
+        let (engine, generation) = match &stage {
+            Stage::Enforce(engines) => (Some(engines.current()), engines.generation()),
+            Stage::PassThrough { .. } => (None, 0),
         };
-        Records {
+        let mut records = Records {
             stage,
+            engine: None,
+            generation,
             input,
             output,
             outputs: Outputs::default(),
             encoded: Vec::new(),
             ranges: Vec::new(),
-            topics,
-            headers,
+            topics: Vec::new(),
+            headers: Vec::new(),
             quarantine_topic: quarantine_topic.to_string(),
-            quarantine_headers,
+            quarantine_headers: OwnedHeaders::new(),
             note: Vec::new(),
             made: Made::Nothing,
-            tally,
+            tally: None,
             busy: Duration::ZERO,
+            finished: Vec::new(),
+        };
+        if let Some(engine) = engine {
+            records.use_engine(engine);
         }
+        records
+    }
+
+    /// Topics, headers and a fresh tally for `engine`'s agreement.
+    fn use_engine(&mut self, engine: Arc<Engine>) {
+        let a = engine.agreement();
+        let version = a.version.to_string();
+        let base = || {
+            OwnedHeaders::new_with_capacity(3)
+                .insert(Header { key: "accord-agreement", value: Some(a.id.as_bytes()) })
+                .insert(Header { key: "accord-version", value: Some(version.as_bytes()) })
+        };
+        self.headers = a.purposes.iter().map(|p| base().insert(Header { key: "accord-purpose", value: Some(p.name.as_bytes()) })).collect();
+        self.topics = a.purposes.iter().map(|p| p.topic.clone()).collect();
+        self.quarantine_headers = base();
+        self.tally = Some(Tally::new(a));
+        self.engine = Some(engine);
+    }
+
+    /// A new agreement is in force: the batch so far is finished, the next is its.
+    fn reloaded(&mut self, engines: Arc<dyn Engines + Send + Sync>) {
+        self.generation = engines.generation();
+        let next = engines.current();
+        if let (Some(engine), Some(tally)) = (self.engine.take(), self.tally.take()) {
+            self.finished.push(Batch { engine, tally, busy: std::mem::take(&mut self.busy) });
+        }
+        self.use_engine(next);
     }
 
     /// Runs the stage over one consumed record; returns how many records to produce.
     pub fn process(&mut self, topic: &str, partition: i32, offset: i64, payload: &[u8]) -> usize {
-        let engine = match &self.stage {
-            Stage::Enforce(engine) => engine,
+        let engines = match &self.stage {
+            Stage::Enforce(engines) => engines,
             Stage::PassThrough { .. } => {
                 self.made = Made::PassThrough;
                 return 1;
             }
         };
+        if engines.generation() != self.generation {
+            let engines = engines.clone();
+            self.reloaded(engines);
+        }
+        let engine = self.engine.clone().expect("an engine while enforcing");
         let started = Instant::now();
         let mut verdict = engine.process(payload, self.input, &mut self.outputs);
         if let Verdict::Forwarded(_) = verdict {
@@ -388,13 +428,14 @@ impl Records {
         }
     }
 
-    /// Hands over this batch's counts and enforcement time, and starts a new batch.
-    pub fn take_batch(&mut self) -> Option<(Tally, Duration)> {
-        let t = self.tally.as_mut()?;
-        let fresh = match &self.stage {
-            Stage::Enforce(engine) => Tally::new(engine.agreement()),
-            Stage::PassThrough { .. } => return None,
-        };
-        Some((std::mem::replace(t, fresh), std::mem::take(&mut self.busy)))
+    /// Hands over the batches so far (one per agreement in force since the last
+    /// call; none for the pass-through), and starts a new batch.
+    pub fn take_batches(&mut self) -> Vec<Batch> {
+        let mut out = std::mem::take(&mut self.finished);
+        if let (Some(engine), Some(t)) = (&self.engine, &mut self.tally) {
+            let fresh = Tally::new(engine.agreement());
+            out.push(Batch { engine: engine.clone(), tally: std::mem::replace(t, fresh), busy: std::mem::take(&mut self.busy) });
+        }
+        out
     }
 }

@@ -43,6 +43,8 @@ pub struct SourceContext {
     pub assignment_changed: AtomicBool,
     /// The loop already drained for shutdown: a revoke during close only stores.
     pub closing: AtomicBool,
+    /// Told after each rebalance whether any partition is assigned (`/readyz`).
+    pub health: Option<Arc<crate::admin::Health>>,
     throttle: Throttle,
 }
 
@@ -55,6 +57,7 @@ impl SourceContext {
             txns,
             assignment_changed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            health: None,
             throttle: Throttle::default(),
         }
     }
@@ -136,8 +139,11 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
         self.assignment_changed.store(true, Ordering::Relaxed);
+        if let Some(health) = &self.health {
+            health.set_kafka(consumer.assignment().is_ok_and(|a| a.count() > 0));
+        }
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
