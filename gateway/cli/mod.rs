@@ -40,7 +40,8 @@ struct Cli {
 enum Command {
     /// Check an agreement file: every problem at its line, then a summary.
     Check(check::Args),
-    /// Enforce an agreement on events from a file (or stdin), with no Kafka.
+    /// Enforce an agreement: on a file or stdin (file mode), or in a Kafka pipeline
+    /// (`--config`).
     Run(run::Args),
     /// Show, step by step, what the agreement does to one event.
     Explain(explain::Args),
