@@ -432,6 +432,14 @@ impl Compiler<'_> {
             seen.push((path.value.clone(), verb, path.span));
             self.field(&mut rule, path, op, t, purposes, purpose_set, &covered);
         }
+        rule.attributes.resolve(&|name| match t.field(name) {
+            None => PurposeSet::MAX,
+            Some(c) => match t.class(c) {
+                Class::Prohibited => 0,
+                Class::Special => covered(c, PurposeSet::MAX),
+                Class::Ordinary => PurposeSet::MAX,
+            },
+        });
         rule
     }
 

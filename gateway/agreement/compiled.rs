@@ -139,11 +139,22 @@ impl FieldOp {
 pub struct Selector {
     pub op: Option<FieldOp>,
     pub children: Vec<(String, Selector)>,
+    /// The purposes this node's name may reach (the taxonomy, worked out once at
+    /// compile time); `None` means look it up.
+    pub allowed: Option<PurposeSet>,
 }
 
 impl Selector {
     pub fn is_empty(&self) -> bool {
         self.op.is_none() && self.children.is_empty()
+    }
+
+    /// Works out `allowed` for every node below this one.
+    pub fn resolve(&mut self, allowed: &dyn Fn(&str) -> PurposeSet) {
+        for (name, child) in &mut self.children {
+            child.allowed = Some(allowed(name));
+            child.resolve(allowed);
+        }
     }
 
     pub fn child(&self, name: &str) -> Option<&Selector> {

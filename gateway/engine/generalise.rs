@@ -40,6 +40,64 @@ pub fn round(x: f64, decimals: u32) -> f64 {
     rounded.copysign(x)
 }
 
+/// Rounds a JSON number as written (`-?int(.frac)?`), on its digits, into `out`:
+/// the same value as [`round`] without a float in between. False (nothing written)
+/// for a number with an exponent, which [`round`] handles.
+pub fn round_text(text: &str, decimals: u32, out: &mut Vec<u8>) -> bool {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    if digits.bytes().any(|b| !(b.is_ascii_digit() || b == b'.')) {
+        return false;
+    }
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if int.is_empty() || frac.len() <= decimals as usize {
+        out.extend_from_slice(text.as_bytes());
+        return true;
+    }
+    let keep = decimals as usize;
+    let start = out.len();
+    if negative {
+        out.push(b'-');
+    }
+    let first = out.len();
+    // One leading zero gives a carry room to grow ("9.96" -> "10.0").
+    out.push(b'0');
+    out.extend_from_slice(int.as_bytes());
+    out.extend_from_slice(&frac.as_bytes()[..keep]);
+    if frac.as_bytes()[keep] >= b'5' {
+        let mut i = out.len();
+        loop {
+            i -= 1;
+            if out[i] == b'9' {
+                out[i] = b'0';
+            } else {
+                out[i] += 1;
+                break;
+            }
+        }
+    }
+    // Split off the fraction, drop its trailing zeros, then the spare leading zero.
+    let mut fraction: Vec<u8> = out.split_off(out.len() - keep);
+    while fraction.last() == Some(&b'0') {
+        fraction.pop();
+    }
+    if fraction.is_empty() {
+        fraction.push(b'0');
+    }
+    let int_digits = out.split_off(first);
+    let trimmed = match int_digits.iter().position(|d| *d != b'0') {
+        Some(i) => &int_digits[i..],
+        None => &b"0"[..],
+    };
+    out.extend_from_slice(trimmed);
+    out.push(b'.');
+    out.extend_from_slice(&fraction);
+    debug_assert!(out.len() > start);
+    true
+}
+
 fn fallback_round(x: f64, decimals: u32) -> f64 {
     let m = 10f64.powi(decimals as i32);
     let r = (x * m).round() / m;
@@ -127,6 +185,25 @@ mod tests {
         assert_eq!(round(5.1, 3), 5.1);
         assert_eq!(round(1e-10, 3), 0.0);
         assert_eq!(round(123456.0, 0), 123456.0);
+    }
+
+    /// Rounding the written digits gives what rounding the number gives.
+    #[test]
+    fn rounding_the_text_agrees_with_rounding_the_number() {
+        let cases = ["52.0912345", "1.005", "-1.005", "2.5", "-2.5", "0.125", "5.1", "9.96", "99.999", "-0.0004", "123456", "0.5", "5.1000"];
+        for text in cases {
+            for d in 0..4 {
+                let mut out = Vec::new();
+                assert!(round_text(text, d, &mut out));
+                let got: f64 = std::str::from_utf8(&out).unwrap().parse().unwrap();
+                assert_eq!(got, round(text.parse().unwrap(), d), "{text} to {d}: {}", String::from_utf8_lossy(&out));
+            }
+        }
+        let mut out = Vec::new();
+        assert!(!round_text("1e-7", 3, &mut out));
+        assert!(out.is_empty());
+        round_text("9.96", 1, &mut out);
+        assert_eq!(out, b"10.0");
     }
 
     #[test]

@@ -176,7 +176,12 @@ impl Writer<'_> {
                 self.note(path, name, Treatment::Removed("not listed"));
                 return Ok(());
             }
-            if let Err(why) = self.allowed(name) {
+            // Listed names were looked up at compile time; others are looked up here.
+            let allowed = match child.and_then(|c| c.allowed) {
+                Some(set) if set & (1 << self.purpose) != 0 => Ok(()),
+                _ => self.allowed(name),
+            };
+            if let Err(why) = allowed {
                 self.note(path, name, Treatment::Removed(why));
                 return Ok(());
             }
@@ -273,8 +278,13 @@ impl Writer<'_> {
             }
             FieldOp::Round(_) if is_integer => buf.extend_from_slice(text.as_bytes()),
             FieldOp::Round(decimals) => {
-                let Some(x) = number(text) else { return false };
-                write_f64(buf, generalise::round(x, decimals));
+                if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+                    return false;
+                }
+                if !generalise::round_text(text, decimals, buf) {
+                    let Some(x) = number(text) else { return false };
+                    write_f64(buf, generalise::round(x, decimals));
+                }
             }
             FieldOp::Bucket(width) => {
                 if is_integer && width.fract() == 0.0 {
@@ -367,7 +377,7 @@ fn write_f64(buf: &mut Vec<u8>, x: f64) {
 }
 
 /// The selector of a kept value: no paths of its own, everything kept.
-static EVERYTHING: Selector = Selector { op: None, children: Vec::new() };
+static EVERYTHING: Selector = Selector { op: None, children: Vec::new(), allowed: None };
 
 /// Calls `f` for each element of a raw JSON array, in order.
 fn for_each_element<'a, F>(raw: &'a RawValue, f: F) -> Result<(), Malformed>
