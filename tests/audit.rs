@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::Stdio;
 
 use accord::admin::Metrics;
@@ -11,16 +10,12 @@ use accord::event::Format;
 use accord::filemode::{self, Sink};
 use serde_json::Value;
 
-use crate::common::{accord, demo_key, example, example_engine};
+use crate::common::{accord, demo_key, example, example_engine, http_get, run_examples};
 
 fn run_with_trail(dir: &std::path::Path) -> (std::path::PathBuf, String) {
     let trail = dir.join("audit.jsonl");
-    let out = accord()
-        .args(["run", "--agreement"])
-        .arg(example("agreement.yaml"))
-        .arg("--key-file")
-        .arg(example("demo.key"))
-        .args(["--key-id", "demo-2026", "--input"])
+    let out = run_examples()
+        .args(["--input"])
         .arg(example("events.jsonl"))
         .arg("--output")
         .arg(dir.join("out"))
@@ -179,26 +174,13 @@ fn metrics_equal_the_runs_tally_reason_by_reason() {
     }
 }
 
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
 
 /// The binary's admin server, scraped over HTTP while it runs: every SPEC 5 name
 /// with its type, health and readiness; and no identifier, value or key anywhere.
 #[test]
 fn the_admin_server_serves_every_spec_metric_and_nothing_identifying() {
-    let mut child = accord()
-        .args(["run", "--agreement"])
-        .arg(example("agreement.yaml"))
-        .arg("--key-file")
-        .arg(example("demo.key"))
-        .args(["--key-id", "demo-2026", "--input", "-", "--output", "-", "--admin", "127.0.0.1:0"])
+    let mut child = run_examples()
+        .args(["--input", "-", "--output", "-", "--admin", "127.0.0.1:0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -292,13 +274,9 @@ fn no_identifier_value_or_key_in_the_trail_or_the_report() {
 #[test]
 fn the_log_is_json_lines_without_identifiers() {
     let dir = tempfile::tempdir().unwrap();
-    let out = accord()
+    let out = run_examples()
         .env("ACCORD_LOG_FORMAT", "json")
-        .args(["run", "--agreement"])
-        .arg(example("agreement.yaml"))
-        .arg("--key-file")
-        .arg(example("demo.key"))
-        .args(["--key-id", "demo-2026", "--input"])
+        .args(["--input"])
         .arg(example("events.jsonl"))
         .arg("--output")
         .arg(dir.path())

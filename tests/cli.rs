@@ -7,7 +7,7 @@ use std::process::{Output, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{accord, demo_key, example};
+use crate::common::{accord, demo_key, example, run_examples};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -122,12 +122,8 @@ fn check_refuses_what_is_not_yaml_or_not_there() {
 
 fn run_to_dir(extra: &[&str]) -> (tempfile::TempDir, Output) {
     let dir = tempfile::tempdir().unwrap();
-    let out = accord()
-        .args(["run", "--agreement"])
-        .arg(example("agreement.yaml"))
-        .arg("--key-file")
-        .arg(example("demo.key"))
-        .args(["--key-id", "demo-2026", "--input"])
+    let out = run_examples()
+        .args(["--input"])
         .arg(example("events.jsonl"))
         .arg("--output")
         .arg(dir.path())

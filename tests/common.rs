@@ -27,6 +27,25 @@ pub fn accord() -> std::process::Command {
     c
 }
 
+/// `accord run` in file mode on the examples, with the demo key; add `--input` etc.
+pub fn run_examples() -> std::process::Command {
+    let mut c = accord();
+    c.args(["run", "--agreement"]).arg(example("agreement.yaml")).arg("--key-file").arg(example("demo.key")).args(["--key-id", DEMO_KEY_ID]);
+    c
+}
+
+/// A plain HTTP/1.1 GET: the status and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
 pub fn demo_key() -> Vec<u8> {
     std::fs::read(example("demo.key")).unwrap()
 }
