@@ -967,3 +967,128 @@ fn required_signatures_are_checked_at_start_and_at_reload() {
     assert!(!log.iter().any(|l| l.contains("version 5 is now in force")));
     assert!(gw.terminate(Duration::from_secs(30)).success());
 }
+
+// ---------------------------------------------- what operators scrape (issue 4) --
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+impl Site {
+    /// A configuration with librdkafka's statistics every 500 ms on both clients and
+    /// the admin server on a free port; `extra` is appended at the top level.
+    fn config_with_metrics(&self, name: &str, group: &str, extra: &str) -> PathBuf {
+        let path = self.config(name, group, "  producer:\n    statistics.interval.ms: 500\n");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let consumer = "    heartbeat.interval.ms: 500\n";
+        assert!(text.contains(consumer));
+        let text = text.replace(consumer, &format!("{consumer}    statistics.interval.ms: 500\n")) + "admin:\n  address: 127.0.0.1:0\n" + extra;
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Gateway {
+    /// The admin address it logged.
+    fn admin_address(&mut self) -> String {
+        let log = self.wait_for_log(Duration::from_secs(30), "serving /metrics");
+        let line = log.iter().find(|l| l.contains("serving /metrics")).unwrap();
+        line.rsplit("http://").next().unwrap().split_whitespace().next().unwrap().to_string()
+    }
+}
+
+/// `/metrics` scraped and parsed until `done` holds; the last scrape.
+fn scrape_until(addr: &str, timeout: Duration, what: &str, done: impl Fn(&prometheus_parse::Scrape) -> bool) -> (prometheus_parse::Scrape, String) {
+    let start = Instant::now();
+    loop {
+        let (status, text) = http_get(addr, "/metrics");
+        assert_eq!(status, 200);
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format");
+        if done(&scrape) {
+            return (scrape, text);
+        }
+        assert!(start.elapsed() < timeout, "no {what} on /metrics within {timeout:?}:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn samples<'a>(scrape: &'a prometheus_parse::Scrape, name: &'a str) -> impl Iterator<Item = &'a prometheus_parse::Sample> + 'a {
+    scrape.samples.iter().filter(move |s| s.metric == name)
+}
+
+fn value(s: &prometheus_parse::Sample) -> f64 {
+    match s.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        _ => f64::NAN,
+    }
+}
+
+/// librdkafka's statistics on `/metrics`, as the operations guide's alerts use them:
+/// lag per assigned input partition (which falls to 0 once everything is done), the
+/// producer's queue and the delivery errors, each with its Prometheus type.
+#[test]
+fn kafka_client_metrics_are_served_with_their_types_and_lag_falls_to_zero() {
+    let _broker = shared_broker();
+    let site = Site::new("stats", 2);
+    let events = many_events(5);
+    produce(&site.input, site.partitions, &events);
+    let mut gw = Gateway::start("gateway", &site.config_with_metrics("gw", &unique("stats"), ""));
+    let addr = gw.admin_address();
+    let input = site.input.clone();
+    let lag_of = |s: &prometheus_parse::Scrape, p: &str| {
+        samples(s, "accord_kafka_consumer_lag").find(|x| x.labels.get("topic") == Some(input.as_str()) && x.labels.get("partition") == Some(p)).map(value)
+    };
+    let (scrape, text) = scrape_until(&addr, Duration::from_secs(90), "lag 0 on both input partitions", |s| {
+        lag_of(s, "0") == Some(0.0) && lag_of(s, "1") == Some(0.0) && samples(s, "accord_kafka_producer_queue_messages").next().is_some()
+    });
+    let kind = |name: &str| samples(&scrape, name).next().map(|s| std::mem::discriminant(&s.value));
+    let gauge = Some(std::mem::discriminant(&prometheus_parse::Value::Gauge(0.0)));
+    let counter = Some(std::mem::discriminant(&prometheus_parse::Value::Counter(0.0)));
+    assert_eq!(kind("accord_kafka_consumer_lag"), gauge, "{text}");
+    assert_eq!(kind("accord_kafka_producer_queue_messages"), gauge, "{text}");
+    assert_eq!(kind("accord_kafka_producer_queue_bytes"), gauge, "{text}");
+    assert_eq!(kind("accord_kafka_delivery_errors_total"), counter, "{text}");
+    assert_eq!(samples(&scrape, "accord_kafka_delivery_errors_total").map(value).sum::<f64>(), 0.0, "a healthy run has no delivery errors");
+    // Labels from bounded sets: the configured input topic and its partition numbers.
+    for s in samples(&scrape, "accord_kafka_consumer_lag") {
+        assert_eq!(s.labels.get("topic"), Some(site.input.as_str()), "{text}");
+        assert!(["0", "1"].contains(&s.labels.get("partition").unwrap_or("")), "{text}");
+    }
+    assert!(text.contains("# HELP accord_kafka_consumer_lag "), "described: {text}");
+    // And SPEC 5's counters are there too, counting through Kafka.
+    let received: f64 = samples(&scrape, "accord_events_received_total").map(value).sum();
+    assert_eq!(received as usize, events.len(), "{text}");
+    assert!(gw.terminate(Duration::from_secs(30)).success());
+}
+
+/// A purpose topic that refuses every batch (`max.message.bytes` below any output):
+/// each failed delivery report is counted, the gateway keeps retrying, and the input
+/// partition's lag stays above zero (its committed offset waits for the retries).
+#[test]
+fn failed_deliveries_are_counted() {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    let _broker = shared_broker();
+    let site = Site::new("delivery-errors", 1);
+    let refusing = site.topic("planning");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let altered = futures::executor::block_on(admin().alter_configs(&[AlterConfig::new(ResourceSpecifier::Topic(&refusing)).set("max.message.bytes", "64")], &opts));
+    assert!(altered.expect("configs altered").iter().all(Result::is_ok));
+    produce(&site.input, 1, &example_events());
+    let mut gw = Gateway::start("gateway", &site.config_with_metrics("gw", &unique("delivery-errors"), ""));
+    let addr = gw.admin_address();
+    let lag = |s: &prometheus_parse::Scrape| samples(s, "accord_kafka_consumer_lag").find(|x| x.labels.get("partition") == Some("0")).map(value);
+    let (scrape, text) = scrape_until(&addr, Duration::from_secs(60), "delivery errors and a lag held up", |s| {
+        samples(s, "accord_kafka_delivery_errors_total").map(value).sum::<f64>() > 0.0 && lag(s).is_some_and(|l| l > 0.0)
+    });
+    assert!(matches!(samples(&scrape, "accord_kafka_delivery_errors_total").next().unwrap().value, prometheus_parse::Value::Counter(_)), "{text}");
+    assert!(gw.alive(), "the gateway keeps retrying");
+    assert!(gw.log().iter().any(|l| l.contains("delivery to") && l.contains(&refusing)), "{}", gw.log().join("\n"));
+    gw.kill_9();
+}

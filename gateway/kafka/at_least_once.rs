@@ -34,7 +34,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let k = p.kafka;
     let shared = Arc::new(Shared::new(Delivery::AtLeastOnce));
     let producer: Producer =
-        producer_config(k).create_with_context(SinkContext { shared: shared.clone() }).map_err(|source| Error::Client { what: "producer", source })?;
+        producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?;
     let mut context = SourceContext::new(shared.clone(), k.topics.clone(), k.limits.drain_timeout, None);
     context.health = p.health.clone();
     let consumer: Source = consumer_config(k).create_with_context(context).map_err(|source| Error::Client { what: "consumer", source })?;

@@ -214,7 +214,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let limits = k.limits;
     let shared = Arc::new(Shared::new(Delivery::ExactlyOnce));
     let producer: Arc<Producer> = Arc::new(
-        producer_config(k).create_with_context(SinkContext { shared: shared.clone() }).map_err(|source| Error::Client { what: "producer", source })?,
+        producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?,
     );
     // Fences any earlier producer with the same transactional.id and aborts what it left open.
     loop {

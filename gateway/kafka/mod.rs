@@ -7,6 +7,8 @@
 //!   note); delivery reports come back and move the watermarks.
 //! - [`source`]: the consumer's context: rebalances (drain and commit what is done for
 //!   revoked partitions) and librdkafka's logs.
+//! - [`stats`]: librdkafka's statistics as metrics (consumer lag, producer queue,
+//!   failed deliveries).
 //! - [`at_least_once`] and [`exactly_once`]: the two loops, one per delivery mode.
 //!
 //! One thread consumes, enforces and produces; librdkafka's own threads fetch, send
@@ -24,6 +26,7 @@ pub mod exactly_once;
 pub mod offsets;
 pub mod sink;
 pub mod source;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -174,7 +177,9 @@ pub fn consumer_config(k: &Kafka) -> ClientConfig {
         // 1.6x the throughput of 16 MB, with a bounded memory cost.
         .set("queued.max.messages.kbytes", "65536")
         // Answer a fetch within 100 ms even when little has arrived (default 500).
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", "100")
+        // Lag per partition for `/metrics` ([`stats`]).
+        .set("statistics.interval.ms", stats::DEFAULT_INTERVAL_MS);
     for (name, value) in &k.consumer {
         c.set(name, value.expose());
     }
@@ -204,7 +209,9 @@ pub fn producer_config(k: &Kafka) -> ClientConfig {
         // Bound the send queue (librdkafka's default is 1 GB): the gateway's own
         // limit (`limits.max_in_flight`, 100 000 outputs) pauses the input first.
         .set("queue.buffering.max.kbytes", "131072")
-        .set("queue.buffering.max.messages", "200000");
+        .set("queue.buffering.max.messages", "200000")
+        // Queue depth for `/metrics` ([`stats`]).
+        .set("statistics.interval.ms", stats::DEFAULT_INTERVAL_MS);
     for (name, value) in &k.producer {
         c.set(name, value.expose());
     }

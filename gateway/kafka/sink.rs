@@ -25,6 +25,7 @@ use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 
 use super::offsets::{Ack, Tp, Watermarks};
+use super::stats::ProducerStats;
 use super::{Stage, Throttle};
 use crate::config::Delivery;
 use crate::engine::{DropReason, Dropped, Engine, Outputs, Verdict};
@@ -124,9 +125,16 @@ pub fn backoff(attempt: u16) -> Duration {
     Duration::from_millis(100u64 << attempt.min(6)).min(Duration::from_secs(5))
 }
 
-/// The producer's context: delivery reports and librdkafka's own errors.
+/// The producer's context: delivery reports, librdkafka's own errors and statistics.
 pub struct SinkContext {
     pub shared: Arc<Shared>,
+    pub stats: ProducerStats,
+}
+
+impl SinkContext {
+    pub fn new(shared: Arc<Shared>) -> SinkContext {
+        SinkContext { shared, stats: ProducerStats::new() }
+    }
 }
 
 impl ClientContext for SinkContext {
@@ -137,6 +145,10 @@ impl ClientContext for SinkContext {
     fn error(&self, error: KafkaError, reason: &str) {
         super::error_librdkafka(&self.shared.throttle, "producer", &error, reason);
     }
+
+    fn stats_raw(&self, json: &[u8]) {
+        self.stats.record(json);
+    }
 }
 
 impl ProducerContext for SinkContext {
@@ -144,6 +156,9 @@ impl ProducerContext for SinkContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, mut ticket: Box<Ticket>) {
         let shared = &*self.shared;
+        if result.is_err() {
+            self.stats.delivery_failed();
+        }
         if shared.delivery == Delivery::ExactlyOnce {
             shared.outstanding.fetch_sub(1, Ordering::Relaxed);
             if let Err((e, m)) = result {

@@ -27,6 +27,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::exactly_once::Transactions;
 use super::offsets::Tp;
 use super::sink::Shared;
+use super::stats::ConsumerStats;
 use super::{describe, Throttle};
 
 /// The consumer every mode uses.
@@ -46,10 +47,13 @@ pub struct SourceContext {
     /// Told after each rebalance whether any partition is assigned (`/readyz`).
     pub health: Option<Arc<crate::admin::Health>>,
     throttle: Throttle,
+    /// Consumer lag per assigned input partition, from librdkafka's statistics.
+    stats: ConsumerStats,
 }
 
 impl SourceContext {
     pub fn new(shared: Arc<Shared>, topics: Vec<String>, drain_timeout: Duration, txns: Option<Arc<Transactions>>) -> SourceContext {
+        let stats = ConsumerStats::new(topics.clone(), shared.delivery == crate::config::Delivery::ExactlyOnce);
         SourceContext {
             shared,
             topics,
@@ -59,6 +63,7 @@ impl SourceContext {
             closing: AtomicBool::new(false),
             health: None,
             throttle: Throttle::default(),
+            stats,
         }
     }
 
@@ -121,6 +126,10 @@ impl ClientContext for SourceContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         super::error_librdkafka(&self.throttle, "consumer", &error, reason);
+    }
+
+    fn stats_raw(&self, json: &[u8]) {
+        self.stats.record(json);
     }
 }
 

@@ -1,0 +1,228 @@
+//! librdkafka's own figures as Prometheus metrics: consumer lag per input partition,
+//! the producer's queue, failed deliveries.
+//!
+//! librdkafka emits a JSON document every `statistics.interval.ms` (the gateway sets
+//! 5000; a `consumer:` or `producer:` property overrides it, `0` turns it off). The
+//! consumer's arrives inside `poll`, on the loop's thread; the producer's on its
+//! polling thread. Either way the work here is small and bounded: one parse of the
+//! few fields used (everything else is skipped), then a few gauge stores. Handles are
+//! registered once: the producer's when its context is made, a lag gauge the first
+//! time its partition is seen (labels from the configured input topics and partition
+//! numbers only, so a bounded set), then cached.
+//!
+//! - `accord_kafka_consumer_lag{topic,partition}`: records in an assigned input
+//!   partition that are not yet done. At-least-once: librdkafka's `consumer_lag`,
+//!   the partition's end (its last stable offset, since the input is read
+//!   `read_committed`) less the committed offset; until the group has committed
+//!   one, the end less the position. Exactly-once: the end less the position,
+//!   because offsets are committed by the producer's transactions, which the
+//!   consumer's statistics never see (they would show the offset committed before the
+//!   assignment, growing for ever). A partition no longer assigned is set to 0.
+//! - `accord_kafka_producer_queue_messages` and `_bytes`: records (and their bytes)
+//!   waiting in librdkafka's producer queues (`msg_cnt`, `msg_size`).
+//! - `accord_kafka_delivery_errors_total`: delivery reports that came back failed
+//!   (counted by the sink's delivery callback, not from the statistics).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use metrics::{counter, gauge, Counter, Gauge};
+use serde::Deserialize;
+
+/// How often librdkafka reports, unless the configuration says otherwise.
+pub const DEFAULT_INTERVAL_MS: &str = "5000";
+
+/// The consumer's half: a lag gauge per assigned input partition.
+pub struct ConsumerStats {
+    /// The configured input topics: the only `topic` label values.
+    topics: Vec<String>,
+    /// Exactly-once: lag from the position, not from the committed offset.
+    by_position: bool,
+    /// Per (input topic index, partition): the gauge, registered on first sight.
+    lag: Mutex<HashMap<(usize, i32), Gauge>>,
+}
+
+impl ConsumerStats {
+    pub fn new(topics: Vec<String>, by_position: bool) -> ConsumerStats {
+        ConsumerStats { topics, by_position, lag: Mutex::new(HashMap::new()) }
+    }
+
+    /// One statistics document from the consumer.
+    pub fn record(&self, json: &[u8]) {
+        let Ok(stats) = serde_json::from_slice::<ConsumerJson>(json) else { return };
+        let mut lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        let mut assigned: Vec<(usize, i32)> = Vec::new();
+        for (name, topic) in &stats.topics {
+            // Only the configured inputs: a label value never comes from elsewhere.
+            let Some(t) = self.topics.iter().position(|c| c == name) else { continue };
+            for p in topic.partitions.values() {
+                let Some(n) = p.lag(self.by_position) else { continue };
+                let gauge = lag.entry((t, p.partition)).or_insert_with(|| {
+                    gauge!("accord_kafka_consumer_lag", "topic" => self.topics[t].clone(), "partition" => p.partition.to_string())
+                });
+                gauge.set(n as f64);
+                assigned.push((t, p.partition));
+            }
+        }
+        for (key, gauge) in lag.iter() {
+            if !assigned.contains(key) {
+                gauge.set(0.0);
+            }
+        }
+    }
+}
+
+/// The producer's half: its queue, and failed deliveries.
+pub struct ProducerStats {
+    messages: Gauge,
+    bytes: Gauge,
+    delivery_errors: Counter,
+}
+
+impl ProducerStats {
+    /// Registers the handles (no-ops when no metrics recorder is installed).
+    pub fn new() -> ProducerStats {
+        ProducerStats {
+            messages: gauge!("accord_kafka_producer_queue_messages"),
+            bytes: gauge!("accord_kafka_producer_queue_bytes"),
+            delivery_errors: counter!("accord_kafka_delivery_errors_total"),
+        }
+    }
+
+    /// One statistics document from the producer.
+    pub fn record(&self, json: &[u8]) {
+        let Ok(stats) = serde_json::from_slice::<ProducerJson>(json) else { return };
+        self.messages.set(stats.msg_cnt as f64);
+        self.bytes.set(stats.msg_size as f64);
+    }
+
+    /// A delivery report came back failed.
+    pub fn delivery_failed(&self) {
+        self.delivery_errors.increment(1);
+    }
+}
+
+impl Default for ProducerStats {
+    fn default() -> ProducerStats {
+        ProducerStats::new()
+    }
+}
+
+// ---------------------------------------------- the fields librdkafka sends --
+// (https://github.com/confluentinc/librdkafka/blob/master/STATISTICS.md); anything
+// else in the document is skipped unparsed.
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ProducerJson {
+    msg_cnt: u64,
+    msg_size: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ConsumerJson {
+    topics: HashMap<String, TopicJson>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TopicJson {
+    partitions: HashMap<String, PartitionJson>,
+}
+
+/// Offsets are -1 or -1001 when unknown.
+#[derive(Deserialize)]
+#[serde(default)]
+struct PartitionJson {
+    /// -1 is librdkafka's internal "unassigned" partition.
+    partition: i32,
+    /// In the application's assignment.
+    desired: bool,
+    consumer_lag: i64,
+    lo_offset: i64,
+    hi_offset: i64,
+    ls_offset: i64,
+    app_offset: i64,
+    committed_offset: i64,
+}
+
+impl Default for PartitionJson {
+    fn default() -> PartitionJson {
+        PartitionJson {
+            partition: -1,
+            desired: false,
+            consumer_lag: -1,
+            lo_offset: -1,
+            hi_offset: -1,
+            ls_offset: -1,
+            app_offset: -1,
+            committed_offset: -1,
+        }
+    }
+}
+
+impl PartitionJson {
+    /// The lag of an assigned partition, when its offsets are known.
+    fn lag(&self, by_position: bool) -> Option<i64> {
+        if self.partition < 0 || !self.desired {
+            return None;
+        }
+        if !by_position && self.consumer_lag >= 0 {
+            return Some(self.consumer_lag);
+        }
+        let end = if self.ls_offset >= 0 { self.ls_offset } else { self.hi_offset };
+        // The next record to read: after the last one handed to the gateway, else
+        // where reading starts (the committed offset, else the oldest retained).
+        let from = [self.app_offset, self.committed_offset, self.lo_offset].into_iter().find(|o| *o >= 0)?;
+        (end >= 0).then(|| (end - from).max(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A consumer's document as librdkafka 2.12 writes it (trimmed).
+    const CONSUMER: &str = r#"{"name":"accord#consumer-1","type":"consumer","msg_cnt":0,"msg_size":0,
+      "brokers":{"127.0.0.1:9092/1":{"name":"127.0.0.1:9092/1","rtt":{"min":1,"max":9,"avg":3}}},
+      "topics":{
+        "sensors.raw":{"topic":"sensors.raw","partitions":{
+          "0":{"partition":0,"desired":true,"fetch_state":"active","consumer_lag":12,"lo_offset":0,"hi_offset":112,"ls_offset":112,"app_offset":110,"committed_offset":100},
+          "1":{"partition":1,"desired":true,"fetch_state":"active","consumer_lag":-1,"lo_offset":5,"hi_offset":40,"ls_offset":40,"app_offset":-1001,"committed_offset":-1001},
+          "2":{"partition":2,"desired":false,"fetch_state":"none","consumer_lag":-1,"lo_offset":-1001,"hi_offset":-1001,"ls_offset":-1001,"app_offset":-1001,"committed_offset":-1001},
+          "-1":{"partition":-1,"desired":false,"fetch_state":"none","consumer_lag":-1}}},
+        "elsewhere":{"topic":"elsewhere","partitions":{"0":{"partition":0,"desired":true,"consumer_lag":7}}}}}"#;
+
+    fn partition(p: &str) -> PartitionJson {
+        let stats: ConsumerJson = serde_json::from_str(CONSUMER).unwrap();
+        let mut t = stats.topics.into_iter().find(|(n, _)| n == "sensors.raw").unwrap().1;
+        t.partitions.remove(p).unwrap()
+    }
+
+    #[test]
+    fn lag_is_counted_only_for_assigned_partitions() {
+        assert_eq!(partition("0").lag(false), Some(12), "librdkafka's lag from the committed offset");
+        assert_eq!(partition("0").lag(true), Some(2), "exactly-once: from the position");
+        assert_eq!(partition("1").lag(false), Some(35), "nothing committed or read yet: from the oldest retained");
+        assert_eq!(partition("2").lag(false), None, "not assigned");
+        assert_eq!(partition("-1").lag(false), None, "librdkafka's internal partition");
+    }
+
+    #[test]
+    fn a_document_sets_the_gauges_and_anything_unreadable_is_ignored() {
+        // Without a recorder the handles are no-ops: this checks the walk, not the values.
+        let c = ConsumerStats::new(vec!["sensors.raw".into()], false);
+        c.record(CONSUMER.as_bytes());
+        let seen: Vec<(usize, i32)> = {
+            let mut v: Vec<_> = c.lag.lock().unwrap().keys().copied().collect();
+            v.sort();
+            v
+        };
+        assert_eq!(seen, [(0, 0), (0, 1)], "only the configured input's assigned partitions get a gauge");
+        c.record(b"not json");
+        let p = ProducerStats::new();
+        p.record(br#"{"type":"producer","msg_cnt":3,"msg_size":300,"topics":{}}"#);
+        p.record(b"{");
+    }
+}
