@@ -129,10 +129,12 @@ impl AuditTrail {
         state.file.sync_data().map_err(write_err)?;
         state.next_seq += 1;
         state.prev = hash;
-        drop(state);
+        // Still under the lock, so the copy receives the lines in the file's order
+        // (a mirror only hands the line over, it does not wait for it).
         if let Some(mirror) = &self.mirror {
             mirror(&line[..line.len() - 1]);
         }
+        drop(state);
         Ok(record.seq)
     }
 }
@@ -171,7 +173,7 @@ fn parse_sealed(line: &[u8]) -> Option<(Record, String, String)> {
 /// The first problem in a trail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Broken {
-    /// 1-based line of the file.
+    /// 1-based line of the file (for a copy on a topic, the record's offset).
     pub line: usize,
     /// The sequence number expected there.
     pub seq: u64,
@@ -188,27 +190,64 @@ pub struct Verified {
 /// Checks every link of a trail: each line's own hash, its sequence number, and that
 /// its `prev` is the hash of the record before.
 pub fn verify(input: impl BufRead) -> io::Result<Verified> {
-    let mut prev = GENESIS.to_string();
-    let mut seq = 0u64;
+    let mut chain = Chain::new();
     for (i, line) in input.split(b'\n').enumerate() {
-        let line = line?;
-        let broken = |why: String| Ok(Verified { records: seq, broken: Some(Broken { line: i + 1, seq, why }) });
-        let Some((record, stated, actual)) = parse_sealed(&line) else {
-            return broken(format!("record {seq} cannot be read: it is not a sealed audit record"));
-        };
-        if actual != stated {
-            return broken(format!("record {seq} was changed: its content does not match its hash"));
+        if !chain.push(&line?, i + 1) {
+            break;
         }
-        if record.seq != seq {
-            return broken(format!("record {seq} is missing or out of order: found record {} in its place", record.seq));
-        }
-        if record.prev != prev {
-            return broken(format!("record {seq} does not follow the record before it (the chain is broken)"));
-        }
-        prev = stated;
-        seq += 1;
     }
-    Ok(Verified { records: seq, broken: None })
+    Ok(chain.verified())
+}
+
+/// One trail checked line by line, as its lines arrive (from a file, or from a topic
+/// where several gateways' trails are interleaved, one [`Chain`] each).
+#[derive(Clone, Debug)]
+pub struct Chain {
+    prev: String,
+    seq: u64,
+    broken: Option<Broken>,
+}
+
+impl Default for Chain {
+    fn default() -> Chain {
+        Chain::new()
+    }
+}
+
+impl Chain {
+    pub fn new() -> Chain {
+        Chain { prev: GENESIS.to_string(), seq: 0, broken: None }
+    }
+
+    /// Checks the next line (`at`: where it is, for the report); false once the
+    /// chain is broken (later lines are not looked at).
+    pub fn push(&mut self, line: &[u8], at: usize) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        let seq = self.seq;
+        let why = match parse_sealed(line) {
+            None => Some(format!("record {seq} cannot be read: it is not a sealed audit record")),
+            Some((_, stated, actual)) if actual != stated => Some(format!("record {seq} was changed: its content does not match its hash")),
+            Some((record, _, _)) if record.seq != seq => Some(format!("record {seq} is missing or out of order: found record {} in its place", record.seq)),
+            Some((record, _, _)) if record.prev != self.prev => Some(format!("record {seq} does not follow the record before it (the chain is broken)")),
+            Some((_, stated, _)) => {
+                self.prev = stated;
+                self.seq += 1;
+                None
+            }
+        };
+        if let Some(why) = why {
+            self.broken = Some(Broken { line: at, seq, why });
+            return false;
+        }
+        true
+    }
+
+    /// What was found so far: the records verified, and the first broken link.
+    pub fn verified(&self) -> Verified {
+        Verified { records: self.seq, broken: self.broken.clone() }
+    }
 }
 
 /// Reads every record of a trail (for reports), stopping at the first unreadable one.
