@@ -61,6 +61,19 @@ pub struct Config {
     /// Parties whose signature the agreement must carry (name, public key file); empty
     /// when signatures are not required.
     pub required_signatures: Vec<(String, PathBuf)>,
+    /// The audit trail (`audit:`); the command line's `--audit` wins over its file.
+    pub audit: Audit,
+}
+
+/// Where the audit trail goes in Kafka mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// The trail's file: the source of truth.
+    pub file: Option<PathBuf>,
+    /// A topic (of one partition) that receives a copy of every record.
+    pub topic: Option<String>,
+    /// Between two counters records.
+    pub interval: Option<Duration>,
 }
 
 /// The Kafka side of the gateway.
@@ -171,6 +184,15 @@ pub struct Raw {
     kafka: Option<Spanned<RawKafka>>,
     limits: Option<RawLimits>,
     agreement_signatures: Option<Spanned<RawSignatures>>,
+    audit: Option<Spanned<RawAudit>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    file: Option<Spanned<String>>,
+    topic: Option<Spanned<String>>,
+    interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -406,9 +428,42 @@ fn compile(raw: Raw, source: &str, env: &impl Fn(&str) -> Option<String>, p: &mu
         key_file: PathBuf::from(key_file?.0),
         key_id: key_id?.0,
         admin,
+        audit: compile_audit(raw.audit.as_ref(), kafka.as_ref(), p),
         kafka: kafka?,
         required_signatures,
     })
+}
+
+fn compile_audit(raw: Option<&Spanned<RawAudit>>, kafka: Option<&Kafka>, p: &mut Vec<Problem>) -> Audit {
+    let mut audit = Audit::default();
+    let Some(raw) = raw else { return audit };
+    if let Some(f) = &raw.value.file {
+        if f.value.trim().is_empty() {
+            problem(p, &f.referenced, "`audit.file` is empty: name the trail's file");
+        } else {
+            audit.file = Some(PathBuf::from(&f.value));
+        }
+    }
+    if let Some(t) = &raw.value.topic {
+        if !valid_topic(&t.value) {
+            problem(p, &t.referenced, format!("`{}` is not a Kafka topic name (1 to 249 of a-z, A-Z, 0-9, `.`, `_`, `-`)", t.value));
+        } else if kafka.is_some_and(|k| k.topics.contains(&t.value)) {
+            problem(p, &t.referenced, "the audit topic is also an input topic; audit records would be read back as events");
+        } else if kafka.is_some_and(|k| k.quarantine_topic == t.value) {
+            problem(p, &t.referenced, "the audit topic is also the quarantine topic; give the trail a topic of its own");
+        } else if raw.value.file.is_none() {
+            problem(p, &t.referenced, "`audit.topic` receives a copy of the trail's file: set `audit.file` too (the file is the source of truth)");
+        } else {
+            audit.topic = Some(t.value.clone());
+        }
+    }
+    if let Some(i) = &raw.value.interval {
+        match parse_duration(&i.value) {
+            Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(86_400) => audit.interval = Some(d),
+            _ => problem(p, &i.referenced, "`audit.interval` must be a duration from 1s to 24h, such as `60s` or `15m`"),
+        }
+    }
+    audit
 }
 
 fn compile_limits(raw: Option<&RawLimits>, p: &mut Vec<Problem>) -> Limits {
@@ -729,5 +784,24 @@ kafka:
         assert_eq!(c.kafka.limits.drain_timeout, Duration::from_secs(5));
         let p = problems(&format!("{GOOD}limits:\n  commit_interval: soon\n"));
         assert_eq!(p[0].line, 19);
+    }
+
+    #[test]
+    fn the_audit_section_names_a_file_and_a_topic_for_its_copy() {
+        let c = Config::parse(&format!("{GOOD}audit:\n  file: /var/lib/accord/audit.jsonl\n  topic: accord.audit\n  interval: 30s\n"), "gw.yaml", env).unwrap();
+        assert_eq!(
+            c.audit,
+            Audit { file: Some("/var/lib/accord/audit.jsonl".into()), topic: Some("accord.audit".into()), interval: Some(Duration::from_secs(30)) }
+        );
+        assert_eq!(Config::parse(GOOD, "gw.yaml", env).unwrap().audit, Audit::default());
+        let p = problems(&format!("{GOOD}audit:\n  topic: accord.audit\n"));
+        assert_eq!((p[0].line, p[0].column), (19, 10), "{p:?}");
+        assert!(p[0].message.contains("set `audit.file` too"), "{p:?}");
+        let p = problems(&format!("{GOOD}audit:\n  file: a.jsonl\n  topic: sensors.raw\n  interval: 1ms\n  tpoic: x\n"));
+        assert!(p[0].message.contains("unknown field `tpoic`"), "{p:?}");
+        let p = problems(&format!("{GOOD}audit:\n  file: a.jsonl\n  topic: sensors.raw\n  interval: 1ms\n"));
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].message.contains("also an input topic") && p[0].line == 20, "{p:?}");
+        assert!(p[1].message.contains("`audit.interval` must be") && p[1].line == 21, "{p:?}");
     }
 }

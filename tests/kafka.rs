@@ -1092,3 +1092,90 @@ fn failed_deliveries_are_counted() {
     assert!(gw.log().iter().any(|l| l.contains("delivery to") && l.contains(&refusing)), "{}", gw.log().join("\n"));
     gw.kill_9();
 }
+
+// ------------------------------------------------- the audit topic (issue 4) --
+
+fn verify_topic(config: &Path, topic: &str) -> (bool, String, String) {
+    let out = common::accord().args(["audit", "verify", "--config"]).arg(config).args(["--topic", topic]).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Two gateways (replicas) copy their trails to one audit topic: `accord audit verify
+/// --topic` checks each trail's chain, like the file's. A copy with one byte changed,
+/// or a record deleted, fails at that record's sequence number; a topic of several
+/// partitions is refused.
+#[test]
+fn the_audit_topic_holds_each_trail_and_verify_finds_tampering() {
+    let _broker = shared_broker();
+    let site = Site::new("audit", 2);
+    let [audit, changed, deleted, wide] = ["audit", "audit-changed", "audit-deleted", "audit-wide"].map(|t| format!("{t}.{}", site.id));
+    create_topics(&[(&audit, 1), (&changed, 1), (&deleted, 1), (&wide, 2)]);
+    let group = unique("audit");
+    let trail = |name: &str| site.dir.path().join(format!("{name}.jsonl"));
+    let config = |name: &str| {
+        let path = site.config(name, &group, "");
+        let text = std::fs::read_to_string(&path).unwrap() + &format!("audit:\n  file: {}\n  topic: {audit}\n  interval: 1s\n", trail(name).display());
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (config_a, config_b) = (config("a"), config("b"));
+    let mut a = Gateway::start("gateway a", &config_a);
+    let mut b = Gateway::start("gateway b", &config_b);
+    // Each holds one input partition before the events come, so both count some.
+    let start = Instant::now();
+    while a.holds().len() != 1 || b.holds().len() != 1 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the two gateways did not share the partitions: a {:?}, b {:?}", a.holds(), b.holds());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    produce(&site.input, site.partitions, &many_events(3));
+    let counted = |name: &str| std::fs::read_to_string(trail(name)).unwrap_or_default().contains("\"kind\":\"counters\"");
+    let start = Instant::now();
+    while !(counted("a") && counted("b")) {
+        assert!(start.elapsed() < Duration::from_secs(60), "no counters record in both trails");
+        assert!(a.alive() && b.alive(), "a gateway exited:\n{}\n{}", a.log().join("\n"), b.log().join("\n"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(a.terminate(Duration::from_secs(30)).success());
+    assert!(b.terminate(Duration::from_secs(30)).success());
+
+    let lines = |name: &str| -> Vec<String> { std::fs::read_to_string(trail(name)).unwrap().lines().map(str::to_string).collect() };
+    let (lines_a, lines_b) = (lines("a"), lines("b"));
+    for l in [&lines_a, &lines_b] {
+        assert!(l[0].contains("\"kind\":\"gateway_started\"") && l.last().unwrap().contains("\"kind\":\"gateway_stopped\""), "{l:?}");
+    }
+    let (ok, stdout, stderr) = verify_topic(&config_a, &audit);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("2 trail(s), {} records verified", lines_a.len() + lines_b.len())), "{stdout}");
+    for (name, l) in [("a", &lines_a), ("b", &lines_b)] {
+        let key = format!("{}.jsonl: {} records from offset", name, l.len());
+        assert!(stdout.contains(&key), "trail {name} with all its records: {stdout}");
+    }
+    // The topic holds each trail byte for byte as its file.
+    let mut reader = Reader::new(&[audit.as_str()], false);
+    reader.until(Duration::from_secs(30), "the audit records", |r| r.len() >= lines_a.len() + lines_b.len());
+    let copied = |name: &str| -> Vec<String> {
+        reader.recs.iter().filter(|r| r.key.as_deref().is_some_and(|k| k.ends_with(format!("/{name}.jsonl").as_bytes()))).map(|r| r.payload.clone()).collect()
+    };
+    assert_eq!(copied("a"), lines_a);
+    assert_eq!(copied("b"), lines_b);
+
+    // One byte changed in record 2 of a copy (records without a key: one trail).
+    let mut bytes: Vec<Vec<u8>> = lines_a.iter().map(|l| l.clone().into_bytes()).collect();
+    let middle = bytes[2].len() / 2;
+    bytes[2][middle] ^= 0x01;
+    produce_bytes(&changed, 1, &bytes);
+    let (ok, _, stderr) = verify_topic(&config_a, &changed);
+    assert!(!ok);
+    assert!(stderr.contains("offset 2: broken at sequence number 2: record 2"), "{stderr}");
+    // Record 1 deleted.
+    let mut bytes: Vec<Vec<u8>> = lines_a.iter().map(|l| l.clone().into_bytes()).collect();
+    bytes.remove(1);
+    produce_bytes(&deleted, 1, &bytes);
+    let (ok, _, stderr) = verify_topic(&config_a, &deleted);
+    assert!(!ok);
+    assert!(stderr.contains("broken at sequence number 1: record 1 is missing or out of order"), "{stderr}");
+    // Two partitions: no order between them, refused.
+    let (ok, _, stderr) = verify_topic(&config_a, &wide);
+    assert!(!ok);
+    assert!(stderr.contains("has 2 partitions; it must have exactly one"), "{stderr}");
+}

@@ -1,11 +1,15 @@
-//! `accord audit verify` and `accord audit report`: what auditors run on a trail.
+//! `accord audit verify` and `accord audit report`: what auditors run on a trail
+//! (a file; `verify` also checks the copy on Kafka mode's audit topic).
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use accord::agreement::compile::parse_instant;
 use accord::audit::{self, report};
+use accord::config::Config;
+use accord::kafka::audit_topic;
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
 
@@ -20,9 +24,20 @@ pub struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Check every link of an audit trail; exit 1 at the first broken one.
+    ///
+    /// With `--config GATEWAY.yaml`, check the copy on the audit topic instead (the
+    /// config's `audit.topic`, or `--topic`), read from its start to its end with the
+    /// config's brokers and properties; each gateway's trail on it is checked on its own.
     Verify {
         /// The trail (JSON Lines).
-        file: PathBuf,
+        #[arg(required_unless_present = "config", conflicts_with_all = ["config", "topic"])]
+        file: Option<PathBuf>,
+        /// The audit topic to check (default: the config's `audit.topic`).
+        #[arg(long, value_name = "TOPIC", requires = "config")]
+        topic: Option<String>,
+        /// The gateway configuration: how to reach the brokers.
+        #[arg(long, value_name = "GATEWAY.yaml")]
+        config: Option<PathBuf>,
     },
     /// Summarise a period: agreements in force, forwarded per purpose, dropped per
     /// reason and category, per day.
@@ -40,6 +55,34 @@ enum Command {
     },
 }
 
+/// `verify --config GATEWAY.yaml [--topic T]`: every trail on the audit topic.
+fn verify_topic(config: &Path, topic: Option<String>) -> Outcome {
+    let config = Config::load(config)?;
+    let Some(topic) = topic.or_else(|| config.audit.topic.clone()) else {
+        return Err(Failure::Usage(anyhow!("{} names no `audit.topic`: give the topic with --topic", config.source)));
+    };
+    let found = audit_topic::verify(&config.kafka, &topic, Duration::from_secs(30))?;
+    if found.start > 0 {
+        eprintln!("accord: note: the topic {topic} starts at offset {}: the records before it were deleted (retention); a trail that began there fails at sequence 0", found.start);
+    }
+    for t in &found.trails {
+        let name = if t.key.is_empty() { "(records without a key)".to_string() } else { t.key.clone() };
+        match &t.verified.broken {
+            None => println!("{topic}: trail {name}: {} records from offset {}, every link verified", t.verified.records, t.first_offset),
+            Some(b) => {
+                eprintln!("{topic}: trail {name}: offset {}: broken at sequence number {}: {}", b.line, b.seq, b.why);
+                eprintln!("accord: the {} records before it in that trail verify; nothing from sequence {} on can be trusted", t.verified.records, b.seq);
+            }
+        }
+    }
+    let broken = found.broken().count();
+    println!("{topic}: {} trail(s), {} records verified, offsets {} to {}{}", found.trails.len(), found.records(), found.start, found.end, if broken > 0 { format!("; {broken} broken") } else { String::new() });
+    if broken > 0 {
+        return Err(Failure::Reported);
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ReportFormat {
     Text,
@@ -49,7 +92,8 @@ enum ReportFormat {
 
 pub fn run(args: Args) -> Outcome {
     match args.command {
-        Command::Verify { file } => {
+        Command::Verify { file: None, topic, config } => verify_topic(&config.expect("clap requires --config without FILE"), topic),
+        Command::Verify { file: Some(file), .. } => {
             let reader = BufReader::new(File::open(&file).with_context(|| format!("cannot open the audit trail {}", file.display()))?);
             let verified = audit::verify(reader).with_context(|| format!("cannot read the audit trail {}", file.display()))?;
             match verified.broken {

@@ -1,5 +1,7 @@
 //! The flags that let file mode report to operators and auditors: `--admin` (metrics
-//! and health over HTTP) and `--audit` (the hash-chained trail).
+//! and health over HTTP) and `--audit` (the hash-chained trail). In Kafka mode the
+//! gateway configuration's `admin:` and `audit:` give them (a flag wins), and the
+//! trail can be copied to an audit topic.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +11,8 @@ use std::time::Duration;
 use accord::admin::{self, Health, Metrics};
 use accord::agreement::Agreement;
 use accord::audit::{self, AuditError, AuditTrail, Kind};
+use accord::config::Config;
+use accord::kafka::audit_topic::AuditTopic;
 use accord::engine::Engine;
 use accord::filemode::Totals;
 use accord::observe::Observer;
@@ -24,9 +28,12 @@ pub struct ObserveArgs {
     /// Append what was enforced to this hash-chained audit trail (JSON Lines).
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
-    /// Seconds between the trail's counters records.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    pub audit_interval: u64,
+    /// Seconds between the trail's counters records [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub audit_interval: Option<u64>,
+    /// Kafka mode's audit topic, which receives a copy of every line of the trail.
+    #[arg(skip)]
+    pub audit_topic: Option<Arc<AuditTopic>>,
 }
 
 /// A running observation: the observer for batches, and the trail for the records
@@ -42,6 +49,23 @@ pub struct Observing {
 }
 
 impl ObserveArgs {
+    /// Kafka mode: the configuration's `audit:` where no flag says otherwise, and its
+    /// topic opened as the trail's mirror (returned, to be flushed at the end).
+    pub fn with_config(self, config: &Config, agreement: &Agreement) -> Result<(ObserveArgs, Option<Arc<AuditTopic>>), Failure> {
+        let audit = self.audit.or_else(|| config.audit.file.clone());
+        let audit_interval = self.audit_interval.or(config.audit.interval.map(|d| d.as_secs()));
+        let topic = match (&config.audit.topic, &audit) {
+            (Some(topic), Some(file)) => {
+                if let Some(p) = agreement.purposes.iter().find(|p| &p.topic == topic) {
+                    return Err(Failure::Input(anyhow::anyhow!("the audit topic `{topic}` is also the topic of purpose `{}`; give the trail a topic of its own", p.name)));
+                }
+                Some(Arc::new(AuditTopic::open(&config.kafka, topic, file)?))
+            }
+            _ => None,
+        };
+        Ok((ObserveArgs { audit, audit_interval, audit_topic: topic.clone(), ..self }, topic))
+    }
+
     /// Starts the admin server and opens the trail (writing `gateway_started` and
     /// `agreement_loaded`), as asked.
     pub fn start(&self, agreement: &Arc<Agreement>, mode: &str, input: &str) -> Result<Observing, Failure> {
@@ -64,14 +88,18 @@ impl ObserveArgs {
         }
         let trail = match &self.audit {
             Some(path) => {
-                let trail = Arc::new(AuditTrail::open(path)?);
+                let mut trail = AuditTrail::open(path)?;
+                if let Some(topic) = &self.audit_topic {
+                    trail = trail.with_mirror(topic.mirror());
+                }
+                let trail = Arc::new(trail);
                 trail.append(Kind::GatewayStarted, serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "mode": mode}))?;
                 trail.append(Kind::AgreementLoaded, audit::agreement_loaded(agreement))?;
                 Some(trail)
             }
             None => None,
         };
-        let interval = Duration::from_secs(self.audit_interval);
+        let interval = Duration::from_secs(self.audit_interval.unwrap_or(60));
         let observer = Observer::new(agreement.clone(), metrics, trail.clone(), interval);
         Ok(Observing { observer: Some(observer), trail, input: input.to_string(), metrics: self.admin.is_some() || self.audit.is_some(), interval, health })
     }

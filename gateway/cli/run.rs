@@ -125,6 +125,8 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     let agreement = load_agreement(&config.agreement)?;
     let key = KeyArgs { key_file: config.key_file.clone(), key_id: config.key_id.clone() };
     let engine = Arc::new(Engine::new(agreement.clone(), key.pseudonymiser()?));
+    // The config's audit trail (a flag wins), copied to its audit topic if it names one.
+    let (observe, audit_topic) = observe.with_config(&config, &agreement)?;
     let observe = super::observe::ObserveArgs { admin: observe.admin.or(config.admin), ..observe };
     let observing = observe.start_with(&agreement, "kafka", "kafka", true)?;
     let health = observing.health.clone();
@@ -191,6 +193,9 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
         let observing = Arc::try_unwrap(observing).ok().expect("the pipeline has stopped").into_inner().unwrap_or_else(|e| e.into_inner());
         observing.finish(totals)?;
         print_summary(totals);
+    }
+    if let Some(topic) = audit_topic {
+        topic.flush(Duration::from_secs(10));
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //!   revoked partitions) and librdkafka's logs.
 //! - [`stats`]: librdkafka's statistics as metrics (consumer lag, producer queue,
 //!   failed deliveries).
+//! - [`audit_topic`]: the audit trail's copy on a topic, and its verification.
 //! - [`at_least_once`] and [`exactly_once`]: the two loops, one per delivery mode.
 //!
 //! One thread consumes, enforces and produces; librdkafka's own threads fetch, send
@@ -22,6 +23,7 @@
 //! librdkafka's warnings), never what it carries: no event, key or property value.
 
 pub mod at_least_once;
+pub mod audit_topic;
 pub mod exactly_once;
 pub mod offsets;
 pub mod sink;
