@@ -22,7 +22,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::common::{self, DEMO_KEY_ID};
+use crate::common::{self, http_get, DEMO_KEY_ID};
 
 // ---------------------------------------------------------------- the broker --
 
@@ -970,16 +970,6 @@ fn required_signatures_are_checked_at_start_and_at_reload() {
 
 // ---------------------------------------------- what operators scrape (issue 4) --
 
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
 
 impl Site {
     /// A configuration with librdkafka's statistics every 500 ms on both clients and

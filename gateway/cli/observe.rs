@@ -34,6 +34,9 @@ pub struct ObserveArgs {
     /// Kafka mode's audit topic, which receives a copy of every line of the trail.
     #[arg(skip)]
     pub audit_topic: Option<Arc<AuditTopic>>,
+    /// SHA-256 of the gateway configuration file, for `gateway_started` (Kafka mode).
+    #[arg(skip)]
+    pub config_sha256: Option<String>,
 }
 
 /// A running observation: the observer for batches, and the trail for the records
@@ -93,7 +96,7 @@ impl ObserveArgs {
                     trail = trail.with_mirror(topic.mirror());
                 }
                 let trail = Arc::new(trail);
-                trail.append(Kind::GatewayStarted, serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "mode": mode}))?;
+                trail.append(Kind::GatewayStarted, serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "mode": mode, "config_sha256": self.config_sha256}))?;
                 trail.append(Kind::AgreementLoaded, audit::agreement_loaded(agreement))?;
                 Some(trail)
             }

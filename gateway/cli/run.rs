@@ -127,7 +127,9 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     let engine = Arc::new(Engine::new(agreement.clone(), key.pseudonymiser()?));
     // The config's audit trail (a flag wins), copied to its audit topic if it names one.
     let (observe, audit_topic) = observe.with_config(&config, &agreement)?;
-    let observe = super::observe::ObserveArgs { admin: observe.admin.or(config.admin), ..observe };
+    // The trail names the configuration it ran with by its digest, never its content.
+    let config_sha256 = std::fs::read(path).ok().map(|bytes| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+    let observe = super::observe::ObserveArgs { admin: observe.admin.or(config.admin), config_sha256, ..observe };
     let observing = observe.start_with(&agreement, "kafka", "kafka", true)?;
     let health = observing.health.clone();
     // The agreement file is watched: a valid, signed change that does not loop comes
