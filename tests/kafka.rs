@@ -1055,6 +1055,26 @@ fn kafka_client_metrics_are_served_with_their_types_and_lag_falls_to_zero() {
     // And SPEC 5's counters are there too, counting through Kafka.
     let received: f64 = samples(&scrape, "accord_events_received_total").map(value).sum();
     assert_eq!(received as usize, events.len(), "{text}");
+    // The counters equal what the engine decides for these events, reason by reason
+    // and purpose by purpose (a clean run: nothing consumed twice).
+    let engine = common::example_engine();
+    let mut expected = accord::tally::Tally::new(engine.agreement());
+    let mut out = accord::engine::Outputs::default();
+    for e in &events {
+        let verdict = engine.process(e.as_bytes(), accord::event::Format::Json, &mut out);
+        expected.add(&verdict, &out);
+    }
+    let (scrape, text) = scrape_until(&addr, Duration::from_secs(30), "every event counted", |s| {
+        samples(s, "accord_events_forwarded_total").map(value).sum::<f64>() as u64 == expected.forwarded.iter().sum::<u64>()
+    });
+    for reason in accord::engine::DropReason::ALL {
+        let got: f64 = samples(&scrape, "accord_events_dropped_total").filter(|x| x.labels.get("reason") == Some(reason.as_str())).map(value).sum();
+        assert_eq!(got as u64, expected.dropped_for(reason), "{reason}: {text}");
+    }
+    for (i, p) in engine.agreement().purposes.iter().enumerate() {
+        let got: f64 = samples(&scrape, "accord_events_forwarded_total").filter(|x| x.labels.get("purpose") == Some(p.name.as_str())).map(value).sum();
+        assert_eq!(got as u64, expected.forwarded_to(i), "{}: {text}", p.name);
+    }
     assert!(gw.terminate(Duration::from_secs(30)).success());
 }
 
