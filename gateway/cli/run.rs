@@ -135,10 +135,13 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     // The agreement file is watched: a valid, signed change that does not loop comes
     // into force between two records; anything else is refused and the one in force stays.
     let gate: Gate = {
-        let kafka = config.kafka.clone();
+        let (kafka, audit_topic) = (config.kafka.clone(), config.audit.topic.clone());
         Box::new(move |path: &std::path::Path, bytes: &[u8], a: &accord::agreement::Agreement| {
             if !parties.is_empty() {
                 signing::verify_parties(path, bytes, &parties).map_err(|e| e.to_string())?;
+            }
+            if let Some(p) = a.purposes.iter().find(|p| Some(&p.topic) == audit_topic.as_ref()) {
+                return Err(format!("purpose `{}` would write to the audit topic `{}`", p.name, p.topic));
             }
             accord::kafka::check_agreement(&kafka, a).map_err(|e| e.to_string())
         })
