@@ -155,16 +155,16 @@ fn identity(a: &Agreement, purpose: usize, l: Lang) -> (&'static str, &'static s
     }
 }
 
+/// `<section>` with its heading and an introductory paragraph.
+fn open_section(h: &mut String, title: &str, intro: &str) {
+    let _ = write!(h, "<section>\n<h2>{title}</h2>\n<p>{intro}</p>\n");
+}
+
 fn sensors(a: &Agreement, l: Lang, h: &mut String) {
-    let _ = write!(
-        h,
-        "<section>\n<h2>{}</h2>\n<p>{}</p>\n",
-        l.t("Sensor by sensor", "Per sensor"),
-        l.t(
+    open_section(h, l.t("Sensor by sensor", "Per sensor"), l.t(
             "For each sensor: which data may be passed on, in what form, to which purpose and when. Everything else a sensor sends is removed before anyone receives it.",
             "Per sensor: welke gegevens mogen worden doorgegeven, in welke vorm, aan welk doel en wanneer. Al het andere dat een sensor stuurt, wordt verwijderd voordat iemand het ontvangt."
-        )
-    );
+        ));
     for source in sources(a) {
         let rules: Vec<&Rule> = a.rules.iter().filter(|r| r.sources.as_ref().is_none_or(|s| s.iter().any(|x| Some(x) == source.as_ref()))).collect();
         let name = match &source {
@@ -202,15 +202,10 @@ fn sensors(a: &Agreement, l: Lang, h: &mut String) {
 }
 
 fn never(a: &Agreement, l: Lang, h: &mut String) {
-    let _ = write!(
-        h,
-        "<section>\n<h2>{}</h2>\n<p>{}</p>\n",
-        l.t("What is never collected", "Wat nooit wordt verzameld"),
-        l.t(
+    open_section(h, l.t("What is never collected", "Wat nooit wordt verzameld"), l.t(
             "A reading of one of these kinds is thrown away whole, whichever sensor sends it. Inside other readings, fields with these names are removed wherever they appear.",
             "Een meting van een van deze soorten wordt helemaal weggegooid, welke sensor haar ook stuurt. In andere metingen worden velden met deze namen verwijderd, waar ze ook staan."
-        )
-    );
+        ));
     let prohibited: Vec<_> = a.taxonomy.iter().filter(|(_, _, class)| *class == Class::Prohibited).collect();
     let by_law = |name: &str| PROHIBITED.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     for (heading, law) in [(l.t("Forbidden by law", "Verboden door de wet"), true), (l.t("Forbidden by this agreement", "Verboden door deze afspraak"), false)] {
@@ -242,15 +237,10 @@ fn field_names(a: &Agreement, category: crate::agreement::taxonomy::CategoryId) 
 }
 
 fn special(a: &Agreement, l: Lang, h: &mut String) {
-    let _ = write!(
-        h,
-        "<section>\n<h2>{}</h2>\n<p>{}</p>\n",
-        l.t("Sensitive data: health and biometrics", "Gevoelige gegevens: gezondheid en biometrie"),
-        l.t(
+    open_section(h, l.t("Sensitive data: health and biometrics", "Gevoelige gegevens: gezondheid en biometrie"), l.t(
             "Health and biometric data are special categories of personal data (GDPR art. 9). They are never passed on, unless this agreement makes an explicit exception, with its legal basis and its reason, and then only to the purposes it names.",
             "Gezondheids- en biometrische gegevens zijn bijzondere persoonsgegevens (AVG art. 9). Ze worden nooit doorgegeven, tenzij deze afspraak een uitdrukkelijke uitzondering maakt, met de wettelijke grondslag en de reden, en dan alleen aan de doelen die daarin staan."
-        )
-    );
+        ));
     for (id, name, class) in a.taxonomy.iter() {
         if class != Class::Special {
             continue;
