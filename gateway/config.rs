@@ -61,6 +61,10 @@ pub struct Config {
     /// Parties whose signature the agreement must carry (name, public key file); empty
     /// when signatures are not required.
     pub required_signatures: Vec<(String, PathBuf)>,
+    /// The log's level (a `tracing` filter such as `info`) and format; the environment
+    /// (`ACCORD_LOG`, `ACCORD_LOG_FORMAT`) wins.
+    pub log_level: Option<String>,
+    pub log_format: Option<crate::log::LogFormat>,
     /// The audit trail (`audit:`); the command line's `--audit` wins over its file.
     pub audit: Audit,
 }
@@ -185,6 +189,7 @@ pub struct Raw {
     limits: Option<RawLimits>,
     agreement_signatures: Option<Spanned<RawSignatures>>,
     audit: Option<Spanned<RawAudit>>,
+    log: Option<RawLog>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +198,13 @@ struct RawAudit {
     file: Option<Spanned<String>>,
     topic: Option<Spanned<String>>,
     interval: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -422,6 +434,22 @@ fn compile(raw: Raw, source: &str, env: &impl Fn(&str) -> Option<String>, p: &mu
             required_signatures = sigs.value.parties.iter().map(|party| (party.name.value.clone(), PathBuf::from(&party.public_key_file.value))).collect();
         }
     }
+    let log_level = raw.log.as_ref().and_then(|l| l.level.as_ref()).and_then(|l| {
+        if tracing_subscriber::EnvFilter::try_new(&l.value).is_ok() {
+            Some(l.value.clone())
+        } else {
+            problem(p, &l.referenced, "`log.level` must be a level such as `info` or `debug`, or a filter such as `accord=debug`");
+            None
+        }
+    });
+    let log_format = raw.log.as_ref().and_then(|l| l.format.as_ref()).and_then(|f| match f.value.as_str() {
+        "json" => Some(crate::log::LogFormat::Json),
+        "text" => Some(crate::log::LogFormat::Text),
+        _ => {
+            problem(p, &f.referenced, "`log.format` must be `json` or `text`");
+            None
+        }
+    });
     Some(Config {
         source: source.to_string(),
         agreement: PathBuf::from(agreement?.0),
@@ -431,6 +459,8 @@ fn compile(raw: Raw, source: &str, env: &impl Fn(&str) -> Option<String>, p: &mu
         audit: compile_audit(raw.audit.as_ref(), kafka.as_ref(), p),
         kafka: kafka?,
         required_signatures,
+        log_level,
+        log_format,
     })
 }
 
@@ -685,6 +715,16 @@ kafka:
             Err(ConfigError::Invalid { problems, .. }) => problems,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn the_log_section_is_checked_at_its_line() {
+        let c = Config::parse(&format!("{GOOD}log:\n  level: debug\n  format: text\n"), "gw.yaml", env).unwrap();
+        assert_eq!(c.log_level.as_deref(), Some("debug"));
+        assert_eq!(c.log_format, Some(crate::log::LogFormat::Text));
+        let bad = Config::parse(&format!("{GOOD}log:\n  format: xml\n"), "gw.yaml", env).unwrap_err().to_string();
+        let line = GOOD.lines().count() + 2;
+        assert!(bad.contains(&format!("gw.yaml:{line}:")) && bad.contains("`log.format` must be `json` or `text`"), "{bad}");
     }
 
     #[test]

@@ -22,11 +22,19 @@ pub enum LogFormat {
 impl LogFormat {
     /// `ACCORD_LOG_FORMAT`, else JSON unless stderr is a terminal.
     pub fn from_env() -> LogFormat {
+        LogFormat::choose(None)
+    }
+
+    /// `ACCORD_LOG_FORMAT`, else `configured`, else JSON unless stderr is a terminal.
+    pub fn choose(configured: Option<LogFormat>) -> LogFormat {
         match std::env::var("ACCORD_LOG_FORMAT").ok().as_deref() {
             Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
-            _ if std::io::stderr().is_terminal() => LogFormat::Text,
-            _ => LogFormat::Json,
+            _ => match configured {
+                Some(f) => f,
+                None if std::io::stderr().is_terminal() => LogFormat::Text,
+                None => LogFormat::Json,
+            },
         }
     }
 }

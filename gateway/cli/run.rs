@@ -55,10 +55,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Outcome {
-    accord::log::init(accord::log::LogFormat::from_env(), None);
     match args.config {
         Some(config) => run_kafka(&config, args.observe),
-        None => run_file(args),
+        None => {
+            accord::log::init(accord::log::LogFormat::from_env(), None);
+            run_file(args)
+        }
     }
 }
 
@@ -112,6 +114,7 @@ fn run_file(args: Args) -> Outcome {
 
 fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Outcome {
     let config = Config::load(path)?;
+    accord::log::init(accord::log::LogFormat::choose(config.log_format), config.log_level.as_deref());
     // Every party whose signature the agreement must carry, at start and at each reload.
     let parties = config
         .required_signatures
