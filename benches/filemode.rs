@@ -5,7 +5,7 @@
 //!   1. the baseline: each line parsed into a `serde_json::Value` and written back;
 //!   2. `accord run` file mode (the library's `filemode::run`) into a directory.
 //!   3. file mode again, counting every batch into the Prometheus metrics, to show
-//!      that metrics cost nothing measurable (the goal: within 3%).
+//!   that metrics cost nothing measurable (the goal: within 3%).
 //! All stream the file through a 64 KiB reader. Prints events/s for each, the ratios,
 //! and the peak RSS (flat: the input is streamed, never held).
 //!

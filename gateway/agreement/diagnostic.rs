@@ -76,7 +76,7 @@ impl Diagnostics {
 
     /// Every diagnostic, in file order (errors before warnings at the same place).
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
-        self.items.sort_by(|a, b| (a.span, a.severity).cmp(&(b.span, b.severity)));
+        self.items.sort_by_key(|d| (d.span, d.severity));
         self.items.dedup();
         self.items
     }

@@ -169,13 +169,8 @@ impl MarkedEventReceiver for Builder {
             }
             Event::Alias(_) => self.refuse(span, "aliases (*name)"),
             Event::DocumentStart => {
-                if self.root.is_some() {
-                    if self.error.is_none() {
-                        self.error = Some(SyntaxError {
-                            span,
-                            message: "an agreement file holds one YAML document; remove the second `---`".into(),
-                        });
-                    }
+                if self.root.is_some() && self.error.is_none() {
+                    self.error = Some(SyntaxError { span, message: "an agreement file holds one YAML document; remove the second `---`".into() });
                 }
             }
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
