@@ -24,7 +24,7 @@ const CACHE_LIMIT: usize = 200_000;
 /// Why a key cannot be used. Never holds the key's bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot read the key file {path}: {source}")]
+    #[error("cannot read the key file {path}")]
     Read { path: String, source: std::io::Error },
     #[error("the key file {path} holds {len} bytes; a pseudonym key needs at least {MIN_KEY_LEN}")]
     TooShort { path: String, len: usize },

@@ -37,7 +37,7 @@ const MAX_FILE: u64 = 64 * 1024;
 /// Why a key or signature file cannot be used. Never holds a private key.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: String, source: std::io::Error },
     #[error("{path} is not {what}: {why}")]
     Format { path: String, what: &'static str, why: String },

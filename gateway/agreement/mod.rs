@@ -25,7 +25,7 @@ pub use diagnostic::{Diagnostic, Severity};
 /// Why an agreement could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read the agreement {path}: {source}")]
+    #[error("cannot read the agreement {path}")]
     Read { path: String, source: std::io::Error },
     #[error("the agreement {path} has {} problem(s)", .diagnostics.iter().filter(|d| d.is_error()).count())]
     Invalid { path: String, diagnostics: Vec<Diagnostic> },

@@ -49,9 +49,9 @@ pub struct Record {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("cannot open the audit trail {path}: {source}")]
+    #[error("cannot open the audit trail {path}")]
     Open { path: String, source: io::Error },
-    #[error("cannot write to the audit trail {path}: {source}")]
+    #[error("cannot write to the audit trail {path}")]
     Write { path: String, source: io::Error },
     #[error("the audit trail {path} ends in a record that cannot be read (sequence {seq}); run `accord audit verify` on it")]
     BadTail { path: String, seq: u64 },
