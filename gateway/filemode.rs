@@ -13,13 +13,10 @@ use std::io::{self, BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
-use crate::agreement::Agreement;
 use crate::engine::{Engine, Outputs, Verdict};
 use crate::reload::Engines;
 use crate::event::{proto, Format, Malformed, MAX_EVENT_BYTES};
-use crate::tally::Tally;
+use crate::tally::{Tally, Totals};
 
 /// Where outputs go.
 pub enum Sink {
@@ -91,48 +88,6 @@ fn create(dir: &Path, topic: &str, ext: &str) -> io::Result<BufWriter<File>> {
 /// Events per batch handed to the observer (a batch also ends after a second, and
 /// when a new agreement comes into force).
 pub const BATCH: u64 = 1024;
-
-/// What a run enforced, per agreement that was in force during it (more than one
-/// when the agreement was reloaded).
-#[derive(Debug, Default)]
-pub struct Totals {
-    pub parts: Vec<(Arc<Agreement>, Tally)>,
-}
-
-impl Totals {
-    /// Adds a tally of `agreement` (a new part when the agreement changed).
-    pub fn add(&mut self, agreement: &Arc<Agreement>, t: &Tally) {
-        match self.parts.last_mut() {
-            Some((a, total)) if Arc::ptr_eq(a, agreement) => total.merge(t),
-            _ => self.parts.push((agreement.clone(), t.clone())),
-        }
-    }
-
-    pub fn received(&self) -> u64 {
-        self.parts.iter().map(|(_, t)| t.received).sum()
-    }
-
-    pub fn forwarded_events(&self) -> u64 {
-        self.parts.iter().map(|(_, t)| t.forwarded_events).sum()
-    }
-
-    pub fn dropped_total(&self) -> u64 {
-        self.parts.iter().map(|(_, t)| t.dropped_total()).sum()
-    }
-
-    /// The tally of a run that had one agreement throughout.
-    pub fn single(&self) -> Option<&Tally> {
-        match self.parts.as_slice() {
-            [(_, t)] => Some(t),
-            _ => None,
-        }
-    }
-
-    /// The summary `accord run` prints: one section per agreement in force.
-    pub fn summary(&self) -> String {
-        self.parts.iter().map(|(a, t)| t.summary(a)).collect::<Vec<_>>().join("\n")
-    }
-}
 
 /// Runs the engine over every event of `input`; returns what was enforced.
 /// Only I/O errors stop the run: every bad event is counted and quarantined.

@@ -4,6 +4,8 @@
 //! category; a shell adds each verdict to it and, once per batch, hands it to
 //! whoever reports (the file-mode summary, the metrics exporter, the audit trail).
 
+use std::sync::Arc;
+
 use crate::agreement::Agreement;
 use crate::engine::{DropReason, Outputs, Verdict};
 
@@ -130,5 +132,47 @@ impl Tally {
         let generalised: u64 = self.fields_generalised.iter().sum();
         let _ = writeln!(s, "fields     {removed} removed, {pseudonymised} pseudonymised, {generalised} generalised");
         s
+    }
+}
+
+/// What a run enforced, per agreement that was in force during it (more than one
+/// when the agreement was reloaded).
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub parts: Vec<(Arc<Agreement>, Tally)>,
+}
+
+impl Totals {
+    /// Adds a tally of `agreement` (a new part when the agreement changed).
+    pub fn add(&mut self, agreement: &Arc<Agreement>, t: &Tally) {
+        match self.parts.last_mut() {
+            Some((a, total)) if Arc::ptr_eq(a, agreement) => total.merge(t),
+            _ => self.parts.push((agreement.clone(), t.clone())),
+        }
+    }
+
+    pub fn received(&self) -> u64 {
+        self.parts.iter().map(|(_, t)| t.received).sum()
+    }
+
+    pub fn forwarded_events(&self) -> u64 {
+        self.parts.iter().map(|(_, t)| t.forwarded_events).sum()
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.parts.iter().map(|(_, t)| t.dropped_total()).sum()
+    }
+
+    /// The tally of a run that had one agreement throughout.
+    pub fn single(&self) -> Option<&Tally> {
+        match self.parts.as_slice() {
+            [(_, t)] => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The summary `accord run` prints: one section per agreement in force.
+    pub fn summary(&self) -> String {
+        self.parts.iter().map(|(a, t)| t.summary(a)).collect::<Vec<_>>().join("\n")
     }
 }

@@ -446,6 +446,13 @@ do_start() {
     fi
 
     log "starting Kafka ${KAFKA_VERSION} on 127.0.0.1:${port} (controller ${cport}) in ${dir}"
+    launch_and_wait "$dir" "$start"
+}
+
+# Starts the broker of DIR, waits until it answers (stopping it if it does not), and
+# prints the bootstrap line. START is when the caller began, for the log.
+launch_and_wait() {
+    local dir="$1" start="$2"
     launch_broker "$dir"
     if ! (wait_ready "$dir"); then
         stop_process "$dir"
@@ -475,13 +482,7 @@ do_start_broker() {
     done
     port_in_use "$port" && die "port ${port} is still in use; cannot restart the broker"
     log "starting broker again on $(cat "${dir}/bootstrap") in ${dir}"
-    launch_broker "$dir"
-    if ! (wait_ready "$dir"); then
-        stop_process "$dir"
-        exit 1
-    fi
-    log "broker ready in $((SECONDS - start))s (pid $(cat "${dir}/kafka.pid"))"
-    print_bootstrap_line "$dir"
+    launch_and_wait "$dir" "$start"
 }
 
 do_stop_broker() {

@@ -14,7 +14,7 @@ use accord::audit::{self, AuditError, AuditTrail, Kind};
 use accord::config::Config;
 use accord::kafka::audit_topic::AuditTopic;
 use accord::engine::Engine;
-use accord::filemode::Totals;
+use accord::tally::Totals;
 use accord::observe::Observer;
 use accord::tally::Tally;
 

@@ -209,7 +209,7 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
 }
 
 /// The end-of-run summary: for people on a terminal, one structured event in JSON.
-fn print_summary(totals: &filemode::Totals) {
+fn print_summary(totals: &accord::tally::Totals) {
     if accord::log::installed() == Some(accord::log::LogFormat::Json) {
         tracing::info!(received = totals.received(), forwarded_events = totals.forwarded_events(), dropped = totals.dropped_total(), "run finished");
     } else {

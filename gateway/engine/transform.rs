@@ -380,80 +380,73 @@ fn write_f64(buf: &mut Vec<u8>, x: f64) {
 static EVERYTHING: Selector = Selector { op: None, children: Vec::new(), allowed: None };
 
 /// Calls `f` for each element of a raw JSON array, in order.
-fn for_each_element<'a, F>(raw: &'a RawValue, f: F) -> Result<(), Malformed>
+fn for_each_element<'a, F>(raw: &'a RawValue, mut f: F) -> Result<(), Malformed>
 where
     F: FnMut(&'a RawValue) -> Result<(), Malformed>,
 {
+    walk(raw, |_, value| f(value))
+}
+
+/// Calls `f` for each member of a raw JSON object, in order, without building a tree.
+fn for_each_member<'a, F>(raw: &'a RawValue, mut f: F) -> Result<(), Malformed>
+where
+    F: FnMut(&str, &'a RawValue) -> Result<(), Malformed>,
+{
+    walk(raw, |name, value| f(name.unwrap_or_default(), value))
+}
+
+/// Calls `f` for each member (with its name) or element (without) of a raw object or
+/// array; the first error `f` returns stops the walk and is returned.
+fn walk<'a, F>(raw: &'a RawValue, f: F) -> Result<(), Malformed>
+where
+    F: FnMut(Option<&str>, &'a RawValue) -> Result<(), Malformed>,
+{
     let mut failure = None;
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    match de.deserialize_seq(Elements { f, failure: &mut failure }) {
+    match de.deserialize_any(Walk { f, failure: &mut failure }) {
         Ok(()) => Ok(()),
         Err(_) => Err(failure.unwrap_or(Malformed::NotJson)),
     }
 }
 
-struct Elements<'w, F> {
+struct Walk<'w, F> {
     f: F,
     failure: &'w mut Option<Malformed>,
 }
 
-impl<'de, F> Visitor<'de> for Elements<'_, F>
+impl<'de, F> Walk<'_, F>
 where
-    F: FnMut(&'de RawValue) -> Result<(), Malformed>,
+    F: FnMut(Option<&str>, &'de RawValue) -> Result<(), Malformed>,
+{
+    fn call<E: de::Error>(&mut self, name: Option<&str>, value: &'de RawValue) -> Result<(), E> {
+        (self.f)(name, value).map_err(|m| {
+            *self.failure = Some(m);
+            E::custom("malformed")
+        })
+    }
+}
+
+impl<'de, F> Visitor<'de> for Walk<'_, F>
+where
+    F: FnMut(Option<&str>, &'de RawValue) -> Result<(), Malformed>,
 {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array")
+        f.write_str("an object or an array")
     }
 
     fn visit_seq<A: de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
         while let Some(item) = seq.next_element::<&'de RawValue>()? {
-            if let Err(m) = (self.f)(item) {
-                *self.failure = Some(m);
-                return Err(de::Error::custom("malformed"));
-            }
+            self.call(None, item)?;
         }
         Ok(())
-    }
-}
-
-/// Calls `f` for each member of a raw JSON object, in order, without building a tree.
-fn for_each_member<'a, F>(raw: &'a RawValue, f: F) -> Result<(), Malformed>
-where
-    F: FnMut(&str, &'a RawValue) -> Result<(), Malformed>,
-{
-    let mut failure = None;
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    let visitor = Members { f, failure: &mut failure };
-    match de.deserialize_map(visitor) {
-        Ok(()) => Ok(()),
-        Err(_) => Err(failure.unwrap_or(Malformed::NotJson)),
-    }
-}
-
-struct Members<'w, F> {
-    f: F,
-    failure: &'w mut Option<Malformed>,
-}
-
-impl<'de, F> Visitor<'de> for Members<'_, F>
-where
-    F: FnMut(&str, &'de RawValue) -> Result<(), Malformed>,
-{
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
     }
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<Str<'de>>()? {
             let value: &'de RawValue = map.next_value()?;
-            if let Err(m) = (self.f)(&key.0, value) {
-                *self.failure = Some(m);
-                return Err(de::Error::custom("malformed"));
-            }
+            self.call(Some(&key.0), value)?;
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ use super::sink::{backoff, queue_full, send, send_owned, Held, Owned, Producer, 
 use super::source::{Source, SourceContext};
 use super::{consumer_config, producer_config, Error, OnBatch, Pipeline, Summary, Throttle};
 use crate::config::{Delivery, Kafka};
-use crate::filemode::Totals;
+use crate::tally::Totals;
 
 pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let k = p.kafka;

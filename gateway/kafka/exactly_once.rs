@@ -245,7 +245,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
 
     let enforcing = matches!(p.stage, super::Stage::Enforce(_));
     let mut records = Records::new(p.stage, k.input_format, k.output_format, &k.quarantine_topic);
-    let mut total = enforcing.then(crate::filemode::Totals::default);
+    let mut total = enforcing.then(crate::tally::Totals::default);
     let mut on_batch = p.on_batch;
     let mut batch = |records: &mut Records| {
         for b in records.take_batches() {

@@ -41,7 +41,7 @@ use rdkafka::error::KafkaError;
 use crate::config::{Delivery, Kafka};
 use crate::agreement::Agreement;
 use crate::engine::Engine;
-use crate::filemode::Totals;
+use crate::tally::Totals;
 use crate::reload::Engines;
 use crate::tally::Tally;
 
