@@ -12,6 +12,8 @@
 //! placeholder key ([`placeholder_engine`]), never the gateway's.
 
 pub mod cases;
+pub mod explain;
+pub mod signing;
 pub mod diff;
 pub mod render;
 

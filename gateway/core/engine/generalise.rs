@@ -3,9 +3,9 @@
 //! Rounding works on the shortest decimal form of the number (what the sensor sent
 //! and what a DPO reads), so 1.005 rounds to 1.01, half away from zero, as written.
 
-use std::io::Write as _;
-
 use chrono::{DateTime, Datelike, Timelike, Utc};
+
+use crate::time::{two_digits, write_date};
 
 /// `x` rounded to `decimals` places, half away from zero, on its decimal digits.
 pub fn round(x: f64, decimals: u32) -> f64 {
@@ -142,32 +142,6 @@ pub fn write_utc(secs: i64, out: &mut Vec<u8>) {
         two_digits(n, out);
     }
     out.extend_from_slice(b"Z\"");
-}
-
-/// `YYYY-MM` or `YYYY-MM-DD`, without the formatting machinery (hot path).
-pub fn write_date(year: i32, month: u32, day: Option<u32>, out: &mut Vec<u8>) {
-    write_year(year, out);
-    out.push(b'-');
-    two_digits(month, out);
-    if let Some(day) = day {
-        out.push(b'-');
-        two_digits(day, out);
-    }
-}
-
-pub fn write_year(year: i32, out: &mut Vec<u8>) {
-    if (0..=9999).contains(&year) {
-        let y = year as u32;
-        two_digits(y / 100, out);
-        two_digits(y % 100, out);
-    } else {
-        let _ = write!(out, "{year:04}");
-    }
-}
-
-pub fn two_digits(n: u32, out: &mut Vec<u8>) {
-    out.push(b'0' + (n / 10 % 10) as u8);
-    out.push(b'0' + (n % 10) as u8);
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The audit trail's copy on a Kafka topic (`audit.topic`), and its verification.
 //!
 //! The trail's file is the source of truth; [`AuditTopic`] is the mirror that
-//! [`crate::audit::AuditTrail::with_mirror`] hands every appended line to, in the
+//! [`crate::report::audit::AuditTrail::with_mirror`] hands every appended line to, in the
 //! file's order. A small producer of its own (idempotent, `acks=all`, no delivery
 //! timeout) sends each line as one record to partition 0, so the topic's order is the
 //! file's; a line that cannot be sent is logged and stays in the file. It is flushed
@@ -11,7 +11,7 @@
 //! never creates it): one partition gives the records a total order. Several gateways
 //! (replicas) may share it: each record's key names its trail (`HOST:FILE`), and
 //! [`verify`] checks each trail's chain on its own, with the very same checks as for
-//! a file ([`crate::audit::Chain`]).
+//! a file ([`crate::report::audit::Chain`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,7 +28,7 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::Throttle;
-use crate::audit::{Chain, Mirror, Verified};
+use crate::report::audit::{Chain, Mirror, Verified};
 use crate::config::Kafka;
 
 /// How long metadata and watermark requests may take.

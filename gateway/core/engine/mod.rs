@@ -107,7 +107,9 @@ pub struct Output {
     pub fields: FieldCounts,
 }
 
-/// The caller's reusable buffers: one event's outputs, and scratch space.
+/// The caller's reusable buffers: one event's outputs, scratch space, and the
+/// pseudonyms computed so far. One per thread; it outlives events and engines (the
+/// cache tells one key's entries from another's).
 #[derive(Debug, Default)]
 pub struct Outputs {
     pub items: Vec<Output>,
@@ -115,6 +117,8 @@ pub struct Outputs {
     keys: Vec<u8>,
     msg: Vec<u8>,
     proto_json: Vec<u8>,
+    /// Pseudonyms already computed: see [`crate::pseudonym::Cache`].
+    pub cache: crate::pseudonym::Cache,
 }
 
 impl Outputs {

@@ -20,7 +20,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::agreement::Agreement;
 use crate::engine::DropReason;
-use crate::tally::Tally;
+use crate::report::tally::Tally;
 
 /// Buckets of `accord_processing_seconds` (per batch).
 const BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];

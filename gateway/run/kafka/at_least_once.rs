@@ -28,7 +28,7 @@ use super::sink::{backoff, queue_full, send, send_owned, Held, Owned, Producer, 
 use super::source::{Source, SourceContext};
 use super::{consumer_config, producer_config, Error, OnBatch, Pipeline, Summary, Throttle};
 use crate::config::{Delivery, Kafka};
-use crate::tally::Totals;
+use crate::report::tally::Totals;
 
 pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let k = p.kafka;
@@ -42,9 +42,8 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     consumer.subscribe(&topics).map_err(Error::Subscribe)?;
     tracing::info!("consuming {} as group `{}`, delivery at_least_once", topics.join(", "), k.group);
 
-    let enforcing = matches!(p.stage, super::Stage::Enforce(_));
-    let records = Records::new(p.stage, k.input_format, k.output_format, &k.quarantine_topic);
-    let total = enforcing.then(Totals::default);
+    let records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
+    let total = Totals::default();
     let mut work = Work {
         k,
         producer,
@@ -85,7 +84,7 @@ struct Work<'a> {
     advanced: Vec<(Tp, i64)>,
     last_store: Instant,
     last_batch: Instant,
-    total: Option<Totals>,
+    total: Totals,
     on_batch: Option<OnBatch>,
     count: u64,
     ticks: u32,
@@ -138,7 +137,7 @@ impl Work<'_> {
             epoch
         };
         for i in 0..n {
-            let out = self.records.get(i, m.key(), payload);
+            let out = self.records.get(i);
             let ticket = Box::new(Ticket { tp, epoch, offset, attempt: 0 });
             if let Err((e, ticket)) = send(&self.producer, &out, ticket) {
                 not_sent(&self.shared, &mut self.held, &self.throttle, Owned::of(&out, ticket), e, false);
@@ -233,9 +232,7 @@ impl Work<'_> {
             if let Some(f) = &mut self.on_batch {
                 f(&b.engine, &b.tally, b.busy);
             }
-            if let Some(total) = &mut self.total {
-                total.add(b.engine.agreement(), &b.tally);
-            }
+            self.total.add(b.engine.agreement(), &b.tally);
         }
     }
 

@@ -243,18 +243,15 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     consumer.subscribe(&topics).map_err(Error::Subscribe)?;
     tracing::info!("consuming {} as group `{}`, delivery exactly_once", topics.join(", "), k.group);
 
-    let enforcing = matches!(p.stage, super::Stage::Enforce(_));
-    let mut records = Records::new(p.stage, k.input_format, k.output_format, &k.quarantine_topic);
-    let mut total = enforcing.then(crate::tally::Totals::default);
+    let mut records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
+    let mut total = crate::report::tally::Totals::default();
     let mut on_batch = p.on_batch;
     let mut batch = |records: &mut Records| {
         for b in records.take_batches() {
             if let Some(f) = &mut on_batch {
                 f(&b.engine, &b.tally, b.busy);
             }
-            if let Some(t) = &mut total {
-                t.add(b.engine.agreement(), &b.tally);
-            }
+            total.add(b.engine.agreement(), &b.tally);
         }
     };
     let throttle = Throttle::default();
@@ -282,7 +279,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         let (offset, payload) = (m.offset(), m.payload().unwrap_or_default());
         let n = records.process(m.topic(), m.partition(), offset, payload);
         for i in 0..n {
-            let out = records.get(i, m.key(), payload);
+            let out = records.get(i);
             let mut ticket = Box::new(Ticket { tp: Tp { topic: 0, partition: m.partition() }, epoch: 0, offset, attempt: 0 });
             shared.outstanding.fetch_add(1, Ordering::Relaxed);
             let waiting = Instant::now();

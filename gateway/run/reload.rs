@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use crate::agreement::Agreement;
-use crate::audit::{self, AuditTrail, Kind};
+use crate::report::audit::{self, AuditTrail, Kind};
 use crate::engine::Engine;
 use crate::pseudonym::Pseudonymiser;
 
@@ -117,7 +117,7 @@ impl Live {
         }
         let file = self.path.display().to_string();
         let refused = |problems: Vec<String>| {
-            crate::admin::count_reload(false);
+            crate::report::admin::count_reload(false);
             for p in &problems {
                 tracing::warn!(sha256 = %sha, "{p}");
             }
@@ -143,7 +143,7 @@ impl Live {
         let engine = Arc::new(Engine::new(agreement.clone(), self.pseudonymiser.clone()));
         self.current.store(engine);
         self.generation.fetch_add(1, Ordering::AcqRel);
-        crate::admin::count_reload(true);
+        crate::report::admin::count_reload(true);
         tracing::info!(
             agreement = %agreement.id,
             version = agreement.version,

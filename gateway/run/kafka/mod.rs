@@ -12,7 +12,7 @@
 //! - [`audit_topic`]: the audit trail's copy on a topic, and its verification.
 //! - [`at_least_once`] and [`exactly_once`]: the two loops, one per delivery mode.
 //!
-//! One thread consumes, enforces and produces; librdkafka's own threads fetch, send
+//! One thread consumes, runs the enforcement step ([`crate::run::enforce`]) and produces; librdkafka's own threads fetch, send
 //! and report. Work in flight is bounded by `limits.max_in_flight` outputs (above it the
 //! assigned partitions are paused, and still polled so the group membership lives) and
 //! by librdkafka's queues, so memory stays flat while the broker is slow or away.
@@ -41,20 +41,9 @@ use rdkafka::error::KafkaError;
 use crate::config::{Delivery, Kafka};
 use crate::agreement::Agreement;
 use crate::engine::Engine;
-use crate::tally::Totals;
-use crate::reload::Engines;
-use crate::tally::Tally;
-
-/// What the shell does with each consumed record.
-pub enum Stage {
-    /// Enforce the agreement in force: outputs to each purpose's topic, malformed
-    /// events to quarantine. The engine is taken per batch, so a reloaded agreement
-    /// comes into force between two records.
-    Enforce(Arc<dyn Engines + Send + Sync>),
-    /// Produce each record unchanged (payload and key) to one topic: the baseline of
-    /// the end-to-end benchmark, through the very same shell. Never used by `accord run`.
-    PassThrough { topic: String },
-}
+use crate::report::tally::Totals;
+use crate::run::reload::Engines;
+use crate::report::tally::Tally;
 
 /// A request to stop: set by a signal handler, read by the loop between records.
 #[derive(Clone, Debug, Default)]
@@ -98,8 +87,8 @@ pub enum Error {
 pub struct Summary {
     /// Records consumed and handled.
     pub records: u64,
-    /// What was enforced, per agreement in force (none for the pass-through).
-    pub totals: Option<Totals>,
+    /// What was enforced, per agreement in force.
+    pub totals: Totals,
     /// Outputs not acknowledged when the drain timed out; their records are consumed
     /// again after the restart (at-least-once).
     pub unacknowledged: usize,
@@ -111,38 +100,26 @@ pub type OnBatch = Box<dyn FnMut(&Engine, &Tally, Duration) + Send>;
 /// One run of the gateway in Kafka mode.
 pub struct Pipeline<'a> {
     pub kafka: &'a Kafka,
-    pub stage: Stage,
+    /// The agreement in force: outputs to each purpose's topic, malformed events to
+    /// quarantine. A reloaded agreement comes into force between two records.
+    pub engines: Arc<dyn Engines + Send + Sync>,
     pub shutdown: Shutdown,
     /// Called with each batch's counts and the time spent enforcing it, about every
     /// `limits.commit_interval` (metrics, audit trail).
     pub on_batch: Option<OnBatch>,
     /// Told whether partitions are assigned (`/readyz`).
-    pub health: Option<Arc<crate::admin::Health>>,
+    pub health: Option<Arc<crate::report::admin::Health>>,
 }
 
 impl Pipeline<'_> {
     /// Runs until shutdown is requested, then drains, commits and returns.
     pub fn run(self) -> Result<Summary, Error> {
-        check_topics(self.kafka, &self.stage)?;
+        check_agreement(self.kafka, self.engines.current().agreement())?;
         match self.kafka.delivery {
             Delivery::AtLeastOnce => at_least_once::run(self),
             Delivery::ExactlyOnce => exactly_once::run(self),
         }
     }
-}
-
-/// Refuses loops: an input topic that is also an output, or quarantine into a purpose.
-fn check_topics(k: &Kafka, stage: &Stage) -> Result<(), Error> {
-    let outputs: Vec<(String, String)> = match stage {
-        Stage::Enforce(engines) => return check_agreement(k, engines.current().agreement()),
-        Stage::PassThrough { topic } => vec![(topic.clone(), "the pass-through's output".into())],
-    };
-    for (topic, what) in outputs.iter().chain([&(k.quarantine_topic.clone(), "the quarantine topic".to_string())]) {
-        if k.topics.contains(topic) {
-            return Err(Error::Loop { topic: topic.clone(), what: what.clone() });
-        }
-    }
-    Ok(())
 }
 
 /// Refuses an agreement whose topics would loop: a purpose's topic that is an input

@@ -2,8 +2,9 @@
 //! needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    println!("cargo:rerun-if-changed=schemas");
-    let descriptors = protox::compile(["accord/v1/event.proto"], ["schemas"])?;
+    let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas");
+    println!("cargo:rerun-if-changed={schemas}");
+    let descriptors = protox::compile(["accord/v1/event.proto"], [schemas])?;
     prost_build::Config::new().compile_fds(descriptors)?;
     Ok(())
 }

@@ -16,12 +16,36 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::value::RawValue;
 
 /// How the records of an input (or an output) are encoded. Configured, never guessed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     #[default]
     Json,
     Proto,
+}
+
+impl Format {
+    /// Every format, by the name users write.
+    pub const NAMES: [&'static str; 2] = ["json", "proto"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Proto => "proto",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s {
+            "json" => Ok(Format::Json),
+            "proto" => Ok(Format::Proto),
+            _ => Err(format!("`{s}` is not a format; use one of {}", Format::NAMES.join(", "))),
+        }
+    }
 }
 
 /// One decoded event; strings borrow from the input where they can.

@@ -45,7 +45,7 @@ pub struct SourceContext {
     /// The loop already drained for shutdown: a revoke during close only stores.
     pub closing: AtomicBool,
     /// Told after each rebalance whether any partition is assigned (`/readyz`).
-    pub health: Option<Arc<crate::admin::Health>>,
+    pub health: Option<Arc<crate::report::admin::Health>>,
     throttle: Throttle,
     /// Consumer lag per assigned input partition, from librdkafka's statistics.
     stats: ConsumerStats,

@@ -1,22 +1,26 @@
-//! File mode: the engine over a file or stdin, with no Kafka.
+//! File mode: the enforcement step over a file or stdin, with no Kafka.
 //!
 //! Events are streamed, never slurped: one line (JSON Lines) or one varint
 //! length-delimited message (protobuf) at a time, into a buffer that is reused. A line
 //! longer than the largest event is read past in pieces and quarantined, so memory
 //! stays flat whatever the input. Outputs go to stdout in input order, or to one file
 //! per purpose topic; malformed events go to `quarantine.jsonl` by their line number
-//! and reason, never their content.
+//! and reason, never their content. Whenever the input pauses, the outputs written so
+//! far are flushed and the batch so far is reported, so `tail -f` through it works and
+//! metrics are never behind what was processed.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::engine::{Engine, Outputs, Verdict};
-use crate::reload::Engines;
-use crate::event::{proto, Format, Malformed, MAX_EVENT_BYTES};
-use crate::tally::{Tally, Totals};
+use super::enforce::{Encoding, Enforcer, Outcome};
+use crate::engine::Engine;
+use crate::event::{Format, Malformed, MAX_EVENT_BYTES};
+use crate::report::tally::{Tally, Totals};
+use crate::run::reload::Engines;
 
 /// Where outputs go.
 pub enum Sink {
@@ -85,97 +89,108 @@ fn create(dir: &Path, topic: &str, ext: &str) -> io::Result<BufWriter<File>> {
     Ok(BufWriter::with_capacity(1 << 18, File::create(dir.join(format!("{topic}.{ext}")))?))
 }
 
-/// Events per batch handed to the observer (a batch also ends after a second, and
-/// when a new agreement comes into force).
+/// Events per batch handed to the observer at the most (a batch also ends when the
+/// input pauses, after a second, and when a new agreement comes into force).
 pub const BATCH: u64 = 1024;
 
-/// Runs the engine over every event of `input`; returns what was enforced.
-/// Only I/O errors stop the run: every bad event is counted and quarantined.
-/// The engine is taken from `engines` per batch, so a reloaded agreement comes into
-/// force between two events and every event is decided by one version. `observe`
-/// receives each batch's engine, tally and processing time (metrics, audit).
-pub fn run(
-    engines: &dyn Engines,
-    input: &mut dyn BufRead,
-    in_format: Format,
-    sink: &mut Sink,
-    out_format: Format,
-    observe: &mut dyn FnMut(&Engine, &Tally, Duration),
-) -> io::Result<Totals> {
+/// The input: buffered, and able to tell whether its next read might wait (a pipe or
+/// a terminal with nothing written yet), so that outputs and metrics are flushed
+/// whenever the input pauses and never held back while it waits.
+pub struct Input<'a> {
+    reader: BufReader<Box<dyn io::Read + Send + 'a>>,
+    fd: Option<std::os::fd::OwnedFd>,
+}
+
+impl<'a> Input<'a> {
+    /// Any reader, read as if it never pauses (bytes in memory, tests, benchmarks).
+    pub fn new(reader: impl io::Read + Send + 'a) -> Input<'a> {
+        Input { reader: BufReader::with_capacity(1 << 16, Box::new(reader)), fd: None }
+    }
+
+    /// A file or `-` for stdin.
+    pub fn open(path: &str) -> io::Result<Input<'static>> {
+        use std::os::fd::AsFd;
+        let file = if path == "-" { File::from(io::stdin().as_fd().try_clone_to_owned()?) } else { File::open(path)? };
+        let fd = file.as_fd().try_clone_to_owned()?;
+        Ok(Input { reader: BufReader::with_capacity(1 << 16, Box::new(file)), fd: Some(fd) })
+    }
+
+    /// Nothing buffered, and nothing to read without waiting.
+    fn would_wait(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags};
+        let Some(fd) = &self.fd else { return false };
+        if !self.reader.buffer().is_empty() {
+            return false;
+        }
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        matches!(poll(&mut fds, Some(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(0))
+    }
+}
+
+/// Receives each batch's engine, tally and time spent enforcing it.
+pub type Observe<'a> = dyn FnMut(&Engine, &Tally, Duration) + 'a;
+
+/// Runs the enforcement step over every event of `input`; returns what was enforced.
+/// Only I/O errors stop the run: every bad event is counted and quarantined. A
+/// reloaded agreement comes into force between two events, so every event is decided
+/// by one version. `observe` receives each batch (metrics, audit).
+pub fn run(engines: Arc<dyn Engines + Send + Sync>, input: &mut Input<'_>, in_format: Format, sink: &mut Sink, out_format: Format, observe: &mut Observe<'_>) -> io::Result<Totals> {
     let mut totals = Totals::default();
-    let mut generation = engines.generation();
-    let mut engine = engines.current();
-    let mut tally = Tally::new(engine.agreement());
-    let mut started = Instant::now();
-    let mut outputs = Outputs::default();
+    let mut enforcer = Enforcer::new(engines, in_format, Encoding { format: out_format, length_delimited: true });
+    let mut hand_over = |enforcer: &mut Enforcer, totals: &mut Totals| {
+        for b in enforcer.take_batches() {
+            observe(&b.engine, &b.tally, b.busy);
+            totals.add(b.engine.agreement(), &b.tally);
+        }
+    };
     let mut record = Vec::with_capacity(4096);
-    let mut encoded = Vec::new();
+    let mut last = Instant::now();
     let mut number = 0u64;
     loop {
+        if input.would_wait() {
+            // The input pauses: what was enforced so far is shown now, not later.
+            sink.flush()?;
+            hand_over(&mut enforcer, &mut totals);
+            last = Instant::now();
+        }
         let read = match in_format {
-            Format::Json => read_line(input, &mut record)?,
-            Format::Proto => read_delimited(input, &mut record)?,
+            Format::Json => read_line(&mut input.reader, &mut record)?,
+            Format::Proto => read_delimited(&mut input.reader, &mut record)?,
         };
-        let too_large = match read {
-            Read::End => break,
-            Read::Record => false,
-            Read::TooLarge => true,
-        };
-        // Checked after the read, which may have waited: the agreement in force when
-        // an event arrives is the one that decides it.
-        let reloaded = engines.generation() != generation;
-        let full = tally.received >= BATCH || (tally.received % 64 == 63 && started.elapsed() >= Duration::from_secs(1));
-        if reloaded || full {
-            observe(&engine, &tally, started.elapsed());
-            totals.add(engine.agreement(), &tally);
-            tally.reset();
-            if reloaded {
-                generation = engines.generation();
-                engine = engines.current();
-                tally = Tally::new(engine.agreement());
-            }
-            started = Instant::now();
+        if let Read::End = read {
+            break;
         }
         number += 1;
-        if in_format == Format::Json && !too_large && record.iter().all(u8::is_ascii_whitespace) {
-            continue; // A blank line carries no event.
+        // Checked after the read, which may have waited: the agreement in force when
+        // an event arrives is the one that decides it.
+        let reloaded = enforcer.refresh();
+        if reloaded || enforcer.pending() >= BATCH || (number % 64 == 0 && last.elapsed() >= Duration::from_secs(1)) {
+            hand_over(&mut enforcer, &mut totals);
+            last = Instant::now();
         }
-        let verdict = if too_large {
-            outputs.clear();
-            Verdict::Dropped(crate::engine::Dropped {
-                reason: crate::engine::DropReason::Malformed,
-                category: None,
-                malformed: Some(Malformed::TooLarge),
-            })
-        } else {
-            engine.process(&record, in_format, &mut outputs)
+        let outcome = match read {
+            Read::TooLarge => enforcer.malformed(Malformed::TooLarge),
+            _ if in_format == Format::Json && record.iter().all(u8::is_ascii_whitespace) => continue, // no event
+            _ => enforcer.enforce(&record),
         };
-        tally.add(&verdict, &outputs);
-        if let Verdict::Dropped(d) = verdict {
-            if let Some(why) = d.malformed {
-                sink.quarantine(number, why)?;
-            }
-            continue;
-        }
-        for (o, payload) in outputs.iter() {
-            let bytes: &[u8] = match out_format {
-                Format::Json => payload,
-                Format::Proto => {
-                    encoded.clear();
-                    proto::from_output_json(payload, true, &mut encoded).map_err(io::Error::other)?;
-                    &encoded
+        match outcome {
+            Outcome::Forward(n) => {
+                let topics = &enforcer.engine().agreement().purposes;
+                for i in 0..n {
+                    let out = enforcer.output(i);
+                    let w = sink.writer(&topics[out.purpose as usize].topic)?;
+                    w.write_all(out.payload)?;
+                    if out_format == Format::Json {
+                        w.write_all(b"\n")?;
+                    }
                 }
-            };
-            let w = sink.writer(&engine.agreement().purposes[o.purpose as usize].topic)?;
-            w.write_all(bytes)?;
-            if out_format == Format::Json {
-                w.write_all(b"\n")?;
             }
+            Outcome::Quarantine(why) => sink.quarantine(number, why)?,
+            Outcome::Drop => {}
         }
     }
     sink.flush()?;
-    observe(&engine, &tally, started.elapsed());
-    totals.add(engine.agreement(), &tally);
+    hand_over(&mut enforcer, &mut totals);
     Ok(totals)
 }
 

@@ -50,9 +50,9 @@ impl Engine {
             if decision.purposes & (1 << purpose) == 0 {
                 continue;
             }
-            let Outputs { items, buf, keys, msg, .. } = out;
+            let Outputs { items, buf, keys, msg, cache, .. } = out;
             let start = buf.len();
-            let mut w = Writer { engine: self, purpose, at, counts: FieldCounts::default(), msg, trace: trace.as_deref_mut() };
+            let mut w = Writer { engine: self, purpose, at, counts: FieldCounts::default(), msg, cache, trace: trace.as_deref_mut() };
             let key = w.write_event(event, rule, buf, keys)?;
             let stamp = &self.stamps[decision.rule * self.agreement.purposes.len() + purpose as usize];
             buf.extend_from_slice(stamp);
@@ -68,6 +68,7 @@ struct Writer<'a> {
     at: DateTime<Utc>,
     counts: FieldCounts,
     msg: &'a mut Vec<u8>,
+    cache: &'a mut pseudonym::Cache,
     trace: Option<&'a mut Vec<FieldNote>>,
 }
 
@@ -147,7 +148,7 @@ impl Writer<'_> {
         let a = &*self.engine.agreement;
         pseudonym::message(a, &a.purposes[self.purpose as usize].name, Some(self.at), value, self.msg);
         buf.push(b'"');
-        self.engine.pseudonymiser.write(self.msg, buf);
+        self.engine.pseudonymiser.write(self.msg, self.cache, buf);
         buf.push(b'"');
     }
 

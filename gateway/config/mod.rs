@@ -64,7 +64,7 @@ pub struct Config {
     /// The log's level (a `tracing` filter such as `info`) and format; the environment
     /// (`ACCORD_LOG`, `ACCORD_LOG_FORMAT`) wins.
     pub log_level: Option<String>,
-    pub log_format: Option<crate::log::LogFormat>,
+    pub log_format: Option<crate::report::log::LogFormat>,
     /// The audit trail (`audit:`); the command line's `--audit` wins over its file.
     pub audit: Audit,
 }
@@ -443,8 +443,8 @@ fn compile(raw: Raw, source: &str, env: &impl Fn(&str) -> Option<String>, p: &mu
         }
     });
     let log_format = raw.log.as_ref().and_then(|l| l.format.as_ref()).and_then(|f| match f.value.as_str() {
-        "json" => Some(crate::log::LogFormat::Json),
-        "text" => Some(crate::log::LogFormat::Text),
+        "json" => Some(crate::report::log::LogFormat::Json),
+        "text" => Some(crate::report::log::LogFormat::Text),
         _ => {
             problem(p, &f.referenced, "`log.format` must be `json` or `text`");
             None
@@ -721,7 +721,7 @@ kafka:
     fn the_log_section_is_checked_at_its_line() {
         let c = Config::parse(&format!("{GOOD}log:\n  level: debug\n  format: text\n"), "gw.yaml", env).unwrap();
         assert_eq!(c.log_level.as_deref(), Some("debug"));
-        assert_eq!(c.log_format, Some(crate::log::LogFormat::Text));
+        assert_eq!(c.log_format, Some(crate::report::log::LogFormat::Text));
         let bad = Config::parse(&format!("{GOOD}log:\n  format: xml\n"), "gw.yaml", env).unwrap_err().to_string();
         let line = GOOD.lines().count() + 2;
         assert!(bad.contains(&format!("gw.yaml:{line}:")) && bad.contains("`log.format` must be `json` or `text`"), "{bad}");

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::admin::Metrics;
+use crate::report::admin::Metrics;
 use crate::agreement::Agreement;
-use crate::audit::{self, AuditError, AuditTrail, Kind};
-use crate::tally::Tally;
+use crate::report::audit::{self, AuditError, AuditTrail, Kind};
+use crate::report::tally::Tally;
 
 /// Receives batches for one agreement.
 pub struct Observer {

@@ -1,7 +1,7 @@
 //! The producing side: what a consumed record becomes, and what happens to it once it
 //! is handed to librdkafka.
 //!
-//! [`Records`] runs the stage (the engine, or the bench's bare pass-through) over one
+//! [`Records`] runs the enforcement step ([`crate::run::enforce`]) over one
 //! consumed record and lists the records to produce: one per output, to its purpose's
 //! topic, keyed by the output's `subject_id` as output, with the `accord-*` headers and
 //! none of the input's; or one quarantine note for a malformed event, which names the
@@ -14,7 +14,6 @@
 //! makes the transaction abort.
 
 use std::collections::VecDeque;
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -26,12 +25,12 @@ use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 
 use super::offsets::{Ack, Tp, Watermarks};
 use super::stats::ProducerStats;
-use super::{Stage, Throttle};
+use super::Throttle;
 use crate::config::Delivery;
-use crate::engine::{DropReason, Dropped, Engine, Outputs, Verdict};
-use crate::reload::Engines;
-use crate::event::{proto, Format, Malformed};
-use crate::tally::Tally;
+use crate::engine::DropReason;
+use crate::event::Format;
+use crate::run::enforce::{Batch, Encoding, Enforcer, Outcome};
+use crate::run::reload::Engines;
 
 /// The producer every mode uses: delivery reports are served on its own thread.
 pub type Producer = ThreadedProducer<SinkContext>;
@@ -252,80 +251,39 @@ pub struct Out<'a> {
     pub headers: Option<&'a OwnedHeaders>,
 }
 
-enum Made {
-    /// Outputs, each a range of `encoded` (protobuf) or of the engine's buffer (JSON).
-    Outputs,
-    Quarantine,
-    PassThrough,
-    Nothing,
-}
-
-/// Turns consumed records into records to produce, reusing its buffers.
+/// Turns consumed records into records to produce: the enforcement step, then the
+/// topics, keys and headers Kafka needs.
 pub struct Records {
-    stage: Stage,
-    /// The engine deciding the current batch, and the generation it came with.
-    engine: Option<Arc<Engine>>,
-    generation: u64,
-    input: Format,
-    output: Format,
-    outputs: Outputs,
-    encoded: Vec<u8>,
-    ranges: Vec<Range<usize>>,
-    /// Per purpose: its topic and its headers.
+    enforcer: Enforcer,
+    /// The outcome of the record last processed.
+    outcome: Outcome,
+    /// Per purpose of the agreement in force: its topic and its headers.
     topics: Vec<String>,
     headers: Vec<OwnedHeaders>,
     quarantine_topic: String,
     quarantine_headers: OwnedHeaders,
     note: Vec<u8>,
-    made: Made,
-    /// This batch's counts and the time spent enforcing it (see [`Records::take_batches`]).
-    tally: Option<Tally>,
-    busy: Duration,
-    /// Batches ended by a reload, not yet handed over.
-    finished: Vec<Batch>,
-}
-
-/// What one engine decided over a stretch of records.
-pub struct Batch {
-    pub engine: Arc<Engine>,
-    pub tally: Tally,
-    pub busy: Duration,
 }
 
 impl Records {
-    pub fn new(stage: Stage, input: Format, output: Format, quarantine_topic: &str) -> Records {
-        let (engine, generation) = match &stage {
-            Stage::Enforce(engines) => (Some(engines.current()), engines.generation()),
-            Stage::PassThrough { .. } => (None, 0),
-        };
+    pub fn new(engines: Arc<dyn Engines + Send + Sync>, input: Format, output: Format, quarantine_topic: &str) -> Records {
+        let enforcer = Enforcer::new(engines, input, Encoding { format: output, length_delimited: false });
         let mut records = Records {
-            stage,
-            engine: None,
-            generation,
-            input,
-            output,
-            outputs: Outputs::default(),
-            encoded: Vec::new(),
-            ranges: Vec::new(),
+            enforcer,
+            outcome: Outcome::Drop,
             topics: Vec::new(),
             headers: Vec::new(),
             quarantine_topic: quarantine_topic.to_string(),
             quarantine_headers: OwnedHeaders::new(),
             note: Vec::new(),
-            made: Made::Nothing,
-            tally: None,
-            busy: Duration::ZERO,
-            finished: Vec::new(),
         };
-        if let Some(engine) = engine {
-            records.use_engine(engine);
-        }
+        records.use_agreement();
         records
     }
 
-    /// Topics, headers and a fresh tally for `engine`'s agreement.
-    fn use_engine(&mut self, engine: Arc<Engine>) {
-        let a = engine.agreement();
+    /// Topics and headers for the agreement in force.
+    fn use_agreement(&mut self) {
+        let a = self.enforcer.engine().agreement();
         let version = a.version.to_string();
         let base = || {
             OwnedHeaders::new_with_capacity(3)
@@ -335,69 +293,20 @@ impl Records {
         self.headers = a.purposes.iter().map(|p| base().insert(Header { key: "accord-purpose", value: Some(p.name.as_bytes()) })).collect();
         self.topics = a.purposes.iter().map(|p| p.topic.clone()).collect();
         self.quarantine_headers = base();
-        self.tally = Some(Tally::new(a));
-        self.engine = Some(engine);
     }
 
-    /// A new agreement is in force: the batch so far is finished, the next is its.
-    fn reloaded(&mut self, engines: Arc<dyn Engines + Send + Sync>) {
-        self.generation = engines.generation();
-        let next = engines.current();
-        if let (Some(engine), Some(tally)) = (self.engine.take(), self.tally.take()) {
-            self.finished.push(Batch { engine, tally, busy: std::mem::take(&mut self.busy) });
-        }
-        self.use_engine(next);
-    }
-
-    /// Runs the stage over one consumed record; returns how many records to produce.
+    /// Runs the enforcement step over one consumed record; returns how many records
+    /// to produce.
     pub fn process(&mut self, topic: &str, partition: i32, offset: i64, payload: &[u8]) -> usize {
-        let engines = match &self.stage {
-            Stage::Enforce(engines) => engines,
-            Stage::PassThrough { .. } => {
-                self.made = Made::PassThrough;
-                return 1;
-            }
-        };
-        if engines.generation() != self.generation {
-            let engines = engines.clone();
-            self.reloaded(engines);
+        if self.enforcer.refresh() {
+            self.use_agreement();
         }
-        let engine = self.engine.clone().expect("an engine while enforcing");
-        let started = Instant::now();
-        let mut verdict = engine.process(payload, self.input, &mut self.outputs);
-        if let Verdict::Forwarded(_) = verdict {
-            if self.output == Format::Proto {
-                self.encoded.clear();
-                self.ranges.clear();
-                let mut failed = false;
-                for (_, json) in self.outputs.iter() {
-                    let start = self.encoded.len();
-                    if proto::from_output_json(json, false, &mut self.encoded).is_err() {
-                        failed = true;
-                        break;
-                    }
-                    self.ranges.push(start..self.encoded.len());
-                }
-                if failed {
-                    // Fail closed: what cannot be encoded does not leave.
-                    self.outputs.clear();
-                    verdict = Verdict::Dropped(Dropped { reason: DropReason::Malformed, category: None, malformed: Some(Malformed::NotProtobuf) });
-                }
-            }
-        }
-        if let Some(t) = &mut self.tally {
-            t.add(&verdict, &self.outputs);
-        }
-        self.busy += started.elapsed();
-        match verdict {
-            Verdict::Forwarded(_) => {
-                self.made = Made::Outputs;
-                self.outputs.items.len()
-            }
-            Verdict::Dropped(Dropped { malformed: Some(why), .. }) => {
-                self.made = Made::Quarantine;
+        self.outcome = self.enforcer.enforce(payload);
+        match self.outcome {
+            Outcome::Forward(n) => n,
+            Outcome::Quarantine(why) => {
                 self.note.clear();
-                let a = engine.agreement();
+                let a = self.enforcer.engine().agreement();
                 let note = serde_json::json!({
                     "topic": topic,
                     "partition": partition,
@@ -410,47 +319,25 @@ impl Records {
                 serde_json::to_writer(&mut self.note, &note).expect("a JSON value serialises");
                 1
             }
-            Verdict::Dropped(_) => {
-                self.made = Made::Nothing;
-                0
-            }
+            Outcome::Drop => 0,
         }
     }
 
-    /// The `i`th record to produce for the record last processed (`key` and `payload`
-    /// are that record's, for the pass-through).
-    pub fn get<'a>(&'a self, i: usize, key: Option<&'a [u8]>, payload: &'a [u8]) -> Out<'a> {
-        match self.made {
-            Made::Outputs => {
-                let o = &self.outputs.items[i];
-                let payload = match self.output {
-                    Format::Json => self.outputs.payload(o),
-                    Format::Proto => &self.encoded[self.ranges[i].clone()],
-                };
-                Out {
-                    topic: &self.topics[o.purpose as usize],
-                    key: self.outputs.key(o),
-                    payload,
-                    headers: Some(&self.headers[o.purpose as usize]),
-                }
+    /// The `i`th record to produce for the record last processed.
+    pub fn get(&self, i: usize) -> Out<'_> {
+        match self.outcome {
+            Outcome::Forward(_) => {
+                let o = self.enforcer.output(i);
+                Out { topic: &self.topics[o.purpose as usize], key: o.key, payload: o.payload, headers: Some(&self.headers[o.purpose as usize]) }
             }
-            Made::Quarantine => Out { topic: &self.quarantine_topic, key: None, payload: &self.note, headers: Some(&self.quarantine_headers) },
-            Made::PassThrough => {
-                let Stage::PassThrough { topic } = &self.stage else { unreachable!() };
-                Out { topic, key, payload, headers: None }
-            }
-            Made::Nothing => unreachable!("no record to produce"),
+            Outcome::Quarantine(_) => Out { topic: &self.quarantine_topic, key: None, payload: &self.note, headers: Some(&self.quarantine_headers) },
+            Outcome::Drop => unreachable!("no record to produce"),
         }
     }
 
     /// Hands over the batches so far (one per agreement in force since the last
-    /// call; none for the pass-through), and starts a new batch.
+    /// call), and starts a new batch.
     pub fn take_batches(&mut self) -> Vec<Batch> {
-        let mut out = std::mem::take(&mut self.finished);
-        if let (Some(engine), Some(t)) = (&self.engine, &mut self.tally) {
-            let fresh = Tally::new(engine.agreement());
-            out.push(Batch { engine: engine.clone(), tally: std::mem::replace(t, fresh), busy: std::mem::take(&mut self.busy) });
-        }
-        out
+        self.enforcer.take_batches()
     }
 }
