@@ -400,8 +400,7 @@ fn compile(raw: Raw, source: &str, env: &impl Fn(&str) -> Option<String>, p: &mu
     match &key_id {
         None => missing(p, "`pseudonym_key.id` (the key's public id)", "ACCORD_KEY_ID"),
         Some((id, l)) => {
-            let ok = !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-            if !ok {
+            if !accord_core::valid::key_id(id) {
                 let message = "`pseudonym_key.id` must be 1 to 64 letters, digits, `.`, `_` or `-`";
                 match l {
                     Some(l) => problem(p, l, message),
@@ -475,7 +474,7 @@ fn compile_audit(raw: Option<&Spanned<RawAudit>>, kafka: Option<&Kafka>, p: &mut
         }
     }
     if let Some(t) = &raw.value.topic {
-        if !valid_topic(&t.value) {
+        if !accord_core::valid::topic(&t.value) {
             problem(p, &t.referenced, format!("`{}` is not a Kafka topic name (1 to 249 of a-z, A-Z, 0-9, `.`, `_`, `-`)", t.value));
         } else if kafka.is_some_and(|k| k.topics.contains(&t.value)) {
             problem(p, &t.referenced, "the audit topic is also an input topic; audit records would be read back as events");
@@ -488,7 +487,7 @@ fn compile_audit(raw: Option<&Spanned<RawAudit>>, kafka: Option<&Kafka>, p: &mut
         }
     }
     if let Some(i) = &raw.value.interval {
-        match parse_duration(&i.value) {
+        match accord_core::time::parse_duration(&i.value) {
             Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(86_400) => audit.interval = Some(d),
             _ => problem(p, &i.referenced, "`audit.interval` must be a duration from 1s to 24h, such as `60s` or `15m`"),
         }
@@ -511,7 +510,7 @@ fn compile_limits(raw: Option<&RawLimits>, p: &mut Vec<Problem>) -> Limits {
         ("drain_timeout", &raw.drain_timeout, &mut limits.drain_timeout),
     ] {
         if let Some(s) = raw {
-            match parse_duration(&s.value) {
+            match accord_core::time::parse_duration(&s.value) {
                 Some(d) if !d.is_zero() && d <= Duration::from_secs(3600) => *into = d,
                 _ => problem(p, &s.referenced, format!("`limits.{field}` must be a duration from 1ms to 1h, such as `500ms`, `5s` or `1m`")),
             }
@@ -520,26 +519,8 @@ fn compile_limits(raw: Option<&RawLimits>, p: &mut Vec<Problem>) -> Limits {
     limits
 }
 
-/// `500ms`, `5s`, `2m`, `1h`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    let ms = match unit.trim() {
-        "ms" => n,
-        "s" => n.checked_mul(1000)?,
-        "m" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
-}
 
-/// Kafka's topic names (SPEC 2.3): `[a-zA-Z0-9._-]{1,249}`.
-pub fn valid_topic(name: &str) -> bool {
-    (1..=249).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
+
 
 fn compile_kafka(raw: Spanned<RawKafka>, env: &impl Fn(&str) -> Option<String>, limits: Limits, p: &mut Vec<Problem>) -> Option<Kafka> {
     let section = raw.referenced;
@@ -569,7 +550,7 @@ fn compile_kafka(raw: Spanned<RawKafka>, env: &impl Fn(&str) -> Option<String>, 
                 problem(p, &input.value.topics.referenced, "`kafka.input.topics` is empty: name at least one topic to read");
             }
             for t in &input.value.topics.value {
-                if !valid_topic(&t.value) {
+                if !accord_core::valid::topic(&t.value) {
                     problem(p, &t.referenced, format!("`{}` is not a Kafka topic name (1 to 249 of a-z, A-Z, 0-9, `.`, `_`, `-`)", t.value));
                 } else if topics.contains(&t.value) {
                     problem(p, &t.referenced, format!("the input topic `{}` is listed twice", t.value));
@@ -584,7 +565,7 @@ fn compile_kafka(raw: Spanned<RawKafka>, env: &impl Fn(&str) -> Option<String>, 
             required(p, "quarantine_topic");
             None
         }
-        Some(q) if !valid_topic(&q.value) => {
+        Some(q) if !accord_core::valid::topic(&q.value) => {
             problem(p, &q.referenced, format!("`{}` is not a Kafka topic name (1 to 249 of a-z, A-Z, 0-9, `.`, `_`, `-`)", q.value));
             None
         }
@@ -814,11 +795,7 @@ kafka:
     }
 
     #[test]
-    fn limits_and_durations() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("2"), None);
-        assert_eq!(parse_duration("s"), None);
+    fn limits() {
         let c = Config::parse(&format!("{GOOD}limits:\n  max_in_flight: 500\n  drain_timeout: 5s\n"), "gw.yaml", env).unwrap();
         assert_eq!(c.kafka.limits.max_in_flight, 500);
         assert_eq!(c.kafka.limits.drain_timeout, Duration::from_secs(5));

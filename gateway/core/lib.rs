@@ -6,7 +6,8 @@
 //!   outputs encoded.
 //! - [`engine`]: SPEC 2.1, one event in, outputs or a drop reason out.
 //! - [`pseudonym`]: the keyed pseudonyms of SPEC 3, and the caller-owned cache.
-//! - [`time`]: dates written as outputs and pseudonym domains write them.
+//! - [`time`]: dates written as outputs and pseudonym domains write them; durations.
+//! - [`valid`]: topic names and key ids, checked in one place.
 //!
 //! Nothing here knows of Kafka, files, metrics or the command line, and nothing here
 //! holds shared mutable state: a caller owns every buffer and cache it passes in. The
@@ -18,3 +19,4 @@ pub mod engine;
 pub mod event;
 pub mod pseudonym;
 pub mod time;
+pub mod valid;

@@ -53,8 +53,7 @@ impl Key {
     }
 
     pub fn new(secret: &[u8], id: &str) -> Result<Key, KeyError> {
-        let id_ok = !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !id_ok {
+        if !crate::valid::key_id(id) {
             return Err(KeyError::BadId(id.to_string()));
         }
         if secret.len() < MIN_KEY_LEN {

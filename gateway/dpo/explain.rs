@@ -10,6 +10,7 @@ use chrono::{Datelike, Utc};
 use crate::agreement::taxonomy::Class;
 use crate::agreement::{Agreement, FieldOp, Rule};
 use crate::engine::{in_schedule, DropReason, Engine, FieldNote, Outputs, Treatment};
+use super::hhmm;
 
 const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
@@ -222,6 +223,3 @@ fn duration(secs: i64) -> String {
     }
 }
 
-fn hhmm(secs: u32) -> String {
-    format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
-}

@@ -33,6 +33,11 @@ pub fn placeholder_engine(agreement: Arc<Agreement>) -> Engine {
     Engine::new(agreement, Arc::new(Pseudonymiser::new(key)))
 }
 
+/// `07:00` for seconds since midnight.
+pub(crate) fn hhmm(secs: u32) -> String {
+    format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
+}
+
 /// `a, b and c` (or `a, b en c`).
 pub(crate) fn and_list(items: &[String], and: &str) -> String {
     match items {

@@ -116,7 +116,7 @@ impl Compiler<'_> {
                 self.diags.error(name.span, format!("purpose `{}` is defined twice", name.value));
             }
             let topic = match &p.topic {
-                Some(t) if !is_name(&t.value, 249, |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) => {
+                Some(t) if !crate::valid::topic(&t.value) => {
                     self.diags.error(t.span, format!("topic `{}` is not a valid Kafka topic name: use 1 to 249 letters, digits, `.`, `_` or `-`", t.value));
                     String::new()
                 }
@@ -525,10 +525,10 @@ impl Compiler<'_> {
                     None
                 }
             },
-            _ => match parse_duration(&arg.value) {
-                Some(secs) => Some(FieldOp::Truncate(secs)),
+            _ => match crate::time::parse_duration(&arg.value).filter(|d| d.subsec_nanos() == 0) {
+                Some(d) => Some(FieldOp::Truncate(d.as_secs() as i64)),
                 None => {
-                    self.diags.error(arg.span, format!("`truncate` takes a duration such as 30s, 5m, 1h or 1d, not `{}`", arg.value));
+                    self.diags.error(arg.span, format!("`truncate` takes a whole number of seconds, minutes, hours or days, such as 30s, 5m, 1h or 1d, not `{}`", arg.value));
                     None
                 }
             },
@@ -577,29 +577,12 @@ pub fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
     Some(date.and_hms_opt(0, 0, 0)?.and_utc())
 }
 
-/// `30s`, `5m`, `1h`, `1d` in seconds; zero and negatives are refused.
-pub fn parse_duration(s: &str) -> Option<i64> {
-    let unit = match s.chars().last()? {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86400,
-        _ => return None,
-    };
-    let n: i64 = s[..s.len() - 1].parse().ok()?;
-    (n > 0).then(|| n.checked_mul(unit)).flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_instants() {
-        assert_eq!(parse_duration("5m"), Some(300));
-        assert_eq!(parse_duration("1d"), Some(86400));
-        assert_eq!(parse_duration("0m"), None);
-        assert_eq!(parse_duration("5 minutes"), None);
+    fn instants() {
         assert_eq!(parse_instant("2026-01-01").unwrap().to_rfc3339(), "2026-01-01T00:00:00+00:00");
         assert_eq!(parse_instant("2026-01-01T01:00:00+01:00").unwrap().to_rfc3339(), "2026-01-01T00:00:00+00:00");
         assert!(parse_instant("01-01-2026").is_none());

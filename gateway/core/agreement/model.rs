@@ -212,32 +212,8 @@ impl Reader<'_> {
         }
     }
 
-    /// The entries of a mapping whose keys are all known; every unknown or repeated key
-    /// is reported (with the nearest known name), and left out.
     fn keys<'n>(&mut self, entries: &'n [(Node, Node)], known: &[&'static str], place: &str) -> Vec<(&'static str, &'n Node)> {
-        let mut seen: Vec<&str> = Vec::new();
-        let mut out = Vec::new();
-        for (k, v) in entries {
-            let Some(name) = k.as_scalar() else {
-                self.diags.error(k.span, format!("a key {place} must be a plain name"));
-                continue;
-            };
-            match known.iter().find(|known| **known == name) {
-                Some(known) if seen.contains(known) => {
-                    self.diags.error(k.span, format!("`{name}` is given twice {place}; keep one"));
-                }
-                Some(known) => {
-                    seen.push(known);
-                    out.push((*known, v));
-                }
-                None => {
-                    let hint = suggest(name, known.iter().copied());
-                    let list = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
-                    self.diags.error(k.span, format!("unknown key `{name}` {place}{hint} (known keys: {list})"));
-                }
-            }
-        }
-        out
+        known_keys(self.diags, entries, known, place)
     }
 
     fn header(&mut self, node: &Node) -> Header {
@@ -399,4 +375,33 @@ impl Reader<'_> {
             }
         }
     }
+}
+
+/// The entries of a mapping whose keys are all known (the one YAML key reader of the
+/// agreement and of the DPO's case files); every unknown or repeated key
+/// is reported (with the nearest known name), and left out.
+pub fn known_keys<'n>(diags: &mut Diagnostics, entries: &'n [(Node, Node)], known: &[&'static str], place: &str) -> Vec<(&'static str, &'n Node)> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        let Some(name) = k.as_scalar() else {
+            diags.error(k.span, format!("a key {place} must be a plain name"));
+            continue;
+        };
+        match known.iter().find(|known| **known == name) {
+            Some(known) if seen.contains(known) => {
+                diags.error(k.span, format!("`{name}` is given twice {place}; keep one"));
+            }
+            Some(known) => {
+                seen.push(known);
+                out.push((*known, v));
+            }
+            None => {
+                let hint = suggest(name, known.iter().copied());
+                let list = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+                diags.error(k.span, format!("unknown key `{name}` {place}{hint} (known keys: {list})"));
+            }
+        }
+    }
+    out
 }

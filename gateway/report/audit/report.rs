@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Kind, Record};
+use crate::dpo::render::esc;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -155,10 +156,6 @@ fn period(r: &Report) -> String {
         (None, None) => String::new(),
         (f, u) => format!(" from {} until {}", f.as_deref().unwrap_or("the start"), u.as_deref().unwrap_or("the end")),
     }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Horizontal bars, one per (label, value), as inline SVG.
