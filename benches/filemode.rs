@@ -1,7 +1,8 @@
 //! File mode against the speed of JSON itself, on one core.
 //!
-//! Writes 1M events of the examples' mix (as the sensors wrote them, about 320 bytes
-//! each) to a temporary file, then, in the same run and on the same thread, times:
+//! For each workload of `workload.rs` (the examples' mix, about 320 bytes an event, and
+//! the site mix, about 420), writes 1M events to a temporary file, then, in the same
+//! run and on the same thread, times:
 //!
 //! 1. the baseline: each line parsed into a `serde_json::Value` and written back;
 //! 2. `accord run` file mode (the library's `filemode::run`) into a directory;
@@ -9,12 +10,15 @@
 //!    that metrics cost nothing measurable (the goal: within 3%).
 //!
 //! All stream the file through a 64 KiB reader. Prints events/s for each, the ratios,
-//! and the peak RSS (flat: the input is streamed, never held).
+//! and the peak RSS (flat: the input is streamed, never held). Then the pseudonym
+//! cache: the engine alone over the events in memory, with the default cache, with
+//! other sizes and with none, best of 5 each, with its hit, miss and eviction counts.
 //!
-//!     cargo bench --bench filemode [-- EVENTS]
+//!     taskset -c 1 cargo bench --bench filemode [-- EVENTS] [--mix examples|site] [--no-cache-table]
 
 mod workload;
 
+use workload::Mix;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::sync::Arc;
@@ -24,13 +28,35 @@ use accord::event::Format;
 use accord::run::filemode::{self, Sink};
 
 fn main() {
-    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let mixes: Vec<Mix> = match args.iter().position(|a| a == "--mix") {
+        Some(i) => vec![Mix::parse(&args[i + 1]).expect("--mix examples|site")],
+        None => Mix::ALL.to_vec(),
+    };
+    let mut summary = Vec::new();
+    for &mix in &mixes {
+        summary.push(file_mode(mix, n));
+    }
+    if !args.iter().any(|a| a == "--no-cache-table") {
+        for &mix in &mixes {
+            cache_table(mix, n);
+        }
+    }
+    for line in summary {
+        println!("{line}");
+    }
+    println!("peak RSS: {}", peak_rss());
+}
+
+/// File mode against the JSON round trip on one mix; returns the summary line.
+fn file_mode(mix: Mix, n: usize) -> String {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("events.jsonl");
-    let bytes = workload::write_events(n, &mut BufWriter::new(File::create(&input).unwrap())).unwrap();
-    println!("workload: {n} events, {:.0} bytes each on average, {}", bytes as f64 / n as f64, input.display());
+    let bytes = workload::write_mix(mix, n, &mut BufWriter::new(File::create(&input).unwrap())).unwrap();
+    println!("workload {}: {n} events, {:.0} bytes each on average, {}", mix.name(), bytes as f64 / n as f64, input.display());
 
-    let engine = std::sync::Arc::new(workload::engine());
+    let engine = std::sync::Arc::new(workload::engine_for(mix));
     let rounds = 5;
     let metrics = accord::report::admin::Metrics::new(engine.agreement(), "file");
     let (mut best_base, mut best_accord, mut best_metrics) = (f64::MAX, f64::MAX, f64::MAX);
@@ -79,10 +105,56 @@ fn main() {
         best_metrics = best_metrics.min(with_metrics);
     }
     let (base_rate, accord_rate) = (n as f64 / best_base, n as f64 / best_accord);
-    println!("best of {rounds}: serde_json::Value parse+write {base_rate:.0} events/s; accord file mode {accord_rate:.0} events/s; ratio {:.2}x", accord_rate / base_rate);
     let metrics_rate = n as f64 / best_metrics;
-    println!("with metrics: {metrics_rate:.0} events/s ({:+.1}% against without)", (metrics_rate / accord_rate - 1.0) * 100.0);
-    println!("peak RSS: {}", peak_rss());
+    let line = format!(
+        "{} mix, best of {rounds}: serde_json::Value parse+write {base_rate:.0} events/s; accord file mode {accord_rate:.0} events/s; ratio {:.2}x; with metrics {metrics_rate:.0} events/s ({:+.1}%)",
+        mix.name(),
+        accord_rate / base_rate,
+        (metrics_rate / accord_rate - 1.0) * 100.0
+    );
+    println!("{line}");
+    line
+}
+
+/// The engine alone over `n` events of `mix` held in memory: ns per event with the
+/// pseudonym cache at several sizes and without it, best of 5, and the cache's counts.
+fn cache_table(mix: Mix, n: usize) {
+    use accord::engine::Outputs;
+    use accord::pseudonym::{Cache, CACHE_SLOTS};
+    let engine = workload::engine_for(mix);
+    let mut all = Vec::new();
+    workload::write_mix(mix, n, &mut all).unwrap();
+    let events: Vec<&[u8]> = all.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    let sizes: [(&str, fn() -> Cache); 5] = [
+        ("none", Cache::disabled),
+        ("4096", || Cache::new(4096)),
+        ("16384 (default)", || Cache::new(CACHE_SLOTS)),
+        ("65536", || Cache::new(65536)),
+        ("262144", || Cache::new(262_144)),
+    ];
+    println!("pseudonym cache, {} mix, engine only, {} events:", mix.name(), events.len());
+    for (name, make) in sizes {
+        let mut best = f64::MAX;
+        let mut stats = Default::default();
+        for _ in 0..5 {
+            let mut out = Outputs::default();
+            out.cache = make();
+            let start = Instant::now();
+            for e in &events {
+                std::hint::black_box(engine.process(e, Format::Json, &mut out));
+            }
+            best = best.min(start.elapsed().as_secs_f64());
+            stats = out.cache.stats;
+        }
+        let accord::pseudonym::CacheStats { hits, misses, evictions, uncached } = stats;
+        let looked = (hits + misses).max(1) as f64;
+        println!(
+            "  cache {name:<16} {:>7.0} ns/event  hits {hits:>8} ({:>5.1}%)  misses {misses:>8}  evictions {evictions:>8} ({:>5.1}% of misses)  uncached {uncached}",
+            best * 1e9 / events.len() as f64,
+            hits as f64 * 100.0 / looked,
+            evictions as f64 * 100.0 / (misses.max(1) as f64)
+        );
+    }
 }
 
 fn peak_rss() -> String {
