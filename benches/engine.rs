@@ -1,6 +1,8 @@
 //! Criterion benchmarks of the engine, one per path of SPEC 2.1: each kind of drop,
 //! and forwarding with pseudonyms, generalisation and nested stripping.
 //!
+//! Then each workload of `workload.rs` whole, with the pseudonym cache and without.
+//!
 //!     cargo bench --bench engine
 
 mod workload;
@@ -41,24 +43,35 @@ fn paths(c: &mut Criterion) {
     }
     group.finish();
 
-    // The whole example mix, with fresh subjects (pseudonym cache misses included).
-    let mut mix = Vec::new();
-    workload::write_events(10_000, &mut mix).unwrap();
-    let events: Vec<&[u8]> = mix.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
-    let mut group = c.benchmark_group("engine");
-    group.throughput(Throughput::Elements(events.len() as u64));
-    group.bench_function("mix/10k example events", |b| {
-        b.iter_batched_ref(
-            Outputs::default,
-            |out| {
-                for e in &events {
-                    engine.process(e, Format::Json, out);
-                }
-            },
-            BatchSize::LargeInput,
-        )
-    });
-    group.finish();
+    // Each whole mix, with fresh subjects (pseudonym cache misses included), with the
+    // pseudonym cache and without it.
+    for mix in workload::Mix::ALL {
+        let engine = workload::engine_for(mix);
+        let events = workload::lines(mix, 10_000);
+        let mut group = c.benchmark_group("engine");
+        group.throughput(Throughput::Elements(events.len() as u64));
+        for cached in [true, false] {
+            let name = format!("mix/10k {} events, {}", mix.name(), if cached { "cache" } else { "no cache" });
+            group.bench_function(&name, |b| {
+                b.iter_batched_ref(
+                    || {
+                        let mut out = Outputs::default();
+                        if !cached {
+                            out.cache = accord::pseudonym::Cache::disabled();
+                        }
+                        out
+                    },
+                    |out| {
+                        for e in &events {
+                            engine.process(e, Format::Json, out);
+                        }
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
+        group.finish();
+    }
 }
 
 criterion_group!(benches, paths);
