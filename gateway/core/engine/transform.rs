@@ -52,7 +52,7 @@ impl Engine {
             }
             let Outputs { items, buf, keys, msg, cache, .. } = out;
             let start = buf.len();
-            let mut w = Writer { engine: self, purpose, at, counts: FieldCounts::default(), msg, cache, trace: trace.as_deref_mut() };
+            let mut w = Writer { engine: self, purpose, at, counts: FieldCounts::default(), msg, prefix: 0, cache, trace: trace.as_deref_mut() };
             let key = w.write_event(event, rule, buf, keys)?;
             let stamp = &self.stamps[decision.rule * self.agreement.purposes.len() + purpose as usize];
             buf.extend_from_slice(stamp);
@@ -68,6 +68,9 @@ struct Writer<'a> {
     at: DateTime<Utc>,
     counts: FieldCounts,
     msg: &'a mut Vec<u8>,
+    /// The length of `DOMAIN[@PERIOD] 0x00` at the start of `msg`, once built (0: not
+    /// yet): the same for every field of one output, so built once per output.
+    prefix: usize,
     cache: &'a mut pseudonym::Cache,
     trace: Option<&'a mut Vec<FieldNote>>,
 }
@@ -145,8 +148,13 @@ impl Writer<'_> {
     }
 
     fn pseudonym(&mut self, value: &[u8], buf: &mut Vec<u8>) {
-        let a = &*self.engine.agreement;
-        pseudonym::message(a, &a.purposes[self.purpose as usize].name, Some(self.at), value, self.msg);
+        if self.prefix == 0 {
+            let a = &*self.engine.agreement;
+            pseudonym::message(a, &a.purposes[self.purpose as usize].name, Some(self.at), b"", self.msg);
+            self.prefix = self.msg.len();
+        }
+        self.msg.truncate(self.prefix);
+        self.msg.extend_from_slice(value);
         buf.push(b'"');
         self.engine.pseudonymiser.write(self.msg, self.cache, buf);
         buf.push(b'"');
