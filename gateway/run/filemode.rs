@@ -9,7 +9,6 @@
 //! far are flushed and the batch so far is reported, so `tail -f` through it works and
 //! metrics are never behind what was processed.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -27,7 +26,8 @@ pub enum Sink {
     /// Every output on one stream, in input order; quarantine notes on `notes`.
     Stream { out: Box<dyn Write>, notes: Box<dyn Write> },
     /// `DIR/<topic>.jsonl` (or `.pb`) per purpose topic, and `DIR/quarantine.jsonl`.
-    Dir { dir: PathBuf, ext: &'static str, files: HashMap<String, BufWriter<File>>, quarantine: BufWriter<File> },
+    /// (`files` is a short list, looked up once per agreement, never per output.)
+    Dir { dir: PathBuf, ext: &'static str, files: Vec<(String, BufWriter<File>)>, quarantine: BufWriter<File> },
 }
 
 impl Sink {
@@ -38,27 +38,37 @@ impl Sink {
             Format::Json => "jsonl",
             Format::Proto => "pb",
         };
-        let mut files = HashMap::new();
+        let mut files: Vec<(String, BufWriter<File>)> = Vec::new();
         for p in &engine.agreement().purposes {
-            files.insert(p.topic.clone(), create(dir, &p.topic, ext)?);
+            if !files.iter().any(|(t, _)| *t == p.topic) {
+                files.push((p.topic.clone(), create(dir, &p.topic, ext)?));
+            }
         }
         let quarantine = BufWriter::new(File::create(dir.join("quarantine.jsonl"))?);
         Ok(Sink::Dir { dir: dir.to_path_buf(), ext, files, quarantine })
     }
 
-    /// The stream for a purpose's topic (a file created when a reloaded agreement
-    /// names a new topic).
-    fn writer(&mut self, topic: &str) -> io::Result<&mut dyn Write> {
+    /// Where a purpose's topic goes: an index for [`Sink::writer`] (a file created
+    /// when a reloaded agreement names a new topic).
+    fn route(&mut self, topic: &str) -> io::Result<usize> {
         Ok(match self {
-            Sink::Stream { out, .. } => out,
-            Sink::Dir { dir, ext, files, .. } => {
-                if !files.contains_key(topic) {
-                    let file = create(dir, topic, ext)?;
-                    files.insert(topic.to_string(), file);
+            Sink::Stream { .. } => 0,
+            Sink::Dir { dir, ext, files, .. } => match files.iter().position(|(t, _)| t == topic) {
+                Some(i) => i,
+                None => {
+                    files.push((topic.to_string(), create(dir, topic, ext)?));
+                    files.len() - 1
                 }
-                files.get_mut(topic).expect("inserted above")
-            }
+            },
         })
+    }
+
+    /// The stream of a route.
+    fn writer(&mut self, route: usize) -> &mut dyn Write {
+        match self {
+            Sink::Stream { out, .. } => out,
+            Sink::Dir { files, .. } => &mut files[route].1,
+        }
     }
 
     fn quarantine(&mut self, record: u64, why: Malformed) -> io::Result<()> {
@@ -76,7 +86,7 @@ impl Sink {
                 notes.flush()
             }
             Sink::Dir { files, quarantine, .. } => {
-                for f in files.values_mut() {
+                for (_, f) in files.iter_mut() {
                     f.flush()?;
                 }
                 quarantine.flush()
@@ -144,6 +154,9 @@ pub fn run(engines: Arc<dyn Engines + Send + Sync>, input: &mut Input<'_>, in_fo
         }
     };
     let mut record = Vec::with_capacity(4096);
+    // Each purpose's route, for the engine they were worked out for.
+    let mut routes: Vec<usize> = Vec::new();
+    let mut routed: Option<Arc<Engine>> = None;
     let mut last = Instant::now();
     let mut number = 0u64;
     loop {
@@ -175,10 +188,14 @@ pub fn run(engines: Arc<dyn Engines + Send + Sync>, input: &mut Input<'_>, in_fo
         };
         match outcome {
             Outcome::Forward(n) => {
-                let topics = &enforcer.engine().agreement().purposes;
+                if !routed.as_ref().is_some_and(|e| Arc::ptr_eq(e, enforcer.engine())) {
+                    let engine = enforcer.engine().clone();
+                    routes = engine.agreement().purposes.iter().map(|p| sink.route(&p.topic)).collect::<io::Result<_>>()?;
+                    routed = Some(engine);
+                }
                 for i in 0..n {
                     let out = enforcer.output(i);
-                    let w = sink.writer(&topics[out.purpose as usize].topic)?;
+                    let w = sink.writer(routes[out.purpose as usize]);
                     w.write_all(out.payload)?;
                     if out_format == Format::Json {
                         w.write_all(b"\n")?;
