@@ -78,6 +78,9 @@ pub struct Audit {
     pub topic: Option<String>,
     /// Between two counters records.
     pub interval: Option<Duration>,
+    /// The audit key's private file (`accord keygen --audit`): signs the trail's
+    /// checkpoints. None: the trail gets no checkpoints and never verifies as closed.
+    pub key: Option<PathBuf>,
 }
 
 /// The Kafka side of the gateway.
@@ -196,6 +199,7 @@ pub struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     file: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
     topic: Option<Spanned<String>>,
     interval: Option<Spanned<String>>,
 }
@@ -485,6 +489,15 @@ fn compile_audit(raw: Option<&Spanned<RawAudit>>, kafka: Option<&Kafka>, p: &mut
             problem(p, &t.referenced, "`audit.topic` receives a copy of the trail's file: set `audit.file` too (the file is the source of truth)");
         } else {
             audit.topic = Some(t.value.clone());
+        }
+    }
+    if let Some(k) = &raw.value.key {
+        if k.value.trim().is_empty() {
+            problem(p, &k.referenced, "`audit.key` is empty: name the audit key's file (from `accord keygen --audit`)");
+        } else if raw.value.file.is_none() {
+            problem(p, &k.referenced, "`audit.key` signs the trail's checkpoints: set `audit.file` too");
+        } else {
+            audit.key = Some(PathBuf::from(&k.value));
         }
     }
     if let Some(i) = &raw.value.interval {
@@ -828,11 +841,18 @@ kafka:
 
     #[test]
     fn the_audit_section_names_a_file_and_a_topic_for_its_copy() {
-        let c = Config::parse(&format!("{GOOD}audit:\n  file: /var/lib/accord/audit.jsonl\n  topic: accord.audit\n  interval: 30s\n"), "gw.yaml", env).unwrap();
+        let c = Config::parse(&format!("{GOOD}audit:\n  file: /var/lib/accord/audit.jsonl\n  key: /etc/accord/audit/audit.key\n  topic: accord.audit\n  interval: 30s\n"), "gw.yaml", env).unwrap();
         assert_eq!(
             c.audit,
-            Audit { file: Some("/var/lib/accord/audit.jsonl".into()), topic: Some("accord.audit".into()), interval: Some(Duration::from_secs(30)) }
+            Audit {
+                file: Some("/var/lib/accord/audit.jsonl".into()),
+                topic: Some("accord.audit".into()),
+                interval: Some(Duration::from_secs(30)),
+                key: Some("/etc/accord/audit/audit.key".into())
+            }
         );
+        let p = problems(&format!("{GOOD}audit:\n  key: audit.key\n"));
+        assert!(p[0].message.contains("`audit.key` signs the trail's checkpoints: set `audit.file` too"), "{p:?}");
         assert_eq!(Config::parse(GOOD, "gw.yaml", env).unwrap().audit, Audit::default());
         let p = problems(&format!("{GOOD}audit:\n  topic: accord.audit\n"));
         assert_eq!((p[0].line, p[0].column), (19, 10), "{p:?}");

@@ -27,7 +27,8 @@ pub enum Lang {
 }
 
 impl Lang {
-    fn t<'a>(self, en: &'a str, nl: &'a str) -> &'a str {
+    /// The English or the Dutch text (also for the audit report).
+    pub fn t<'a>(self, en: &'a str, nl: &'a str) -> &'a str {
         match self {
             Lang::En => en,
             Lang::Nl => nl,
@@ -528,7 +529,8 @@ fn source_name(source: &str, l: Lang) -> String {
     known.map_or_else(|| capital(&source.replace(['_', '-'], " ")), |(en, nl)| l.t(en, nl).to_string())
 }
 
-fn category_name(category: &str, l: Lang) -> String {
+/// A data category in words (also for the audit report).
+pub fn category_name(category: &str, l: Lang) -> String {
     let known = match category {
         "location" => Some(("location", "locatie")),
         "access" => Some(("door passages", "deurpassages")),
