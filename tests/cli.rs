@@ -300,6 +300,7 @@ fn pseudonym_answers_an_access_request() {
         let mut c = accord();
         c.args(["pseudonym", "--agreement"]).arg(example("agreement.yaml")).arg("--key-file").arg(example("demo.key"));
         c.args(["--key-id", "demo-2026", "--purpose", purpose, "--reason", "access request 2026-114", "--audit"]).arg(&trail);
+        c.arg("--audit-key").arg(example("audit.key"));
         if let Some(at) = at {
             c.args(["--at", at]);
         }
@@ -311,7 +312,10 @@ fn pseudonym_answers_an_access_request() {
     assert_eq!(text(&out.stdout).trim(), "demo-2026:86b3838a81e4ac3e312e8d16c553b0a5");
     // The look-up is in the trail: purpose, period and reason, never the value or the result.
     let recorded = std::fs::read_to_string(&trail).unwrap();
-    assert_eq!(recorded.lines().count(), 1);
+    assert_eq!(recorded.lines().count(), 2, "the look-up, then a signed checkpoint");
+    assert!(recorded.lines().nth(1).unwrap().contains("\"kind\":\"checkpoint\""));
+    let verified = accord().args(["audit", "verify"]).arg(&trail).arg("--pub").arg(example("audit.pub")).output().unwrap();
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
     let record: Value = serde_json::from_str(recorded.lines().next().unwrap()).unwrap();
     assert_eq!(record["kind"], "pseudonym_lookup");
     assert_eq!(record["content"]["period"], "2026-W10");

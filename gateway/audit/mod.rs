@@ -685,8 +685,8 @@ mod tests {
         /// ends on a checkpoint.
         #[test]
         fn any_edit_of_the_record_list_is_found(edits in proptest::collection::vec((0usize..12, 0usize..12, 0u8..3), 1..4)) {
-            let (_d, path) = trail(8);
-            let original = lines(&path);
+            static ORIGINAL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+            let original = ORIGINAL.get_or_init(|| lines(&trail(8).1));
             let mut l = original.clone();
             for (a, b, op) in edits {
                 let (a, b) = (a % l.len().max(1), b % l.len().max(1));
