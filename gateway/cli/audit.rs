@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use accord::agreement::compile::parse_instant;
-use accord::audit::{self, report, Expect, Head, Verified};
+use accord::report::audit::{self, report, Expect, Head, Verified};
 use accord::config::Config;
 use accord::dpo::render::Lang;
-use accord::kafka::audit_topic;
-use accord::signing::Party;
+use accord::run::kafka::audit_topic;
+use accord::dpo::signing::Party;
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
 

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use accord::signing::{slug, PartyKey, AUDIT_PARTY};
+use accord::dpo::signing::{slug, PartyKey, AUDIT_PARTY};
 use anyhow::Context;
 
 use super::Outcome;

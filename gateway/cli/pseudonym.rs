@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use accord::agreement::compile::parse_instant;
-use accord::audit::{AuditTrail, Kind};
+use accord::report::audit::{AuditTrail, Kind};
 use anyhow::anyhow;
 
 use super::{load_agreement, Failure, KeyArgs, Outcome};
@@ -55,7 +55,7 @@ pub fn run(args: Args) -> Outcome {
     // Recorded before it is shown: no look-up leaves without its trace.
     let mut trail = AuditTrail::open(&args.audit)?;
     if let Some(key) = &args.audit_key {
-        trail = trail.with_key(accord::signing::PartyKey::from_file(key)?);
+        trail = trail.with_key(accord::dpo::signing::PartyKey::from_file(key)?);
     }
     let period = match (agreement.rotate, at) {
         (Some(rotate), Some(at)) => Some(accord::pseudonym::period(rotate, at)),
