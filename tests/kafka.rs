@@ -1106,25 +1106,29 @@ fn failed_deliveries_are_counted() {
 // ------------------------------------------------- the audit topic (issue 4) --
 
 fn verify_topic(config: &Path, topic: &str) -> (bool, String, String) {
-    let out = common::accord().args(["audit", "verify", "--config"]).arg(config).args(["--topic", topic]).output().unwrap();
+    verify_topic_with(config, topic, &[])
+}
+
+fn verify_topic_with(config: &Path, topic: &str, extra: &[&str]) -> (bool, String, String) {
+    let out = common::accord().args(["audit", "verify", "--config"]).arg(config).args(["--topic", topic, "--pub"]).arg(common::example("audit.pub")).args(extra).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// Two gateways (replicas) copy their trails to one audit topic: `accord audit verify
-/// --topic` checks each trail's chain, like the file's. A copy with one byte changed,
-/// or a record deleted, fails at that record's sequence number; a topic of several
-/// partitions is refused.
+/// --topic` checks each trail's chain and checkpoint signatures, like the file's. A copy
+/// with one byte changed, or a record deleted, fails at that record's sequence number;
+/// a copy cut at its end is open (issue 13); a topic of several partitions is refused.
 #[test]
 fn the_audit_topic_holds_each_trail_and_verify_finds_tampering() {
     let _broker = shared_broker();
     let site = Site::new("audit", 2);
-    let [audit, changed, deleted, wide] = ["audit", "audit-changed", "audit-deleted", "audit-wide"].map(|t| format!("{t}.{}", site.id));
-    create_topics(&[(&audit, 1), (&changed, 1), (&deleted, 1), (&wide, 2)]);
+    let [audit, changed, deleted, wide, cut] = ["audit", "audit-changed", "audit-deleted", "audit-wide", "audit-cut"].map(|t| format!("{t}.{}", site.id));
+    create_topics(&[(&audit, 1), (&changed, 1), (&deleted, 1), (&wide, 2), (&cut, 1)]);
     let group = unique("audit");
     let trail = |name: &str| site.dir.path().join(format!("{name}.jsonl"));
     let config = |name: &str| {
         let path = site.config(name, &group, "");
-        let text = std::fs::read_to_string(&path).unwrap() + &format!("audit:\n  file: {}\n  topic: {audit}\n  interval: 1s\n", trail(name).display());
+        let text = std::fs::read_to_string(&path).unwrap() + &format!("audit:\n  file: {}\n  key: {}\n  topic: {audit}\n  interval: 1s\n", trail(name).display(), common::example("audit.key").display());
         std::fs::write(&path, text).unwrap();
         path
     };
@@ -1151,14 +1155,15 @@ fn the_audit_topic_holds_each_trail_and_verify_finds_tampering() {
     let lines = |name: &str| -> Vec<String> { std::fs::read_to_string(trail(name)).unwrap().lines().map(str::to_string).collect() };
     let (lines_a, lines_b) = (lines("a"), lines("b"));
     for l in [&lines_a, &lines_b] {
-        assert!(l[0].contains("\"kind\":\"gateway_started\"") && l.last().unwrap().contains("\"kind\":\"gateway_stopped\""), "{l:?}");
+        assert!(l[0].contains("\"kind\":\"gateway_started\"") && l[l.len() - 2].contains("\"kind\":\"gateway_stopped\""), "{l:?}");
+        assert!(l.last().unwrap().contains("\"kind\":\"checkpoint\""), "the stop is signed: {l:?}");
     }
     let (ok, stdout, stderr) = verify_topic(&config_a, &audit);
     assert!(ok, "{stdout}{stderr}");
     assert!(stdout.contains(&format!("2 trail(s), {} records verified", lines_a.len() + lines_b.len())), "{stdout}");
     for (name, l) in [("a", &lines_a), ("b", &lines_b)] {
-        let key = format!("{}.jsonl: {} records from offset", name, l.len());
-        assert!(stdout.contains(&key), "trail {name} with all its records: {stdout}");
+        let (file, count) = (format!("/{name}.jsonl from offset"), format!(": {} records, every link verified", l.len()));
+        assert!(stdout.lines().any(|line| line.contains(&file) && line.contains(&count) && line.contains("closed")), "trail {name} with all its records, closed: {stdout}");
     }
     // The topic holds each trail byte for byte as its file.
     let mut reader = Reader::new(&[audit.as_str()], false);
@@ -1184,6 +1189,16 @@ fn the_audit_topic_holds_each_trail_and_verify_finds_tampering() {
     let (ok, _, stderr) = verify_topic(&config_a, &deleted);
     assert!(!ok);
     assert!(stderr.contains("broken at sequence number 1: record 1 is missing or out of order"), "{stderr}");
+    // The last record (the stop's checkpoint) cut: open, refused unless --open.
+    let bytes: Vec<Vec<u8>> = lines_a[..lines_a.len() - 1].iter().map(|l| l.clone().into_bytes()).collect();
+    produce_bytes(&cut, 1, &bytes);
+    let (ok, _, stderr) = verify_topic(&config_a, &cut);
+    assert!(!ok);
+    let following = bytes.iter().rev().take_while(|l| !String::from_utf8_lossy(l).contains("\"kind\":\"checkpoint\"")).count();
+    assert!(stderr.contains(&format!("open: the last record is not a signed checkpoint; {following} record(s) follow the last")), "{stderr}");
+    let (ok, stdout, stderr) = verify_topic_with(&config_a, &cut, &["--open"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("head: "), "{stdout}");
     // Two partitions: no order between them, refused.
     let (ok, _, stderr) = verify_topic(&config_a, &wide);
     assert!(!ok);
