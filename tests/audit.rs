@@ -456,3 +456,143 @@ fn the_log_is_json_lines_without_identifiers() {
     assert_eq!(finished["received"], 357);
     assert_nothing_identifying(&log, "the JSON log");
 }
+
+/// The admin address `accord run --admin 127.0.0.1:0` logs first on stderr.
+fn admin_address(stderr: &mut BufReader<std::process::ChildStderr>) -> String {
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    first.trim().rsplit("http://").next().unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+/// Event lines of the examples that are forwarded (by the run of the whole file).
+fn forwarded_event_lines(n: usize) -> Vec<String> {
+    let out = run_examples().arg("--input").arg(example("events.jsonl")).args(["--output", "-"]).output().unwrap();
+    let ids: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["event_id"].as_str().unwrap().to_string()).collect();
+    let events = std::fs::read_to_string(example("events.jsonl")).unwrap();
+    let mut picked: Vec<String> = Vec::new();
+    for line in events.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+        if v["event_id"].as_str().is_some_and(|id| ids.iter().any(|i| i == id)) && !picked.iter().any(|p| p == line) {
+            picked.push(line.to_string());
+        }
+        if picked.len() == n {
+            break;
+        }
+    }
+    assert_eq!(picked.len(), n);
+    picked
+}
+
+/// Issue 13: at 1 event a second, `/metrics` shows each event within a second (file
+/// mode used to publish every 64 events); the processing histogram measures work
+/// (no observation in +Inf, none for the pauses); forwarded series exist only for the
+/// (purpose, rule) pairs the agreement allows.
+#[test]
+fn metrics_of_a_slow_input_are_fresh_within_a_second() {
+    let mut child = run_examples()
+        .args(["--input", "-", "--output", "-", "--admin", "127.0.0.1:0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr = admin_address(&mut stderr);
+    let mut stdin = child.stdin.take().unwrap();
+    let value = |scrape: &prometheus_parse::Scrape, name: &str| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => *v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let events = forwarded_event_lines(3);
+    let mut scrape = None;
+    for (i, line) in events.iter().enumerate() {
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let text = http_get(&addr, "/metrics").1;
+        let s = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        assert_eq!(value(&s, "accord_events_received_total"), (i + 1) as f64, "one second after event {}:\n{text}", i + 1);
+        assert!(value(&s, "accord_events_forwarded_total") >= (i + 1) as f64, "{text}");
+        scrape = Some(s);
+    }
+    let scrape = scrape.unwrap();
+    // Forwarded: exactly the pairs a rule names.
+    let agreement = example_engine().agreement().clone();
+    let mut allowed: Vec<(String, String)> = Vec::new();
+    for r in &agreement.rules {
+        for p in &r.purposes {
+            allowed.push((agreement.purposes[usize::from(*p)].name.clone(), r.name.clone()));
+        }
+    }
+    let mut series: Vec<(String, String)> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "accord_events_forwarded_total")
+        .map(|s| (s.labels.get("purpose").unwrap().to_string(), s.labels.get("rule").unwrap().to_string()))
+        .collect();
+    series.sort();
+    allowed.sort();
+    assert_eq!(series, allowed, "forwarded series only for pairs that can occur");
+    assert!(allowed.len() < agreement.rules.len() * agreement.purposes.len(), "the examples have pairs that cannot occur");
+    // The histogram: one observation per non-empty batch, each within the buckets.
+    let hist = scrape
+        .samples
+        .iter()
+        .find_map(|s| match (&s.metric[..], &s.value) {
+            ("accord_processing_seconds", prometheus_parse::Value::Histogram(h)) => Some(h.clone()),
+            _ => None,
+        })
+        .expect("accord_processing_seconds");
+    let count = hist.iter().map(|b| b.count).fold(0.0, f64::max);
+    assert!((1.0..=3.0).contains(&count), "3 events, each a batch at most, the pauses none: {hist:?}");
+    let at = |le: f64| hist.iter().find(|b| (b.less_than - le).abs() < 1e-12).map(|b| b.count);
+    assert!(at(0.000_001).is_some(), "buckets from a microsecond: {hist:?}");
+    assert_eq!(at(0.1), Some(count), "every batch took well under 100 ms of work: {hist:?}");
+    drop(stdin);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}");
+}
+
+/// Issue 13: `--output -` through a pipe that pauses shows each output within a second
+/// (`tail -f events | accord run ... --output -`).
+#[test]
+fn output_to_stdout_is_flushed_whenever_the_input_pauses() {
+    let mut child = run_examples().args(["--input", "-", "--output", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in stdout.lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    for line in forwarded_event_lines(3) {
+        let id = serde_json::from_str::<Value>(&line).unwrap()["event_id"].as_str().unwrap().to_string();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let shown = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(out) if serde_json::from_str::<Value>(&out).unwrap()["event_id"] == id.as_str() => break true,
+                Ok(_) => continue,
+                Err(_) => break false,
+            }
+        };
+        assert!(shown, "the output of {id} was not shown within a second while the input paused");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+}

@@ -1204,3 +1204,46 @@ fn the_audit_topic_holds_each_trail_and_verify_finds_tampering() {
     assert!(!ok);
     assert!(stderr.contains("has 2 partitions; it must have exactly one"), "{stderr}");
 }
+
+// ------------------------------------------- fresh metrics in Kafka mode (issue 13) --
+
+/// Issue 13: with librdkafka's statistics at the gateway's default, one second after
+/// every output is seen the counters hold every record and the lag gauge is 0; after a
+/// reload, `accord_agreement_info` names the new version as soon as its first output
+/// is on the topic.
+#[test]
+fn kafka_metrics_are_fresh_within_a_second_and_info_switches_with_the_first_output() {
+    let _broker = shared_broker();
+    let site = Site::new("fresh", 1);
+    let events = example_events();
+    let (expected, _) = site.file_mode(&events);
+    let per_copy: usize = expected.values().map(Vec::len).sum();
+    let outputs = site.outputs();
+    let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), false);
+    let path = site.config("gw", &unique("fresh"), "");
+    let text = std::fs::read_to_string(&path).unwrap() + "admin:\n  address: 127.0.0.1:0\n";
+    std::fs::write(&path, text).unwrap();
+    let mut gw = Gateway::start("gateway", &path);
+    let addr = gw.admin_address();
+    produce(&site.input, 1, &events);
+    reader.until(Duration::from_secs(90), "every output", |r| r.len() >= per_copy);
+    std::thread::sleep(Duration::from_millis(1200));
+    let (_, text) = http_get(&addr, "/metrics");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    assert_eq!(samples(&scrape, "accord_events_received_total").map(value).sum::<f64>() as usize, events.len(), "{text}");
+    assert_eq!(samples(&scrape, "accord_events_forwarded_total").map(value).sum::<f64>() as usize, per_copy, "{text}");
+    let lag: Vec<f64> = samples(&scrape, "accord_kafka_consumer_lag").map(value).collect();
+    assert_eq!(lag, [0.0], "every record done a second ago: {text}");
+
+    let v4 = std::fs::read_to_string(&site.agreement).unwrap();
+    std::fs::write(&site.agreement, v4.replace("version: 4", "version: 5")).unwrap();
+    gw.wait_for_log(Duration::from_secs(20), "version 5 is now in force");
+    let first: Vec<String> = events.iter().filter(|e| expected.values().flatten().any(|o| o.contains(&serde_json::from_str::<serde_json::Value>(e).unwrap()["event_id"].as_str().unwrap().to_string()))).take(1).cloned().collect();
+    produce(&site.input, 1, &first);
+    reader.until(Duration::from_secs(90), "an output of version 5", |r| r.iter().any(|x| x.payload.contains("\"version\":5")));
+    let (_, text) = http_get(&addr, "/metrics");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let info = |version: &str| samples(&scrape, "accord_agreement_info").filter(|s| s.labels.get("version") == Some(version)).map(value).sum::<f64>();
+    assert_eq!((info("4"), info("5")), (0.0, 1.0), "the info gauge switched with the first output of version 5: {text}");
+    assert!(gw.terminate(Duration::from_secs(30)).success());
+}

@@ -278,6 +278,11 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         txns.begin().map_err(Error::Transaction)?;
         let (offset, payload) = (m.offset(), m.payload().unwrap_or_default());
         let n = records.process(m.topic(), m.partition(), offset, payload);
+        if records.reloaded() {
+            // Before the new version's first output (its transaction's counts are
+            // reported before the commit: a reload is rare, the gauge must not lag).
+            batch(&mut records);
+        }
         for i in 0..n {
             let out = records.get(i);
             let mut ticket = Box::new(Ticket { tp: Tp { topic: 0, partition: m.partition() }, epoch: 0, offset, attempt: 0 });

@@ -30,6 +30,11 @@ pub mod sink;
 pub mod source;
 pub mod stats;
 
+/// Counts are handed to the metrics (and the audit trail's tally) at least this
+/// often while records come, so no counter is more than a second behind (issue 13).
+/// Exactly-once hands them over with each committed transaction instead.
+pub(crate) const REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
