@@ -596,3 +596,44 @@ fn output_to_stdout_is_flushed_whenever_the_input_pauses() {
     assert!(child.wait().unwrap().success());
     reader.join().unwrap();
 }
+
+/// SPEC 7: while the gateway runs, a checkpoint follows new records within the
+/// interval (at most a minute), so a running gateway's trail verifies as closed soon
+/// after each record; at the stop, the last record is a checkpoint again.
+#[test]
+fn a_running_gateway_signs_its_trail_every_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("audit.jsonl");
+    let mut child = run_examples()
+        .args(["--input", "-", "--output", "-", "--audit-interval", "1"])
+        .arg("--audit")
+        .arg(&trail)
+        .arg("--audit-key")
+        .arg(example("audit.key"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let events = forwarded_event_lines(2);
+    writeln!(stdin, "{}", events[0]).unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    writeln!(stdin, "{}", events[1]).unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let text = std::fs::read_to_string(&trail).unwrap();
+    let kinds: Vec<String> = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].as_str().unwrap().to_string()).collect();
+    let counters = kinds.iter().position(|k| k == "counters").unwrap_or_else(|| panic!("no counters record yet: {kinds:?}"));
+    assert!(kinds[counters..].iter().any(|k| k == "checkpoint"), "no checkpoint after the counters within the interval: {kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "gateway_stopped"), "still running: {kinds:?}");
+    let (code, stdout, stderr) = verify(&trail, &["--open"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("every link verified"), "{stdout}");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let (code, stdout, stderr) = verify(&trail, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("closed"), "{stdout}");
+}
