@@ -242,6 +242,25 @@ fn a_trail_without_an_audit_key_never_verifies_closed() {
     assert!(stderr.contains("it has no signed checkpoint"), "{stderr}");
     assert_eq!(verify(&trail, &["--open"]).0, Some(0));
     assert_eq!(report(&trail, &[]).0, Some(1));
+    // A party's co-signing key is not the audit key: refused before anything is written.
+    let keys = dir.path().join("keys");
+    assert!(accord().args(["keygen", "--party", "Ondernemingsraad", "--out"]).arg(&keys).output().unwrap().status.success());
+    let other = dir.path().join("other.jsonl");
+    let out = crate::common::run_examples()
+        .arg("--input")
+        .arg(example("events.jsonl"))
+        .arg("--output")
+        .arg(dir.path().join("out2"))
+        .arg("--audit")
+        .arg(&other)
+        .arg("--audit-key")
+        .arg(keys.join("ondernemingsraad.key"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is for party `Ondernemingsraad`, not `audit`"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = accord().args(["audit", "verify"]).arg(&trail).arg("--pub").arg(keys.join("ondernemingsraad.pub")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]

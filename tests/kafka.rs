@@ -1225,6 +1225,8 @@ fn kafka_metrics_are_fresh_within_a_second_and_info_switches_with_the_first_outp
     std::fs::write(&path, text).unwrap();
     let mut gw = Gateway::start("gateway", &path);
     let addr = gw.admin_address();
+    // Assigned, and librdkafka's first statistics in (the gauge exists).
+    scrape_until(&addr, Duration::from_secs(60), "a lag gauge", |s| samples(s, "accord_kafka_consumer_lag").next().is_some());
     produce(&site.input, 1, &events);
     reader.until(Duration::from_secs(90), "every output", |r| r.len() >= per_copy);
     std::thread::sleep(Duration::from_millis(1200));

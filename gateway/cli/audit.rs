@@ -17,7 +17,7 @@ use accord::report::audit::{self, report, Expect, Head, Verified};
 use accord::config::Config;
 use accord::dpo::render::Lang;
 use accord::run::kafka::audit_topic;
-use accord::dpo::signing::Party;
+use accord::dpo::signing::{Party, AUDIT_PARTY};
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
 
@@ -48,7 +48,7 @@ struct Check {
 
 impl Check {
     fn expect(&self) -> Result<Expect, Failure> {
-        let key = Party::from_file(&self.public, None)?;
+        let key = Party::from_file(&self.public, Some(AUDIT_PARTY))?;
         let since = self.since.as_deref().map(str::parse::<Head>).transpose().map_err(|e| Failure::Usage(anyhow!("--since: {e}")))?;
         Ok(Expect { key, since })
     }

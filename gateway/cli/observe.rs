@@ -108,7 +108,7 @@ impl ObserveArgs {
                     trail = trail.with_mirror(topic.mirror());
                 }
                 match &self.audit_key {
-                    Some(key) => trail = trail.with_key(PartyKey::from_file(key)?),
+                    Some(key) => trail = trail.with_key(PartyKey::audit_from_file(key)?),
                     None => tracing::warn!(
                         "no audit key is configured: the audit trail gets no signed checkpoints, so it will never verify as closed (create one with `accord keygen --audit`)"
                     ),

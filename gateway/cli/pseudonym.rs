@@ -55,7 +55,7 @@ pub fn run(args: Args) -> Outcome {
     // Recorded before it is shown: no look-up leaves without its trace.
     let mut trail = AuditTrail::open(&args.audit)?;
     if let Some(key) = &args.audit_key {
-        trail = trail.with_key(accord::dpo::signing::PartyKey::from_file(key)?);
+        trail = trail.with_key(accord::dpo::signing::PartyKey::audit_from_file(key)?);
     }
     let period = match (agreement.rotate, at) {
         (Some(rotate), Some(at)) => Some(accord::pseudonym::period(rotate, at)),

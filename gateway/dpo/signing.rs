@@ -143,6 +143,16 @@ impl PartyKey {
         PartyKey::parse(&text).map_err(|why| KeyFileError::Format { path: display, what: "an Accord private key file", why })
     }
 
+    /// The audit key's private file (`accord keygen --audit`): refused when it is
+    /// another party's key, so a co-signing key never signs the trail by mistake.
+    pub fn audit_from_file(path: &Path) -> Result<PartyKey, KeyFileError> {
+        let key = PartyKey::from_file(path)?;
+        if key.party != AUDIT_PARTY {
+            return Err(KeyFileError::WrongParty { path: path.display().to_string(), found: key.party.clone(), expected: AUDIT_PARTY.to_string() });
+        }
+        Ok(key)
+    }
+
     pub fn parse(text: &str) -> Result<PartyKey, String> {
         let fields = fields(text, PRIVATE_HEADER, &["party", "key"])?;
         Ok(PartyKey::from_seed(&fields[0], hex32(&fields[1], "key")?))
