@@ -164,11 +164,11 @@ fn verification_words(v: &Verification, l: Lang) -> String {
     let head = v.head.as_deref().unwrap_or("-");
     let mut s = match l {
         Lang::En => format!(
-            "The audit trail was verified: all {} records are unchanged and complete in their order, and {} checkpoint(s) are signed with the audit key {}. Its head is {head}.",
+            "The audit trail was verified: its {} records are linked in order, and {} checkpoint(s) signed with the audit key {} vouch that none was changed, added or removed up to the last of them. Its head is {head}.",
             v.records, v.checkpoints, v.key
         ),
         Lang::Nl => format!(
-            "Het auditlogboek is gecontroleerd: alle {} regels zijn ongewijzigd en compleet in hun volgorde, en {} controlepunt(en) zijn ondertekend met de auditsleutel {}. Het eindpunt is {head}.",
+            "Het auditlogboek is gecontroleerd: de {} regels sluiten in volgorde op elkaar aan, en {} controlepunt(en), ondertekend met de auditsleutel {}, staan ervoor in dat tot het laatste ervan niets is gewijzigd, toegevoegd of verwijderd. Het eindpunt is {head}.",
             v.records, v.checkpoints, v.key
         ),
     };
