@@ -1249,3 +1249,30 @@ fn kafka_metrics_are_fresh_within_a_second_and_info_switches_with_the_first_outp
     assert_eq!((info("4"), info("5")), (0.0, 1.0), "the info gauge switched with the first output of version 5: {text}");
     assert!(gw.terminate(Duration::from_secs(30)).success());
 }
+
+/// Issue 13, exactly-once: counters do not wait for the transaction's commit. With a
+/// commit every 10 s, every record is counted on `/metrics` long before its outputs
+/// are committed (a `read_committed` reader sees none yet).
+#[test]
+fn exactly_once_counters_do_not_wait_for_the_commit() {
+    let _broker = shared_broker();
+    let site = Site::new("eosfresh", 1);
+    let events = example_events();
+    let txid = unique("eosfresh-tx");
+    let path = site.config("gw", &unique("eosfresh"), &format!("  delivery: exactly_once\n  transactional_id: {txid}\n"));
+    let text = std::fs::read_to_string(&path).unwrap().replace("commit_interval: 300ms", "commit_interval: 10s") + "admin:\n  address: 127.0.0.1:0\n";
+    assert!(text.contains("commit_interval: 10s"));
+    std::fs::write(&path, text).unwrap();
+    let mut gw = Gateway::start("gateway", &path);
+    let addr = gw.admin_address();
+    scrape_until(&addr, Duration::from_secs(60), "a lag gauge (assigned)", |s| samples(s, "accord_kafka_consumer_lag").next().is_some());
+    let outputs = site.outputs();
+    let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), true);
+    let produced = Instant::now();
+    produce(&site.input, 1, &events);
+    scrape_until(&addr, Duration::from_secs(8), "every record counted", |s| samples(s, "accord_events_received_total").map(value).sum::<f64>() as usize == events.len());
+    let counted = produced.elapsed();
+    reader.poll_for(Duration::from_millis(500));
+    assert!(reader.recs.is_empty(), "counted {counted:?} after producing, and the transaction is not committed yet: {} outputs visible", reader.recs.len());
+    assert!(gw.terminate(Duration::from_secs(30)).success());
+}

@@ -47,8 +47,8 @@ use crate::report::tally::{Tally, Totals};
 use crate::run::reload::Engines;
 
 /// Counts are handed to the metrics (and the audit trail's tally) at least this
-/// often while records come, so no counter is more than a second behind (issue 13).
-/// Exactly-once hands them over with each committed transaction instead.
+/// often, so no counter is more than a second behind what was enforced (issue 13),
+/// in both delivery modes, whatever `limits.commit_interval` is.
 pub(crate) const REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A request to stop: set by a signal handler, read by the loop between records.
