@@ -19,6 +19,7 @@ pub mod observe;
 pub mod tally;
 pub mod explain;
 pub mod config;
+pub mod filekind;
 pub mod kafka;
 pub mod signing;
 pub mod dpo;

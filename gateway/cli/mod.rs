@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use accord::agreement::{Agreement, LoadError};
-use accord::pseudonym::{Key, Pseudonymiser};
+use accord::pseudonym::{Key, KeyFileNote, Pseudonymiser};
 use clap::{Parser, Subcommand};
 
 /// Accord holds workplace sensor data to the agreement an employer and its works
@@ -102,11 +102,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Reported) => ExitCode::from(1),
+        // Errors are for people: one plain sentence wherever stderr goes, also when
+        // the log is JSON (the log is for collectors; a failure to start is not a log line).
         Err(Failure::Input(e)) => {
-            match accord::log::installed() {
-                Some(accord::log::LogFormat::Json) => tracing::error!("{e:#}"),
-                _ => eprintln!("accord: error: {e:#}"),
-            }
+            eprintln!("accord: error: {e:#}");
             ExitCode::from(1)
         }
         Err(Failure::Usage(e)) => {
@@ -125,12 +124,22 @@ pub fn load_agreement(path: &Path) -> Result<Arc<Agreement>, Failure> {
             }
             Ok(Arc::new(loaded.agreement))
         }
-        Err(LoadError::Invalid { path, diagnostics }) => {
-            report(&path, &diagnostics);
-            Err(Failure::Reported)
-        }
+        Err(LoadError::Invalid { path, diagnostics }) => match not_an_agreement(&path) {
+            Some(wrong) => Err(Failure::Input(wrong.into())),
+            None => {
+                report(&path, &diagnostics);
+                Err(Failure::Reported)
+            }
+        },
         Err(e) => Err(Failure::Input(e.into())),
     }
+}
+
+/// When a file that is not a valid agreement is recognisably another of Accord's files
+/// (a gateway configuration, events, a key), the one sentence that says so.
+pub fn not_an_agreement(path: &str) -> Option<accord::filekind::WrongKind> {
+    let bytes = std::fs::read(path).ok()?;
+    accord::filekind::expect(path, &bytes, accord::filekind::FileKind::Agreement).err()
 }
 
 /// Prints every diagnostic and a closing count, to stderr.
@@ -158,6 +167,18 @@ pub struct KeyArgs {
 
 impl KeyArgs {
     pub fn pseudonymiser(&self) -> Result<Arc<Pseudonymiser>, Failure> {
-        Ok(Arc::new(Pseudonymiser::new(Key::from_file(&self.key_file, &self.key_id)?)))
+        Ok(Arc::new(Pseudonymiser::new(read_key(&self.key_file, &self.key_id)?)))
     }
+}
+
+/// Reads a pseudonym key file, warning (one line on stderr) when it ends in a newline.
+pub fn read_key(path: &Path, id: &str) -> Result<Key, Failure> {
+    let (key, note) = Key::from_file_noting(path, id)?;
+    if note == Some(KeyFileNote::TrailingNewline) {
+        eprintln!(
+            "accord: warning: the key file {} ends in a newline, which Accord uses as part of the key; a system that reads the same Secret without it computes other pseudonyms. Write keys without one (`head -c 32 /dev/urandom > FILE`, or `printf %s \"$KEY\" > FILE`); removing it from this key changes every pseudonym, like a new key (docs/operations.md, \"The key file\")",
+            path.display()
+        );
+    }
+    Ok(key)
 }

@@ -208,13 +208,13 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     Ok(())
 }
 
-/// The end-of-run summary: for people on a terminal, one structured event in JSON.
+/// The end-of-run summary, for people: the per-purpose table in plain text wherever
+/// stderr goes. A JSON log also gets the counts as one structured event, for collectors.
 fn print_summary(totals: &accord::tally::Totals) {
     if accord::log::installed() == Some(accord::log::LogFormat::Json) {
         tracing::info!(received = totals.received(), forwarded_events = totals.forwarded_events(), dropped = totals.dropped_total(), "run finished");
-    } else {
-        eprint!("{}", totals.summary());
     }
+    eprint!("{}", totals.summary());
 }
 
 fn stop_now(why: &str) -> ! {
