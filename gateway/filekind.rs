@@ -10,7 +10,7 @@
 use std::fmt;
 
 use crate::agreement::yaml::{self, Node, NodeKind};
-use crate::signing::{PRIVATE_HEADER, PUBLIC_HEADER, SIGNATURE_HEADER};
+use crate::dpo::signing::{PRIVATE_HEADER, PUBLIC_HEADER, SIGNATURE_HEADER};
 
 /// Files larger than this are not parsed as YAML to recognise them.
 const YAML_LIMIT: usize = 1 << 20;

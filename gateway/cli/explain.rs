@@ -45,7 +45,7 @@ pub fn run(args: Args) -> Outcome {
     if let Some(n) = args.line {
         text.push_str(&format!("Line {n} of {}.\n", args.event.display()));
     }
-    text.push_str(&accord::explain::explain(&engine, event));
+    text.push_str(&accord::dpo::explain::explain(&engine, event));
     if args.key_file.is_none() {
         text.push_str("(Pseudonyms above use a placeholder key `explain`; give --key-file and --key-id for the gateway's.)\n");
     }

@@ -1,0 +1,163 @@
+//! Sensor events: decoding the input formats into one borrowed view, and the
+//! protobuf messages of `schemas/`.
+//!
+//! JSON is decoded without building a value tree: the string fields borrow from the
+//! input, and `attributes` stays raw JSON until a rule asks for a path in it. Protobuf
+//! input is mapped to its proto3 JSON form and takes the same path. Whatever cannot be
+//! decoded is [`Malformed`], with a reason that never quotes the input.
+
+pub mod json;
+pub mod proto;
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, FixedOffset};
+use serde_json::value::RawValue;
+
+/// How the records of an input (or an output) are encoded. Configured, never guessed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Json,
+    Proto,
+}
+
+impl Format {
+    /// Every format, by the name users write.
+    pub const NAMES: [&'static str; 2] = ["json", "proto"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Proto => "proto",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s {
+            "json" => Ok(Format::Json),
+            "proto" => Ok(Format::Proto),
+            _ => Err(format!("`{s}` is not a format; use one of {}", Format::NAMES.join(", "))),
+        }
+    }
+}
+
+/// One decoded event; strings borrow from the input where they can.
+#[derive(Debug)]
+pub struct Event<'a> {
+    pub event_id: Cow<'a, str>,
+    pub source: Cow<'a, str>,
+    pub device_id: Option<Cow<'a, str>>,
+    pub subject_id: Cow<'a, str>,
+    pub category: Cow<'a, str>,
+    /// As written, for output when it is not generalised.
+    pub occurred_at_text: Cow<'a, str>,
+    pub occurred_at: DateTime<FixedOffset>,
+    /// The attributes object as raw JSON, if present and not null.
+    pub attributes: Option<&'a RawValue>,
+    /// Top-level members that are not part of the event format (they are removed).
+    pub extra_fields: u32,
+}
+
+/// The largest event accepted, in bytes.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// The deepest nesting accepted inside `attributes`.
+pub const MAX_DEPTH: usize = 64;
+
+/// Why an event could not be decoded. The text names fields, never values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Malformed {
+    NotUtf8,
+    NotJson,
+    NotAnObject,
+    TooLarge,
+    TooDeep,
+    Missing(&'static str),
+    WrongType(&'static str),
+    Duplicate(&'static str),
+    BadTime,
+    NotProtobuf,
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Malformed::NotUtf8 => write!(f, "not UTF-8"),
+            Malformed::NotJson => write!(f, "not valid JSON"),
+            Malformed::NotAnObject => write!(f, "not a JSON object"),
+            Malformed::TooLarge => write!(f, "larger than {} bytes", MAX_EVENT_BYTES),
+            Malformed::TooDeep => write!(f, "attributes nested deeper than {} levels", MAX_DEPTH),
+            Malformed::Missing(field) => write!(f, "missing field `{field}`"),
+            Malformed::WrongType(field) => write!(f, "field `{field}` has the wrong type"),
+            Malformed::Duplicate(field) => write!(f, "field `{field}` appears twice"),
+            Malformed::BadTime => write!(f, "`occurred_at` is not an RFC 3339 time with an offset"),
+            Malformed::NotProtobuf => write!(f, "not a valid SensorEvent message"),
+        }
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+/// Parses `occurred_at`: RFC 3339, offset required.
+pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, Malformed> {
+    DateTime::parse_from_rfc3339(s).map_err(|_| Malformed::BadTime)
+}
+
+/// How deeply `json` nests (objects and arrays), stopping early past `limit`.
+pub fn nesting_exceeds(json: &[u8], limit: usize) -> bool {
+    // Fast path: fewer openers than the limit cannot nest deeper than it.
+    if json.iter().filter(|&&b| b == b'{' || b == b'[').count() <= limit {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_measured_outside_strings() {
+        assert!(!nesting_exceeds(br#"{"a":{"b":[1,2]}}"#, 3));
+        assert!(nesting_exceeds(br#"{"a":{"b":[1,2]}}"#, 2));
+        assert!(!nesting_exceeds(br#"{"a":"[[[[[[\"[[["}"#, 1));
+    }
+
+    #[test]
+    fn time_needs_an_offset() {
+        assert!(parse_time("2026-03-02T10:00:00+01:00").is_ok());
+        assert!(parse_time("2026-03-02T10:00:00Z").is_ok());
+        assert_eq!(parse_time("2026-03-02T10:00:00"), Err(Malformed::BadTime));
+        assert_eq!(parse_time("yesterday"), Err(Malformed::BadTime));
+    }
+}
