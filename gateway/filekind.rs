@@ -50,7 +50,7 @@ impl FileKind {
     /// What to do with a file of this kind, given its path as written.
     pub fn remedy(self, path: &str) -> String {
         match self {
-            FileKind::Agreement => format!("check it with `accord check {path}`, and name it in the gateway configuration as `agreement: {path}`"),
+            FileKind::Agreement => format!("check it with `accord check {path}`; commands take it as `--agreement {path}`, a gateway configuration as `agreement: {path}`"),
             FileKind::AgreementTests => format!("run it with `accord test AGREEMENT {path}`"),
             FileKind::GatewayConfig => format!("run it with `accord run --config {path}`; the agreement is the file it names under `agreement:`"),
             FileKind::Events => {

@@ -320,7 +320,7 @@ fn pseudonym_answers_an_access_request() {
     // The agreement rotates: without --at the period is unknown (usage error).
     let out = args("planning", None);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--at is required"));
+    assert!(text(&out.stderr).contains("rotates pseudonyms, so the period must be picked: give --at a time or a date in it, e.g. --at 2026-03-02"), "{}", text(&out.stderr));
     let out = args("marketing", Some("2026-03-03"));
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("purpose `marketing` is not one of the purposes of"), "{}", text(&out.stderr));
@@ -578,4 +578,52 @@ fn issue_15_a_key_file_ending_in_a_newline_is_used_as_it_is_and_warned_about() {
     let (plain, quiet) = first_output(&example("demo.key"));
     assert!(!quiet.contains("warning"), "{quiet}");
     assert_ne!(kept, plain);
+}
+
+/// Walking the README's commands with the wrong files: each error names the file and
+/// the remedy, and none quotes a key.
+#[test]
+fn issue_15_wrong_files_on_the_readme_paths_say_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = text(&demo_key());
+    // A pseudonym key given as a party's key: refused without quoting a byte of it.
+    for args in [vec!["verify".to_string(), example("agreement.yaml").display().to_string(), "--party".into(), format!("X={}", example("demo.key").display())], vec!["sign".to_string(), example("agreement.yaml").display().to_string(), "--key".into(), example("demo.key").display().to_string()]] {
+        let out = accord().args(&args).current_dir(dir.path()).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out.stderr);
+        assert!(err.contains(&format!("{} is not an Accord", example("demo.key").display())) && err.contains("`accord keygen` writes these files"), "{err}");
+        assert!(!err.contains(key.trim()) && !err.contains(&key[..16]), "the key leaked: {err}");
+    }
+    // Events given to the auditor's commands, and an agreement given as the event.
+    for sub in ["verify", "report"] {
+        let out = accord().args(["audit", sub]).arg(example("events.jsonl")).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "audit {sub}");
+        assert!(text(&out.stderr).contains("is a file of sensor events, not an audit trail: enforce it with `accord run"), "{}", text(&out.stderr));
+        assert!(out.stdout.is_empty());
+    }
+    let out = accord().args(["explain", "--agreement"]).arg(example("agreement.yaml")).arg(example("agreement.yaml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is an agreement, not a file of sensor events: check it with `accord check"), "{}", text(&out.stderr));
+}
+
+/// SPEC 7: `audit report` verifies first; a trail that does not verify is not reported on.
+#[test]
+fn issue_15_audit_report_refuses_a_trail_that_does_not_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("audit.jsonl");
+    let out = run_examples().arg("--input").arg(example("events.jsonl")).args(["--output"]).arg(dir.path().join("out")).arg("--audit").arg(&trail).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = accord().args(["audit", "report"]).arg(&trail).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let records = std::fs::read_to_string(&trail).unwrap();
+    let mut lines: Vec<&str> = records.lines().collect();
+    assert!(lines.len() >= 3);
+    lines.remove(1);
+    std::fs::write(&trail, lines.join("\n") + "\n").unwrap();
+    let out = accord().args(["audit", "report"]).arg(&trail).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "a broken trail is not reported on");
+    let err = text(&out.stderr);
+    assert!(err.starts_with(&format!("{}:2: broken at sequence number", trail.display())), "{err}");
+    assert!(err.contains("the trail does not verify, so it is not reported on"), "{err}");
 }

@@ -40,6 +40,11 @@ pub fn run(args: Args) -> Outcome {
     };
     let engine = Engine::new(agreement, Arc::new(Pseudonymiser::new(key)));
     let input = std::fs::read(&args.event).with_context(|| format!("cannot read the event file {}", args.event.display()))?;
+    if args.line.is_none() {
+        // An agreement, a key or a configuration given as the event: say so, rather than "malformed".
+        let path = args.event.display().to_string();
+        accord::filekind::expect(&path, &input, accord::filekind::FileKind::Events).map_err(|e| Failure::Input(e.into()))?;
+    }
     let event = pick(&input, &args.event, args.line)?;
     let mut text = String::new();
     if let Some(n) = args.line {

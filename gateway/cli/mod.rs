@@ -30,7 +30,12 @@ use clap::{Parser, Subcommand};
 /// pseudonymises workers, coarsens place and time, and routes each event only to
 /// its purpose's topic. What is not agreed is not allowed.
 #[derive(Parser)]
-#[command(name = "accord", version, max_term_width = 100)]
+#[command(
+    name = "accord",
+    version,
+    max_term_width = 100,
+    after_help = "New here? `accord demo` runs the example site with no files, key or broker; then `accord check`, `accord explain` and `accord run` on examples/.\nExit status: 0 done (whatever was dropped), 1 bad input (an agreement, key or file that cannot be used), 2 bad usage."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -157,7 +162,8 @@ pub fn report(path: &str, diagnostics: &[accord::agreement::Diagnostic]) {
 /// The pseudonym key from its file and id.
 #[derive(clap::Args, Clone)]
 pub struct KeyArgs {
-    /// File whose bytes, exactly, are the pseudonym key (at least 32 bytes).
+    /// File whose bytes, exactly, are the pseudonym key (at least 32 bytes; a final
+    /// newline is part of it, and warned about).
     #[arg(long, value_name = "FILE")]
     pub key_file: PathBuf,
     /// The key's public id, written before every pseudonym (e.g. `k2026`).

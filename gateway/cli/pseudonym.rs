@@ -43,11 +43,11 @@ pub fn run(args: Args) -> Outcome {
     }
     let at = match (&args.at, agreement.rotate) {
         (Some(t), _) => Some(parse_instant(t).ok_or_else(|| Failure::Usage(anyhow!("--at must be an RFC 3339 time or a date like 2026-03-02, not `{t}`")))?),
-        (None, Some(_)) => return Err(Failure::Usage(anyhow!("the agreement rotates pseudonyms, so --at is required to pick the period"))),
+        (None, Some(_)) => return Err(Failure::Usage(anyhow!("the agreement {} rotates pseudonyms, so the period must be picked: give --at a time or a date in it, e.g. --at 2026-03-02", args.agreement.display()))),
         (None, None) => None,
     };
     if args.reason.trim().is_empty() {
-        return Err(Failure::Usage(anyhow!("--reason must say why the look-up is made")));
+        return Err(Failure::Usage(anyhow!("--reason must say why the look-up is made, e.g. --reason \"access request 2026-114\"; it is written to the audit trail")));
     }
     let pseudonymiser = args.key.pseudonymiser()?;
     let pseudonym = pseudonymiser.pseudonym(&agreement, &args.purpose, at, &args.value);

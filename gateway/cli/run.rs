@@ -25,6 +25,7 @@ use anyhow::Context;
 use super::{load_agreement, Failure, KeyArgs, Outcome};
 
 #[derive(clap::Args)]
+#[command(after_help = "File mode: --agreement, --key-file, --key-id, --input and --output (no broker needed).\nKafka mode: --config GATEWAY.yaml alone (examples/gateway.yaml is a commented one); --admin and --audit go with either.")]
 pub struct Args {
     /// Kafka mode: the gateway configuration (brokers, topics, delivery, the agreement
     /// and key files). Runs until SIGTERM or SIGINT.
@@ -33,7 +34,8 @@ pub struct Args {
     /// The agreement to enforce.
     #[arg(long, value_name = "FILE", required_unless_present = "config")]
     agreement: Option<PathBuf>,
-    /// File whose bytes, exactly, are the pseudonym key (at least 32 bytes).
+    /// File whose bytes, exactly, are the pseudonym key (at least 32 bytes; a final
+    /// newline is part of it, and warned about).
     #[arg(long, value_name = "FILE", required_unless_present = "config")]
     key_file: Option<PathBuf>,
     /// The key's public id, written before every pseudonym (e.g. `k2026`).
@@ -75,7 +77,7 @@ fn run_file(args: Args) -> Outcome {
     let mut sink = if output == "-" {
         Sink::Stream { out: Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock())), notes: Box::new(io::stderr()) }
     } else {
-        Sink::dir(output.as_ref(), &engine, args.format).with_context(|| format!("cannot write to the output directory {output}"))?
+        Sink::dir(output.as_ref(), &engine, args.format).with_context(|| format!("cannot write to the output directory {output} (give --output a directory, created if missing, or `-` for stdout)"))?
     };
     let mut observing = args.observe.start(&agreement, "file", if input == "-" { "stdin" } else { "file" })?;
     // The agreement file is watched: a valid change comes into force between two events.
