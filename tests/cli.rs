@@ -491,7 +491,7 @@ fn issue_15_every_option_has_a_help_text() {
         .next()
         .unwrap()
         .lines()
-        .filter_map(|l| l.trim().split_whitespace().next().map(str::to_owned))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
         .filter(|c| c != "help")
         .collect();
     assert!(commands.len() >= 10, "{top}");

@@ -7,7 +7,8 @@
 //! possible inside `cargo test`: `target/release/accord` in the scratch folder is the
 //! binary under test, and `cargo` is a small script for which `cargo build` does
 //! nothing (that binary is built already) and `cargo run -- ARGS` runs `accord ARGS`.
-//! The ```text synopsis is checked too: every flag it names is in its command's help.
+//! The ```text synopsis is checked too (every flag it names is in its command's help),
+//! and every ```yaml block must pass `accord check`.
 
 use std::path::Path;
 
@@ -124,5 +125,32 @@ fn the_readme_synopsis_names_only_flags_that_exist() {
             let flag = flag.trim_end_matches(']').split(['=', ']']).next().unwrap();
             assert!(help.contains(&format!("--{flag} ")) || help.contains(&format!("--{flag}\n")), "README.md:{}: `accord {}` has no --{flag}", usage.line, command.join(" "));
         }
+    }
+}
+
+/// The README's agreement in brief is a real agreement: `accord check` accepts it.
+#[test]
+fn the_readme_agreement_checks() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut yaml = Vec::new();
+    let mut inside = None;
+    for line in readme.lines() {
+        match (line.strip_prefix("```"), inside.as_mut()) {
+            (Some("yaml"), None) => inside = Some(String::new()),
+            (Some(_), Some(_)) => yaml.push(inside.take().unwrap()),
+            (None, Some(block)) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            _ => {}
+        }
+    }
+    assert!(!yaml.is_empty(), "the README has no yaml block");
+    let dir = tempfile::tempdir().unwrap();
+    for (i, block) in yaml.iter().enumerate() {
+        let path = dir.path().join(format!("readme-{i}.yaml"));
+        std::fs::write(&path, block).unwrap();
+        let out = crate::common::accord().arg("check").arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "README yaml block {i} does not check:\n{}", String::from_utf8_lossy(&out.stderr));
     }
 }
