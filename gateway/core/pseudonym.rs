@@ -196,7 +196,7 @@ impl Cache {
     /// A table of `slots` entries (rounded up to a power of two); allocated on first use.
     pub fn new(slots: usize) -> Cache {
         let n = slots.max(1).next_power_of_two();
-        Cache { slots: Vec::new(), mask: n - 1, fingerprint: 0, hasher: foldhash::fast::FixedState::with_seed(0x5eed_acc0_4d), stats: CacheStats::default() }
+        Cache { slots: Vec::new(), mask: n - 1, fingerprint: 0, hasher: foldhash::fast::FixedState::with_seed(0x005e_edac_c04d), stats: CacheStats::default() }
     }
 
     /// A cache that remembers nothing.

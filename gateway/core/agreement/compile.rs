@@ -541,7 +541,7 @@ impl Compiler<'_> {
             _ => match crate::time::parse_duration(&arg.value).filter(|d| d.subsec_nanos() == 0) {
                 Some(d) => Some(FieldOp::Truncate(d.as_secs() as i64)),
                 None => {
-                    self.diags.error(arg.span, format!("`truncate` takes a whole number of seconds, minutes, hours or days, such as 30s, 5m, 1h or 1d, not `{}`", arg.value));
+                    self.diags.error(arg.span, format!("`truncate` takes a duration such as 30s, 5m, 1h or 1d (a whole number of seconds, minutes, hours or days), not `{}`", arg.value));
                     None
                 }
             },
