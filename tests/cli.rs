@@ -86,7 +86,7 @@ rules:
         ("A:25:16: error:", "purpose `planning` is not defined; did you mean `planing`?"),
         ("A:26:13: error:", "schedule `offfice` is not defined; did you mean `office`?"),
         ("A:28:32: error:", "`round` takes a number of decimals"),
-        ("A:29:32: error:", "`truncate` takes a whole number of seconds, minutes, hours or days"),
+        ("A:29:32: error:", "`truncate` takes a duration"),
         ("A:30:5: error:", "unknown key `colour` in a rule"),
     ];
     for (place, words) in expect {
