@@ -20,6 +20,8 @@ use accord::run::reload::{Gate, Live};
 use accord::dpo::signing::{self, Party};
 use accord::run::filemode::{self, Sink};
 use accord::run::kafka::{Pipeline, Shutdown};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use anyhow::Context;
 
 use super::{load_agreement, Failure, KeyArgs, Outcome};
@@ -163,30 +165,31 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     let kafka = config.kafka.clone();
     let grace = kafka.limits.drain_timeout + Duration::from_secs(10);
     let shutdown = Shutdown::new();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
-    let summary = runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    // SIGTERM or SIGINT: stop taking records, drain, commit and exit, within the grace
+    // period; a second signal stops at once. (signal-hook, as for the reload's SIGHUP.)
+    let mut signals = Signals::new([SIGTERM, SIGINT]).context("cannot handle SIGTERM and SIGINT")?;
+    let signals_handle = signals.handle();
+    let listener = {
         let stop = shutdown.clone();
-        let mut pipeline = tokio::task::spawn_blocking(move || Pipeline { kafka: &kafka, engines, shutdown: stop, on_batch: Some(on_batch), health: Some(health) }.run());
-        let signalled = tokio::select! {
-            r = &mut pipeline => return r.context("the pipeline panicked"),
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        tracing::info!("{signalled}: stopping (drain, commit, exit; at most {grace:?})");
-        shutdown.request();
-        tokio::select! {
-            r = &mut pipeline => r.context("the pipeline panicked"),
-            _ = term.recv() => stop_now("a second signal"),
-            _ = int.recv() => stop_now("a second signal"),
-            _ = tokio::time::sleep(grace) => {
-                tracing::warn!("did not stop within {grace:?}; exiting anyway (records not committed are consumed again after a restart)");
-                std::process::exit(0)
+        std::thread::spawn(move || {
+            for (n, signal) in signals.forever().enumerate() {
+                if n > 0 {
+                    stop_now("a second signal");
+                }
+                let name = if signal == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                tracing::info!("{name}: stopping (drain, commit, exit; at most {grace:?})");
+                stop.request();
+                std::thread::spawn(move || {
+                    std::thread::sleep(grace);
+                    tracing::warn!("did not stop within {grace:?}; exiting anyway (records not committed are consumed again after a restart)");
+                    std::process::exit(0)
+                });
             }
-        }
-    })?;
+        })
+    };
+    let summary = Pipeline { kafka: &kafka, engines, shutdown, on_batch: Some(on_batch), health: Some(health) }.run();
+    signals_handle.close();
+    let _ = listener.join();
     stop_watching.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     let summary = summary?;
