@@ -112,9 +112,18 @@ fn the_readme_commands_run_as_written() {
 fn the_readme_synopsis_names_only_flags_that_exist() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let synopsis = blocks(&readme, "text");
-    let usages: Vec<&Command> = synopsis.iter().filter(|c| c.text.starts_with("accord ")).collect();
+    // A usage is a line that starts with `accord`, and the indented lines of flags under it.
+    let mut usages: Vec<Command> = Vec::new();
+    for c in synopsis {
+        match usages.last_mut() {
+            Some(last) if !c.text.starts_with("accord ") && c.text.trim_start().starts_with(['[', '-']) => last.text.push_str(&c.text),
+            _ if c.text.starts_with("accord ") => usages.push(c),
+            _ => panic!("README.md:{}: a synopsis line that is neither a usage nor its flags: {}", c.line, c.text),
+        }
+    }
     assert!(usages.len() >= 8, "{} usage lines", usages.len());
-    for usage in usages {
+    assert!(usages.iter().any(|u| u.text.contains("--audit-interval")), "the continuation lines are read");
+    for usage in &usages {
         let words: Vec<&str> = usage.text.split_whitespace().collect();
         // The command is the lower-case words after `accord`, up to the first flag or placeholder.
         let command: Vec<&str> = words[1..].iter().take_while(|w| w.chars().all(|c| c.is_ascii_lowercase())).copied().collect();
