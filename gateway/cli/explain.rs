@@ -91,3 +91,52 @@ fn pick<'a>(input: &'a [u8], path: &std::path::Path, line: Option<u64>) -> Resul
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn event(i: usize) -> String {
+        format!("{{\"event_id\": \"e{i}\", \"source\": \"tracker\", \"subject_id\": \"w\", \"category\": \"location\", \"occurred_at\": \"2026-03-02T10:00:00Z\"}}")
+    }
+
+    proptest! {
+        /// `--line N` is line N as `sed -n Np` counts it; without it, a file of two or
+        /// more JSON lines is refused with a sentence naming --line.
+        #[test]
+        fn line_n_is_the_nth_line(count in 1usize..40, pick_at in 0usize..40, trailing_newline: bool, blank in proptest::option::of(0usize..40)) {
+            let mut lines: Vec<String> = (0..count).map(event).collect();
+            if let Some(b) = blank.filter(|b| *b < count) {
+                lines[b] = String::new();
+            }
+            let mut file = lines.join("\n");
+            if trailing_newline {
+                file.push('\n');
+            }
+            let n = pick_at % count + 1;
+            let path = std::path::Path::new("events.jsonl");
+            match pick(file.as_bytes(), path, Some(n as u64)) {
+                Ok(got) => prop_assert_eq!(got, lines[n - 1].as_bytes()),
+                Err(_) => prop_assert!(lines[n - 1].is_empty()),
+            }
+            prop_assert!(pick(file.as_bytes(), path, Some(count as u64 + 1)).is_err());
+            let events = lines.iter().filter(|l| !l.is_empty()).count();
+            match pick(file.as_bytes(), path, None) {
+                Ok(got) => prop_assert!(events < 2 && got == file.trim_ascii().as_bytes()),
+                Err(Failure::Input(e)) => {
+                    prop_assert!(events >= 2);
+                    prop_assert!(e.to_string().contains(&format!("holds {events} lines of events, and explain takes one: pick it with --line N")), "{}", e);
+                }
+                Err(_) => prop_assert!(false, "not bad input"),
+            }
+        }
+    }
+
+    #[test]
+    fn one_pretty_printed_event_is_the_whole_file() {
+        let pretty = serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&event(1)).unwrap()).unwrap();
+        let got = pick(pretty.as_bytes(), std::path::Path::new("e.json"), None).ok().unwrap();
+        assert_eq!(got, pretty.as_bytes());
+    }
+}
