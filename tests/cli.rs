@@ -578,6 +578,25 @@ fn issue_15_a_key_file_ending_in_a_newline_is_used_as_it_is_and_warned_about() {
     let (plain, quiet) = first_output(&example("demo.key"));
     assert!(!quiet.contains("warning"), "{quiet}");
     assert_ne!(kept, plain);
+
+    // `accord pseudonym` with the same file: the key's bytes, newline included, and one warning.
+    let out = accord()
+        .args(["pseudonym", "--agreement"])
+        .arg(example("agreement.yaml"))
+        .arg("--key-file")
+        .arg(&with_newline)
+        .args(["--key-id", "demo-2026", "--purpose", "planning", "--at", "2026-03-03T10:00:00+01:00", "--reason", "access request 2026-114", "--audit"])
+        .arg(dir.path().join("audit.jsonl"))
+        .arg("emp-00417")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).starts_with(&expected) && text(&out.stderr).lines().count() == 1, "{}", text(&out.stderr));
+    let agreement = accord::agreement::Agreement::load(&example("agreement.yaml")).unwrap().agreement;
+    let at = chrono::DateTime::parse_from_rfc3339("2026-03-03T10:00:00+01:00").unwrap().with_timezone(&chrono::Utc);
+    let by_bytes = |key: &[u8]| accord::pseudonym::Pseudonymiser::new(accord::pseudonym::Key::new(key, "demo-2026").unwrap()).pseudonym(&agreement, "planning", Some(at), "emp-00417");
+    assert_eq!(text(&out.stdout).trim(), by_bytes(&key));
+    assert_ne!(text(&out.stdout).trim(), by_bytes(&demo_key()));
 }
 
 /// Walking the README's commands with the wrong files: each error names the file and
