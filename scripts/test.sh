@@ -57,4 +57,4 @@ say "checking the Helm chart (helm lint, helm template, kubernetes-validate; ins
 scripts/check-helm.sh
 
 say "running the tests"
-cargo test --locked --workspace -- "${extra[@]}"
+cargo test --locked --workspace --lib --bins --tests -- "${extra[@]}"
