@@ -85,7 +85,7 @@ fn run_file(args: Args) -> Outcome {
     // The agreement file is watched: a valid change comes into force between two events.
     let live = Live::new(&agreement_path, Arc::new(engine), None, observing.trail.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let watcher = live.watch(Duration::from_secs(1), stop.clone()).context("cannot watch the agreement file")?;
+    let watcher = live.watch(Duration::from_secs(1), stop.clone()).with_context(|| format!("cannot watch the agreement {} for changes", agreement_path.display()))?;
     let mut audit_error = None;
     let mut observe = |engine: &Engine, t: &accord::report::tally::Tally, elapsed| {
         if let Err(e) = observing.batch(engine, t, elapsed) {
@@ -149,7 +149,7 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     };
     let live = Live::new(&config.agreement, engine, Some(gate), observing.trail.clone());
     let stop_watching = Arc::new(AtomicBool::new(false));
-    let watcher = live.watch(Duration::from_secs(1), stop_watching.clone()).context("cannot watch the agreement file")?;
+    let watcher = live.watch(Duration::from_secs(1), stop_watching.clone()).with_context(|| format!("cannot watch the agreement {} for changes", config.agreement.display()))?;
     let observing = Arc::new(Mutex::new(observing));
     let audit_error = Arc::new(Mutex::new(None));
     let on_batch = {
