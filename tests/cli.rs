@@ -646,3 +646,18 @@ fn issue_15_audit_report_refuses_a_trail_that_does_not_verify() {
     assert!(err.starts_with(&format!("{}:2: broken at sequence number", trail.display())), "{err}");
     assert!(err.contains("the trail does not verify, so it is not reported on"), "{err}");
 }
+
+/// The demo's closing suggestion is a command that runs as printed, from the repository.
+#[test]
+fn issue_15_the_demo_suggests_a_command_that_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = accord().arg("demo").arg("--output").arg(dir.path().join("out")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    let next = stdout.lines().find_map(|l| l.strip_prefix("Next: `")).and_then(|l| l.split('`').next()).expect("a Next: line with a command");
+    let words: Vec<&str> = next.split_whitespace().collect();
+    assert_eq!(words[0], "accord");
+    let out = accord().args(&words[1..]).current_dir(crate::common::root()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "`{next}`: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Verdict:"), "{}", text(&out.stdout));
+}

@@ -39,6 +39,6 @@ pub fn run(args: Args) -> Outcome {
         let first = std::fs::read_to_string(&path).ok().and_then(|t| t.lines().next().map(str::to_owned)).unwrap_or_default();
         println!("  {}\n    first: {first}", path.display());
     }
-    println!("\nNext: accord explain --agreement examples/agreement.yaml EVENT.json, and the README.");
+    println!("\nNext: `accord explain --agreement examples/agreement.yaml --line 50 examples/events.jsonl` walks one event through each step (the quarantine names malformed records by the same line numbers); the README has the rest.");
     Ok(())
 }
