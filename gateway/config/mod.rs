@@ -152,6 +152,8 @@ pub enum ConfigError {
     },
     #[error("{}", Problems(.path, .problems))]
     Invalid { path: String, problems: Vec<Problem> },
+    #[error(transparent)]
+    WrongKind(crate::filekind::WrongKind),
 }
 
 /// One problem, at its place in the file (line 0 when it has none, e.g. a missing
@@ -187,8 +189,13 @@ impl Config {
     /// environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
-        Config::parse(&text, &display, |name| std::env::var(name).ok())
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
+        let parsed = match std::str::from_utf8(&bytes) {
+            Ok(text) => Config::parse(text, &display, |name| std::env::var(name).ok()),
+            Err(_) => Err(ConfigError::Invalid { path: display.clone(), problems: vec![Problem { line: 0, column: 0, message: "the file is not UTF-8 text".into() }] }),
+        };
+        // Another of Accord's files (an agreement, a key, events): say which, and what to run.
+        parsed.map_err(|e| crate::filekind::expect(&display, &bytes, crate::filekind::FileKind::GatewayConfig).err().map_or(e, ConfigError::WrongKind))
     }
 
     /// Checks a configuration given as text; `env` looks up environment variables.
