@@ -198,7 +198,7 @@ fn each_tampering_is_found_by_verify_and_refused_by_report() {
         let (code, stdout, stderr) = report(&path, &["--open"]);
         assert_eq!(code, Some(1), "{what}: {stderr}");
         assert!(stdout.is_empty(), "{what}: nothing is reported: {stdout}");
-        assert!(stderr.contains("the trail does not verify at sequence number") && stderr.contains("not reported on"), "{what}: {stderr}");
+        assert!(stderr.contains(": broken at sequence number") && stderr.contains("the trail does not verify, so it is not reported on"), "{what}: {stderr}");
     }
 
     // Cut at the end: open, with how many records follow the last checkpoint.

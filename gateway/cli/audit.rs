@@ -209,8 +209,8 @@ pub fn run(args: Args) -> Outcome {
             let expect = check.expect()?;
             let v = verify_file(&file, &expect)?;
             if let Some(b) = &v.broken {
-                eprintln!("{}:{}: the trail does not verify at sequence number {}: {}", file.display(), b.line, b.seq, b.why);
-                eprintln!("accord: a trail that does not verify is not reported on");
+                eprintln!("{}:{}: broken at sequence number {}: {}", file.display(), b.line, b.seq, b.why);
+                eprintln!("accord: the trail does not verify, so it is not reported on; `accord audit verify {} --pub KEY` says more", file.display());
                 return Err(Failure::Reported);
             }
             if !v.closed() && !check.open {
