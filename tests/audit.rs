@@ -112,7 +112,7 @@ fn records(text: &str) -> Vec<accord::report::audit::Record> {
 #[test]
 fn verify_passes_an_untouched_trail_closed_and_prints_its_head() {
     let dir = tempfile::tempdir().unwrap();
-    let (trail, _) = run_with_trail(dir.path());
+    let (trail, log) = run_with_trail(dir.path());
     let text = std::fs::read_to_string(&trail).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.last().unwrap().contains("\"kind\":\"checkpoint\""), "the stop ends in a checkpoint: {}", lines.last().unwrap());
@@ -123,6 +123,7 @@ fn verify_passes_an_untouched_trail_closed_and_prints_its_head() {
     assert_eq!(head(&stdout), format!("{}:{}", lines.len() - 1, last["hash"].as_str().unwrap()));
     // Another run appends to it: the new trail extends the head written down.
     let before = head(&stdout);
+    assert!(log.contains(&format!("its head is {before}")), "the gateway logs the head it closed the trail with: {log}");
     run_with_trail(dir.path());
     let (code, stdout, stderr) = verify(&trail, &["--since", &before]);
     assert_eq!(code, Some(0), "{stderr}");

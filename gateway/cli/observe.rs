@@ -162,7 +162,11 @@ impl Observing {
         }
         if let Some(trail) = &self.trail {
             trail.append(Kind::GatewayStopped, serde_json::json!({"reason": "input ended", "received": totals.received(), "forwarded_events": totals.forwarded_events(), "dropped": totals.dropped_total()}))?;
-            trail.checkpoint()?;
+            if trail.checkpoint()?.is_some() {
+                if let Some(head) = trail.head() {
+                    tracing::info!("audit trail {} closed by a signed checkpoint; its head is {head}", trail.path().display());
+                }
+            }
         }
         Ok(())
     }

@@ -152,6 +152,12 @@ impl AuditTrail {
         &self.path
     }
 
+    /// The last record's sequence number and hash (none while the trail is empty).
+    pub fn head(&self) -> Option<Head> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.next_seq.checked_sub(1).map(|seq| Head { seq, hash: state.prev.clone() })
+    }
+
     /// Appends one record, synced to disk before it returns.
     pub fn append(&self, kind: Kind, content: Value) -> Result<u64, AuditError> {
         self.append_at(kind, content, Utc::now())
