@@ -1278,3 +1278,41 @@ fn exactly_once_counters_do_not_wait_for_the_commit() {
     assert!(reader.recs.is_empty(), "counted {counted:?} after producing, and the transaction is not committed yet: {} outputs visible", reader.recs.len());
     assert!(gw.terminate(Duration::from_secs(30)).success());
 }
+
+/// Issue 13: records that trickle in without a pause (one every 60 ms) are counted
+/// within a second: a second after the 30th was produced, while more keep coming, at
+/// least 30 are on `/metrics`.
+#[test]
+fn a_trickle_of_records_is_counted_within_a_second() {
+    let _broker = shared_broker();
+    let site = Site::new("trickle", 1);
+    let path = site.config("gw", &unique("trickle"), "");
+    let text = std::fs::read_to_string(&path).unwrap() + "admin:\n  address: 127.0.0.1:0\n";
+    std::fs::write(&path, text).unwrap();
+    let mut gw = Gateway::start("gateway", &path);
+    let addr = gw.admin_address();
+    scrape_until(&addr, Duration::from_secs(60), "a lag gauge (assigned)", |s| samples(s, "accord_kafka_consumer_lag").next().is_some());
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new().set("bootstrap.servers", bootstrap()).set("linger.ms", "0").create().expect("a producer");
+    let events = many_events(1);
+    let received = || {
+        let (_, text) = http_get(&addr, "/metrics");
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        samples(&scrape, "accord_events_received_total").map(value).sum::<f64>() as usize
+    };
+    let mut thirtieth = None;
+    let mut checked = None;
+    for (i, e) in events.iter().cycle().take(60).enumerate() {
+        producer.send(BaseRecord::<(), str>::to(&site.input).payload(e.as_str()).partition(0)).map_err(|(e, _)| e).unwrap();
+        producer.flush(Duration::from_secs(5)).unwrap();
+        if i + 1 == 30 {
+            thirtieth = Some(Instant::now());
+        }
+        if let Some(t) = thirtieth.filter(|t| checked.is_none() && t.elapsed() >= Duration::from_secs(1)) {
+            checked = Some((received(), t.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    let (count, after) = checked.expect("the trickle lasted more than a second after the 30th record");
+    assert!(count >= 30, "{after:?} after the 30th record was produced, only {count} were counted");
+    assert!(gw.terminate(Duration::from_secs(30)).success());
+}
