@@ -27,6 +27,7 @@ use anyhow::Context;
 use super::{load_agreement, Failure, KeyArgs, Outcome};
 
 #[derive(clap::Args)]
+#[command(after_help = "File mode: --agreement, --key-file, --key-id, --input and --output (no broker needed).\nKafka mode: --config GATEWAY.yaml alone (examples/gateway.yaml is a commented one); --admin and --audit go with either.")]
 pub struct Args {
     /// Kafka mode: the gateway configuration (brokers, topics, delivery, the agreement
     /// and key files). Runs until SIGTERM or SIGINT.
@@ -35,7 +36,8 @@ pub struct Args {
     /// The agreement to enforce.
     #[arg(long, value_name = "FILE", required_unless_present = "config")]
     agreement: Option<PathBuf>,
-    /// File whose bytes, exactly, are the pseudonym key (at least 32 bytes).
+    /// File whose bytes, exactly, are the pseudonym key (at least 32 bytes; a final
+    /// newline is part of it, and warned about).
     #[arg(long, value_name = "FILE", required_unless_present = "config")]
     key_file: Option<PathBuf>,
     /// The key's public id, written before every pseudonym (e.g. `k2026`).
@@ -77,13 +79,13 @@ fn run_file(args: Args) -> Outcome {
     let mut sink = if output == "-" {
         Sink::Stream { out: Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock())), notes: Box::new(io::stderr()) }
     } else {
-        Sink::dir(output.as_ref(), &engine, args.format).with_context(|| format!("cannot write to the output directory {output}"))?
+        Sink::dir(output.as_ref(), &engine, args.format).with_context(|| format!("cannot write to the output directory {output} (give --output a directory, created if missing, or `-` for stdout)"))?
     };
     let mut observing = args.observe.start(&agreement, "file", if input == "-" { "stdin" } else { "file" })?;
     // The agreement file is watched: a valid change comes into force between two events.
     let live = Live::new(&agreement_path, Arc::new(engine), None, observing.trail.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let watcher = live.watch(Duration::from_secs(1), stop.clone()).context("cannot watch the agreement file")?;
+    let watcher = live.watch(Duration::from_secs(1), stop.clone()).with_context(|| format!("cannot watch the agreement {} for changes", agreement_path.display()))?;
     let mut audit_error = None;
     let mut observe = |engine: &Engine, t: &accord::report::tally::Tally, elapsed| {
         if let Err(e) = observing.batch(engine, t, elapsed) {
@@ -147,7 +149,7 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     };
     let live = Live::new(&config.agreement, engine, Some(gate), observing.trail.clone());
     let stop_watching = Arc::new(AtomicBool::new(false));
-    let watcher = live.watch(Duration::from_secs(1), stop_watching.clone()).context("cannot watch the agreement file")?;
+    let watcher = live.watch(Duration::from_secs(1), stop_watching.clone()).with_context(|| format!("cannot watch the agreement {} for changes", config.agreement.display()))?;
     let observing = Arc::new(Mutex::new(observing));
     let audit_error = Arc::new(Mutex::new(None));
     let on_batch = {
@@ -203,13 +205,13 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     Ok(())
 }
 
-/// The end-of-run summary: for people on a terminal, one structured event in JSON.
+/// The end-of-run summary, for people: the per-purpose table in plain text wherever
+/// stderr goes. A JSON log also gets the counts as one structured event, for collectors.
 fn print_summary(totals: &accord::report::tally::Totals) {
     if accord::report::log::installed() == Some(accord::report::log::LogFormat::Json) {
         tracing::info!(received = totals.received(), forwarded_events = totals.forwarded_events(), dropped = totals.dropped_total(), "run finished");
-    } else {
-        eprint!("{}", totals.summary());
     }
+    eprint!("{}", totals.summary());
 }
 
 fn stop_now(why: &str) -> ! {

@@ -79,6 +79,9 @@ pub struct Audit {
     pub topic: Option<String>,
     /// Between two counters records.
     pub interval: Option<Duration>,
+    /// The audit key's private file (`accord keygen --audit`): signs the trail's
+    /// checkpoints. None: the trail gets no checkpoints and never verifies as closed.
+    pub key: Option<PathBuf>,
 }
 
 /// The Kafka side of the gateway.
@@ -149,6 +152,8 @@ pub enum ConfigError {
     },
     #[error("{}", Problems(.path, .problems))]
     Invalid { path: String, problems: Vec<Problem> },
+    #[error(transparent)]
+    WrongKind(crate::filekind::WrongKind),
 }
 
 /// One problem, at its place in the file (line 0 when it has none, e.g. a missing
@@ -184,8 +189,13 @@ impl Config {
     /// environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
-        Config::parse(&text, &display, |name| std::env::var(name).ok())
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
+        let parsed = match std::str::from_utf8(&bytes) {
+            Ok(text) => Config::parse(text, &display, |name| std::env::var(name).ok()),
+            Err(_) => Err(ConfigError::Invalid { path: display.clone(), problems: vec![Problem { line: 0, column: 0, message: "the file is not UTF-8 text".into() }] }),
+        };
+        // Another of Accord's files (an agreement, a key, events): say which, and what to run.
+        parsed.map_err(|e| crate::filekind::expect(&display, &bytes, crate::filekind::FileKind::GatewayConfig).err().map_or(e, ConfigError::WrongKind))
     }
 
     /// Checks a configuration given as text; `env` looks up environment variables.
@@ -375,11 +385,18 @@ kafka:
 
     #[test]
     fn the_audit_section_names_a_file_and_a_topic_for_its_copy() {
-        let c = Config::parse(&format!("{GOOD}audit:\n  file: /var/lib/accord/audit.jsonl\n  topic: accord.audit\n  interval: 30s\n"), "gw.yaml", env).unwrap();
+        let c = Config::parse(&format!("{GOOD}audit:\n  file: /var/lib/accord/audit.jsonl\n  key: /etc/accord/audit/audit.key\n  topic: accord.audit\n  interval: 30s\n"), "gw.yaml", env).unwrap();
         assert_eq!(
             c.audit,
-            Audit { file: Some("/var/lib/accord/audit.jsonl".into()), topic: Some("accord.audit".into()), interval: Some(Duration::from_secs(30)) }
+            Audit {
+                file: Some("/var/lib/accord/audit.jsonl".into()),
+                topic: Some("accord.audit".into()),
+                interval: Some(Duration::from_secs(30)),
+                key: Some("/etc/accord/audit/audit.key".into())
+            }
         );
+        let p = problems(&format!("{GOOD}audit:\n  key: audit.key\n"));
+        assert!(p[0].message.contains("`audit.key` signs the trail's checkpoints: set `audit.file` too"), "{p:?}");
         assert_eq!(Config::parse(GOOD, "gw.yaml", env).unwrap().audit, Audit::default());
         let p = problems(&format!("{GOOD}audit:\n  topic: accord.audit\n"));
         assert_eq!((p[0].line, p[0].column), (19, 10), "{p:?}");
