@@ -1,6 +1,7 @@
 //! Accord's integration tests, in one binary (faster to build than one per file).
 //!
 //! - `engine`: SPEC 2.1 through the library, agreement fixtures, property tests.
+//! - `instruments`: SPEC 2.6, approved instruments and their quality (steps 4a, 4b).
 //! - `cli`: the `accord` binary as users run it (check, run, explain, pseudonym).
 //! - `audit`: metrics, the audit trail and its report, and that none of them holds an
 //!   identifier, a value or the key.
@@ -13,5 +14,6 @@ mod audit;
 mod cli;
 mod dpo;
 mod engine;
+mod instruments;
 mod kafka;
 mod reload;
