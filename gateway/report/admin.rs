@@ -49,6 +49,7 @@ fn describe() {
     describe_gauge!("accord_agreement_info", "1 for the agreement in force.");
     describe_counter!("accord_agreement_reloads_total", "Agreement loads, by result (loaded or refused).");
     describe_histogram!("accord_processing_seconds", "Time to enforce one batch of events.");
+    describe_gauge!("accord_suppressions", "Suppressions in force (objections, restrictions, privacy switches; SPEC 2.7).");
     describe_gauge!("accord_kafka_consumer_lag", "Records in an assigned input partition not yet done (from librdkafka's statistics; 0 once unassigned).");
     describe_gauge!("accord_kafka_producer_queue_messages", "Records waiting in librdkafka's producer queues.");
     describe_gauge!("accord_kafka_producer_queue_bytes", "Bytes of the records waiting in librdkafka's producer queues.");
