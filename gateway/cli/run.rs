@@ -172,6 +172,16 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     };
     let engines: Arc<dyn accord::run::reload::Engines + Send + Sync> = live.clone();
 
+    // Every replica reads the suppressions topic to its end before it takes its first
+    // input record, then follows it (SPEC 2.7).
+    let (suppressions, _follower) = match &config.suppressions_topic {
+        Some(topic) => {
+            let live = accord::run::suppressions::none();
+            let follower = accord::run::kafka::suppressions::Follower::start(&config.kafka, topic, &config.key_id, live.clone(), Duration::from_secs(120))?;
+            (Some(live), Some(follower))
+        }
+        None => (None, None),
+    };
     let kafka = config.kafka.clone();
     let grace = kafka.limits.drain_timeout + Duration::from_secs(10);
     let shutdown = Shutdown::new();
@@ -181,7 +191,7 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
         let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let stop = shutdown.clone();
-        let mut pipeline = tokio::task::spawn_blocking(move || Pipeline { kafka: &kafka, engines, shutdown: stop, on_batch: Some(on_batch), health: Some(health) }.run());
+        let mut pipeline = tokio::task::spawn_blocking(move || Pipeline { kafka: &kafka, engines, shutdown: stop, on_batch: Some(on_batch), health: Some(health), suppressions }.run());
         let signalled = tokio::select! {
             r = &mut pipeline => return r.context("the pipeline panicked"),
             _ = term.recv() => "SIGTERM",

@@ -67,6 +67,8 @@ pub struct Config {
     pub log_format: Option<crate::report::log::LogFormat>,
     /// The audit trail (`audit:`); the command line's `--audit` wins over its file.
     pub audit: Audit,
+    /// The compacted topic of workers' suppressions (`suppressions.topic`, SPEC 2.7).
+    pub suppressions_topic: Option<String>,
 }
 
 /// Where the audit trail goes in Kafka mode.
@@ -190,6 +192,13 @@ pub struct Raw {
     agreement_signatures: Option<Spanned<RawSignatures>>,
     audit: Option<Spanned<RawAudit>>,
     log: Option<RawLog>,
+    suppressions: Option<RawSuppressions>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuppressions {
+    topic: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -455,6 +464,7 @@ fn compile(raw: Raw, source: &str, env: &impl Fn(&str) -> Option<String>, p: &mu
         key_file: PathBuf::from(key_file?.0),
         key_id: key_id?.0,
         admin,
+        suppressions_topic: raw.suppressions.as_ref().and_then(|s| compile_suppressions(&s.topic, kafka.as_ref(), raw.audit.as_ref(), p)),
         audit: compile_audit(raw.audit.as_ref(), kafka.as_ref(), p),
         kafka: kafka?,
         required_signatures,
@@ -493,6 +503,28 @@ fn compile_audit(raw: Option<&Spanned<RawAudit>>, kafka: Option<&Kafka>, p: &mut
         }
     }
     audit
+}
+
+/// The suppressions topic: a valid name that no other stream of the gateway uses.
+fn compile_suppressions(t: &Spanned<String>, kafka: Option<&Kafka>, audit: Option<&Spanned<RawAudit>>, p: &mut Vec<Problem>) -> Option<String> {
+    let why = if !accord_core::valid::topic(&t.value) {
+        Some("is not a Kafka topic name (1 to 249 of a-z, A-Z, 0-9, `.`, `_`, `-`)")
+    } else if kafka.is_some_and(|k| k.topics.contains(&t.value)) {
+        Some("is also an input topic; suppressions would be read as events")
+    } else if kafka.is_some_and(|k| k.quarantine_topic == t.value) {
+        Some("is also the quarantine topic; give suppressions a topic of their own")
+    } else if audit.and_then(|a| a.value.topic.as_ref()).is_some_and(|a| a.value == t.value) {
+        Some("is also the audit topic; give suppressions a topic of their own")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => {
+            problem(p, &t.referenced, format!("`suppressions.topic` `{}` {why}", t.value));
+            None
+        }
+        None => Some(t.value.clone()),
+    }
 }
 
 fn compile_limits(raw: Option<&RawLimits>, p: &mut Vec<Problem>) -> Limits {

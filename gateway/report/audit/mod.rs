@@ -35,6 +35,8 @@ pub enum Kind {
     AgreementRefused,
     Counters,
     PseudonymLookup,
+    /// A suppression written or lifted (SPEC 2.7): reason, purposes, window; never the subject.
+    Suppression,
 }
 
 /// One record as it is written (the `hash` field follows it on the line).

@@ -27,6 +27,8 @@ pub struct Report {
     pub dropped: Vec<Dropped>,
     pub days: Vec<Day>,
     pub pseudonym_lookups: Vec<Value>,
+    /// Suppressions written or lifted (reason, purposes, window; never the subject).
+    pub suppressions: Vec<Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +83,7 @@ pub fn build(records: &[Record], from: Option<DateTime<Utc>>, until: Option<Date
             }),
             Kind::AgreementRefused => r.refusals.push(Refusal { time: rec.time.clone(), content: c.clone() }),
             Kind::GatewayStarted => r.gateway_starts += 1,
+            Kind::Suppression => r.suppressions.push(serde_json::json!({"time": rec.time, "act": c["act"], "reason": c["reason"], "purposes": c["purposes"], "from": c["from"], "until": c["until"]})),
             Kind::PseudonymLookup => r.pseudonym_lookups.push(serde_json::json!({"time": rec.time, "purpose": c["purpose"], "period": c["period"], "reason": c["reason"]})),
             Kind::Counters => {
                 let date = rec.time.get(..10).unwrap_or_default().to_string();
@@ -147,6 +150,12 @@ pub fn to_text(r: &Report) -> String {
     let _ = writeln!(s, "\nPseudonym look-ups (access requests): {}", r.pseudonym_lookups.len());
     for l in &r.pseudonym_lookups {
         let _ = writeln!(s, "  {}  purpose {}, period {}, reason: {}", text(&l["time"]), text(&l["purpose"]), text(&l["period"]), text(&l["reason"]));
+    }
+    if !r.suppressions.is_empty() {
+        let _ = writeln!(s, "\nSuppressions written or lifted (objections, restrictions, privacy switches): {}", r.suppressions.len());
+        for l in &r.suppressions {
+            let _ = writeln!(s, "  {}  {} {}, purposes {}, from {} until {}", text(&l["time"]), text(&l["act"]), text(&l["reason"]), l["purposes"], text(&l["from"]), text(&l["until"]));
+        }
     }
     s
 }

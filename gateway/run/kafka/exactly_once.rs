@@ -244,6 +244,9 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     tracing::info!("consuming {} as group `{}`, delivery exactly_once", topics.join(", "), k.group);
 
     let mut records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
+    if let Some(live) = p.suppressions {
+        records.set_suppressions(live);
+    }
     let mut total = crate::report::tally::Totals::default();
     let mut on_batch = p.on_batch;
     let mut batch = |records: &mut Records| {

@@ -10,6 +10,7 @@
 //! - [`stats`]: librdkafka's statistics as metrics (consumer lag, producer queue,
 //!   failed deliveries).
 //! - [`audit_topic`]: the audit trail's copy on a topic, and its verification.
+//! - [`suppressions`]: the workers' suppressions topic, read by every replica.
 //! - [`at_least_once`] and [`exactly_once`]: the two loops, one per delivery mode.
 //!
 //! One thread consumes, runs the enforcement step ([`crate::run::enforce`]) and produces; librdkafka's own threads fetch, send
@@ -29,6 +30,7 @@ pub mod offsets;
 pub mod sink;
 pub mod source;
 pub mod stats;
+pub mod suppressions;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -109,6 +111,8 @@ pub struct Pipeline<'a> {
     pub on_batch: Option<OnBatch>,
     /// Told whether partitions are assigned (`/readyz`).
     pub health: Option<Arc<crate::report::admin::Health>>,
+    /// The suppressions in force (SPEC 2.7), kept current by a [`suppressions::Follower`].
+    pub suppressions: Option<crate::run::suppressions::Live>,
 }
 
 impl Pipeline<'_> {
