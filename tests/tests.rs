@@ -6,6 +6,7 @@
 //! - `audit`: metrics, the audit trail and its report, and that none of them holds an
 //!   identifier, a value or the key.
 //! - `reload`: a changed agreement under a steady stream.
+//! - `suppress`: SPEC 2.7 in file mode: `accord suppress`, `--suppressions`, step 6a.
 //! - `dpo`: the DPO's workflow: `accord test`, `diff`, `render` (in Chromium), co-signing.
 //! - `kafka`: the gateway against a real Apache Kafka broker (see scripts/test.sh).
 
@@ -17,3 +18,4 @@ mod engine;
 mod instruments;
 mod kafka;
 mod reload;
+mod suppress;
