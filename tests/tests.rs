@@ -9,6 +9,7 @@
 //! - `suppress`: SPEC 2.7 in file mode: `accord suppress`, `--suppressions`, step 6a.
 //! - `dpo`: the DPO's workflow: `accord test`, `diff`, `render` (in Chromium), co-signing.
 //! - `kafka`: the gateway against a real Apache Kafka broker (see scripts/test.sh).
+//! - `readme`: the README's commands, run as written, and its synopsis against `--help`.
 
 mod common;
 mod audit;
@@ -17,5 +18,6 @@ mod dpo;
 mod engine;
 mod instruments;
 mod kafka;
+mod readme;
 mod reload;
 mod suppress;

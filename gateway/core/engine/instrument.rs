@@ -19,27 +19,28 @@ use crate::event::{Event, Malformed};
 
 impl Engine {
     /// Steps 4a and 4b: the index of the instrument that admits the event (`None` when
-    /// the agreement lists no instruments), or why it is dropped.
-    pub(super) fn admit(&self, event: &Event<'_>) -> Result<Option<u16>, DropReason> {
+    /// the agreement lists no instruments), or why it is dropped and the instrument
+    /// that matched, if one did.
+    pub(super) fn admit(&self, event: &Event<'_>) -> Result<Option<u16>, (DropReason, Option<u16>)> {
         let Some(list) = &self.agreement.instruments else { return Ok(None) };
         let device = event.device_id.as_deref();
         let Some(i) = list.iter().position(|ins| ins.admits(&event.source, device)) else {
-            return Err(DropReason::UnapprovedInstrument);
+            return Err((DropReason::UnapprovedInstrument, None));
         };
-        let ins = &list[i];
+        let (ins, index) = (&list[i], Some(i as u16));
         if event.occurred_at.with_timezone(&Utc) >= ins.valid_until {
-            return Err(DropReason::UnapprovedInstrument);
+            return Err((DropReason::UnapprovedInstrument, index));
         }
         for bound in &ins.quality {
             // Fail closed: no attributes, a value that cannot be read, or none found.
-            let Some(raw) = event.attributes else { return Err(DropReason::BelowQuality) };
+            let Some(raw) = event.attributes else { return Err((DropReason::BelowQuality, index)) };
             let mut found = false;
             match meets(raw, &bound.segments, bound, &mut found) {
                 Ok(true) if found => {}
-                _ => return Err(DropReason::BelowQuality),
+                _ => return Err((DropReason::BelowQuality, index)),
             }
         }
-        Ok(Some(i as u16))
+        Ok(index)
     }
 
     /// The event with only the attributes its instrument's `fields` let through,
