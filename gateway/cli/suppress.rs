@@ -49,6 +49,7 @@ pub struct Args {
     /// File mode: the pseudonym key file (Kafka mode takes it from the configuration).
     #[arg(long, value_name = "FILE", requires = "key_id", conflicts_with = "config")]
     key_file: Option<PathBuf>,
+    /// File mode: the key's public id (the subject is written as `KEY_ID:HEX`).
     #[arg(long, value_name = "ID", requires = "key_file", conflicts_with = "config")]
     key_id: Option<String>,
     /// The agreement, to check the purpose names against (recommended).
