@@ -6,7 +6,10 @@
 //! 1. the baseline: each line parsed into a `serde_json::Value` and written back;
 //! 2. `accord run` file mode (the library's `filemode::run`) into a directory;
 //! 3. file mode again, counting every batch into the Prometheus metrics, to show
-//!    that metrics cost nothing measurable (the goal: within 3%).
+//!    that metrics cost nothing measurable (the goal: within 3%);
+//! 4. file mode with the agreement's approved instruments and 1,000 suppressions in
+//!    force, against (2) run without instruments and without suppressions (issue 14:
+//!    the goal is to lose at most 10%).
 //!
 //! All stream the file through a 64 KiB reader. Prints events/s for each, the ratios,
 //! and the peak RSS (flat: the input is streamed, never held).
@@ -30,7 +33,12 @@ fn main() {
     let bytes = workload::write_events(n, &mut BufWriter::new(File::create(&input).unwrap())).unwrap();
     println!("workload: {n} events, {:.0} bytes each on average, {}", bytes as f64 / n as f64, input.display());
 
-    let engine = std::sync::Arc::new(workload::engine());
+    // (2) and (3) run as before issue 14: no instruments, no suppressions.
+    let engine = std::sync::Arc::new(workload::engine_without_instruments());
+    let full = std::sync::Arc::new(workload::engine());
+    let suppressions = accord::run::suppressions::none();
+    suppressions.store(Arc::new(workload::suppressions(&full, 1000)));
+    let mut best_full = f64::MAX;
     let rounds = 5;
     let metrics = accord::report::admin::Metrics::new(engine.agreement(), "file");
     let (mut best_base, mut best_accord, mut best_metrics) = (f64::MAX, f64::MAX, f64::MAX);
@@ -74,6 +82,14 @@ fn main() {
         filemode::run(Arc::new(engine.clone()), &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, t, d| metrics.record(t, d)).unwrap();
         let with_metrics = start.elapsed().as_secs_f64();
         println!("         accord with metrics {:>9.0} events/s", n as f64 / with_metrics);
+        // 4. With instruments and 1,000 suppressions.
+        let start = Instant::now();
+        let mut reader = filemode::Input::open(input.to_str().unwrap()).unwrap();
+        let mut sink = Sink::dir(&dir.path().join("out"), &full, Format::Json).unwrap();
+        let t = filemode::run_with(Arc::new(full.clone()), suppressions.clone(), &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, _, _| {}).unwrap();
+        let with_all = start.elapsed().as_secs_f64();
+        println!("         accord with instruments and 1000 suppressions {:>9.0} events/s ({} forwarded, {} dropped)", n as f64 / with_all, t.forwarded_events(), t.dropped_total());
+        best_full = best_full.min(with_all);
         best_base = best_base.min(base);
         best_accord = best_accord.min(accord);
         best_metrics = best_metrics.min(with_metrics);
@@ -82,6 +98,8 @@ fn main() {
     println!("best of {rounds}: serde_json::Value parse+write {base_rate:.0} events/s; accord file mode {accord_rate:.0} events/s; ratio {:.2}x", accord_rate / base_rate);
     let metrics_rate = n as f64 / best_metrics;
     println!("with metrics: {metrics_rate:.0} events/s ({:+.1}% against without)", (metrics_rate / accord_rate - 1.0) * 100.0);
+    let full_rate = n as f64 / best_full;
+    println!("with instruments and 1000 suppressions: {full_rate:.0} events/s ({:+.1}% against without)", (full_rate / accord_rate - 1.0) * 100.0);
     println!("peak RSS: {}", peak_rss());
 }
 
