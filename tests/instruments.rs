@@ -243,3 +243,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn explain_says_which_instrument_and_which_bound() {
+    let e = crate::common::example_engine();
+    let lines: Vec<String> = std::fs::read_to_string(crate::common::example("events.jsonl")).unwrap().lines().map(str::to_owned).collect();
+    let find = |id: &str| lines.iter().find(|l| l.contains(id)).unwrap().as_bytes().to_vec();
+    let s = accord::dpo::explain::explain(&e, &find("ins-000001"));
+    assert!(s.contains("4a. Instrument: none of the 4 approved instrument(s) is for source `tracker` and its device."), "{s}");
+    assert!(s.contains("reason `unapproved_instrument`"), "{s}");
+    let s = accord::dpo::explain::explain(&e, &find("ins-000003"));
+    assert!(s.contains("4a. Instrument: `uwb-tag-v3`") && s.contains("4b. Quality: not met; required: `lat` from 52 to 52.2, `lon` from 5 to 5.25"), "{s}");
+    let s = accord::dpo::explain::explain(&e, &find("ins-000007"));
+    assert!(s.contains("but its validation (CE class IIa; field trial Arbodienst ACME 2025 (heat alarm)) expired on 2026-07-01T00:00:00+00:00"), "{s}");
+    let s = accord::dpo::explain::explain(&e, &find("ins-000008"));
+    assert!(s.contains("4a. Instrument: `heat-stress-band`") && s.contains("Verdict: forwarded"), "{s}");
+
+    // Step 6a, with a suppression for that worker's safety outputs.
+    let subject = e.pseudonymiser().suppression_subject("emp-00417");
+    let entry = accord::engine::suppress::Entry::parse(format!(r#"{{"subject":"{subject}","reason":"objection","purposes":["safety"]}}"#).as_bytes()).unwrap();
+    let set = accord::engine::Suppressions::new(crate::common::DEMO_KEY_ID, [entry]);
+    let s = accord::dpo::explain::explain_with(&e, &find("ins-000008"), &set);
+    assert!(s.contains("6a. Suppressions: this worker's suppression covers every remaining purpose (`safety`)."), "{s}");
+    assert!(s.contains("reason `suppressed`"), "{s}");
+}
