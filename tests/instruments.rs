@@ -267,3 +267,25 @@ fn explain_says_which_instrument_and_which_bound() {
     assert!(s.contains("6a. Suppressions: this worker's suppression covers every remaining purpose (`safety`)."), "{s}");
     assert!(s.contains("reason `suppressed`"), "{s}");
 }
+
+#[test]
+fn the_workers_page_lists_the_instruments_and_diff_names_their_changes() {
+    use accord::dpo::render::{render, Lang};
+    let text = std::fs::read_to_string(crate::common::example("agreement.yaml")).unwrap();
+    let old = Agreement::parse(text.as_bytes()).unwrap().agreement;
+    let page = render(&old, Lang::En);
+    for words in ["Approved instruments", "uwb-tag-v3", "Accuracy test ACME-2026-07: 30 cm at 95%, independent lab", "2027-06-30", "<code>lat</code> from 52 to 52.2", "trk-*"] {
+        assert!(page.contains(words), "the workers' page lacks `{words}`");
+    }
+    assert!(render(&old, Lang::Nl).contains("Goedgekeurde meetinstrumenten"));
+
+    let new_text = text.replace("valid_until: 2027-06-30", "valid_until: 2027-12-31").replace("      lon: { min: 5.0, max: 5.25 }\n", "");
+    let new = Agreement::parse(new_text.as_bytes()).unwrap().agreement;
+    let changes: Vec<String> = accord::dpo::diff::compare(&old, &new).into_iter().map(|c| c.text).collect();
+    assert!(changes.iter().any(|c| c == "Instrument `uwb-tag-v3` is now approved until 2027-12-31 instead of 2027-06-30."), "{changes:#?}");
+    assert!(changes.iter().any(|c| c.starts_with("The quality required of instrument `uwb-tag-v3` is now `lat` from 52 to 52.2 (before:")), "{changes:#?}");
+    let without = text.replace("  - name: pc-activity-agent\n", "  - name: pc-agent-v2\n");
+    let changes: Vec<String> = accord::dpo::diff::compare(&old, &Agreement::parse(without.as_bytes()).unwrap().agreement).into_iter().map(|c| c.text).collect();
+    assert!(changes.iter().any(|c| c.starts_with("Instrument `pc-activity-agent` (source `computer_activity`")), "{changes:#?}");
+    assert!(changes.iter().any(|c| c.starts_with("New approved instrument `pc-agent-v2`")), "{changes:#?}");
+}
