@@ -32,7 +32,11 @@ pub fn compile(doc: &Doc, sha256: String, diags: &mut Diagnostics) -> Option<Agr
     if c.diags.has_errors() {
         return None;
     }
-    let rules = rules.into_iter().map(|(rule, _)| rule).collect();
+    let rules: Vec<Rule> = rules.into_iter().map(|(rule, _)| rule).collect();
+    let mut instruments = instruments;
+    if let Some(list) = &mut instruments {
+        super::instruments::mark_rules(list, &rules);
+    }
     Some(Agreement {
         id,
         version,

@@ -65,7 +65,14 @@ pub struct Instrument {
     /// The attribute paths it may send (each leaf `Keep`); `None`: no limit.
     pub fields: Option<Selector>,
     pub quality: Vec<Bound>,
+    /// Per rule: every attribute path the rule treats lies within `fields`, so
+    /// restricting the attributes first changes none of its outputs (the engine skips
+    /// that work). Worked out once, at compile time.
+    pub rule_within_fields: Vec<bool>,
 }
+
+/// The most quality bounds one instrument may have.
+pub const MAX_BOUNDS: usize = 64;
 
 /// An inclusive number bound on an attribute path.
 #[derive(Debug)]
@@ -272,7 +279,10 @@ pub(super) fn compile(doc: &Doc, diags: &mut Diagnostics) -> Option<Vec<Instrume
             sel
         });
         let mut quality = Vec::new();
-        for q in &d.quality {
+        if d.quality.len() > MAX_BOUNDS {
+            diags.error(d.span, format!("{what} has {} quality bounds; at most {MAX_BOUNDS} are allowed", d.quality.len()));
+        }
+        for q in d.quality.iter().take(MAX_BOUNDS) {
             let Some(segments) = attribute_path(&q.path, diags) else { continue };
             if let Some(f) = &fields {
                 if !sends(f, &segments) {
@@ -299,13 +309,51 @@ pub(super) fn compile(doc: &Doc, diags: &mut Diagnostics) -> Option<Vec<Instrume
             }
             quality.push(Bound { path: q.path.value.clone(), segments: segments.iter().map(|s| s.to_string()).collect(), min, max });
         }
-        out.push(Instrument { name, line: d.span.line, source, devices: d.devices.iter().map(|g| g.value.clone()).collect(), reference, valid_until, fields, quality });
+        out.push(Instrument {
+            name,
+            line: d.span.line,
+            source,
+            devices: d.devices.iter().map(|g| g.value.clone()).collect(),
+            reference,
+            valid_until,
+            fields,
+            quality,
+            rule_within_fields: Vec::new(),
+        });
     }
     if docs.is_empty() {
         diags.warning(doc.rules_span.unwrap_or_default(), "`instruments` is empty: no instrument is approved, so every event will be dropped");
     }
     check_rules(doc, &out, diags);
     Some(out)
+}
+
+/// Works out [`Instrument::rule_within_fields`] once the rules are compiled.
+pub(super) fn mark_rules(instruments: &mut [Instrument], rules: &[super::compiled::Rule]) {
+    for ins in instruments {
+        ins.rule_within_fields = rules
+            .iter()
+            .map(|r| match &ins.fields {
+                None => true,
+                Some(f) => r.attributes.paths().iter().all(|(path, _)| within(f, &path.split('.').collect::<Vec<_>>())),
+            })
+            .collect();
+    }
+}
+
+/// Does a field (a leaf of the tree) name this path or one of its parents?
+fn within(fields: &Selector, path: &[&str]) -> bool {
+    let mut node = fields;
+    for seg in path {
+        if node.op.is_some() {
+            return true;
+        }
+        match node.child(seg) {
+            Some(c) => node = c,
+            None => return false,
+        }
+    }
+    node.op.is_some()
 }
 
 /// A path as written in `fields` or `quality`: `a.b`, relative to `attributes`.
@@ -438,6 +486,18 @@ mod tests {
         assert!(sends(&f, &["pos", "lat"]));
         assert!(!sends(&f, &["pos", "lon"]));
         assert!(!sends(&f, &["speed"]));
+    }
+
+    #[test]
+    fn within_needs_a_field_on_the_path_or_above_it() {
+        let mut f = Selector::default();
+        f.insert(&["pos", "lat"], FieldOp::Keep);
+        f.insert(&["zone"], FieldOp::Keep);
+        assert!(within(&f, &["zone"]));
+        assert!(within(&f, &["zone", "x"]));
+        assert!(within(&f, &["pos", "lat"]));
+        assert!(!within(&f, &["pos"]));
+        assert!(!within(&f, &["speed"]));
     }
 
     #[test]

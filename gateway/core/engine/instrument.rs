@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use super::transform::{for_each_element, for_each_member, write_str};
 use super::{Decision, DropReason, Engine};
-use crate::agreement::instruments::Bound;
+use crate::agreement::instruments::{Bound, MAX_BOUNDS};
 use crate::agreement::Selector;
 use crate::event::{Event, Malformed};
 
@@ -31,14 +31,25 @@ impl Engine {
         if event.occurred_at.with_timezone(&Utc) >= ins.valid_until {
             return Err((DropReason::UnapprovedInstrument, index));
         }
-        for bound in &ins.quality {
-            // Fail closed: no attributes, a value that cannot be read, or none found.
-            let Some(raw) = event.attributes else { return Err((DropReason::BelowQuality, index)) };
-            let mut found = false;
-            match meets(raw, &bound.segments, bound, &mut found) {
-                Ok(true) if found => {}
-                _ => return Err((DropReason::BelowQuality, index)),
+        if ins.quality.is_empty() {
+            return Ok(index);
+        }
+        // Fail closed: no attributes, a value that cannot be read, or a bound with no
+        // value found. One walk of the top level serves every bound.
+        let Some(raw) = event.attributes else { return Err((DropReason::BelowQuality, index)) };
+        let mut flags = [false; MAX_BOUNDS];
+        let found = &mut flags[..ins.quality.len()];
+        let mut ok = raw.get().starts_with('{');
+        let walked = for_each_member(raw, |name, v| {
+            for (b, f) in ins.quality.iter().zip(found.iter_mut()) {
+                if ok && b.segments[0] == name {
+                    ok = meets(v, &b.segments[1..], b, f)?;
+                }
             }
+            Ok(())
+        });
+        if walked.is_err() || !ok || found.contains(&false) {
+            return Err((DropReason::BelowQuality, index));
         }
         Ok(index)
     }
@@ -47,7 +58,9 @@ impl Engine {
     /// written into `buf` (cleared first). Unchanged when there is no limit.
     pub fn restrict<'a>(&self, event: Event<'a>, decision: &Decision, buf: &'a mut Vec<u8>) -> Result<Event<'a>, Malformed> {
         let Some(i) = decision.instrument else { return Ok(event) };
-        let Some(fields) = self.agreement.instruments.as_ref().and_then(|l| l[i as usize].fields.as_ref()) else { return Ok(event) };
+        let Some(ins) = self.agreement.instruments.as_ref().map(|l| &l[i as usize]) else { return Ok(event) };
+        // Nothing to do when the rule treats only what the instrument may send.
+        let Some(fields) = ins.fields.as_ref().filter(|_| !ins.rule_within_fields[decision.rule]) else { return Ok(event) };
         let Some(raw) = event.attributes else { return Ok(event) };
         buf.clear();
         let wrote = filter(raw, fields, buf)?;
