@@ -47,7 +47,8 @@ pub struct SourceContext {
     /// Told after each rebalance whether any partition is assigned (`/readyz`).
     pub health: Option<Arc<crate::report::admin::Health>>,
     throttle: Throttle,
-    /// Consumer lag per assigned input partition, from librdkafka's statistics.
+    /// Consumer lag per assigned input partition, from librdkafka's statistics and the
+    /// done watermarks.
     stats: ConsumerStats,
 }
 
@@ -129,7 +130,8 @@ impl ClientContext for SourceContext {
     }
 
     fn stats_raw(&self, json: &[u8]) {
-        self.stats.record(json);
+        // Called inside `poll`, on the loop's thread, which never holds the lock then.
+        self.stats.record(json, |topic, partition| self.shared.lock().marks.watermark(Tp { topic: topic as u16, partition }));
     }
 }
 
