@@ -72,6 +72,8 @@ pub struct Enforcer {
     busy: Duration,
     /// Batches ended by a reload, not yet handed over.
     finished: Vec<Batch>,
+    /// The suppressions in force (SPEC 2.7), read once per record.
+    suppressions: crate::run::suppressions::Live,
 }
 
 impl Enforcer {
@@ -89,7 +91,13 @@ impl Enforcer {
             ranges: Vec::new(),
             busy: Duration::ZERO,
             finished: Vec::new(),
+            suppressions: crate::run::suppressions::none(),
         }
+    }
+
+    /// Enforces under the suppressions this cell holds from now on.
+    pub fn set_suppressions(&mut self, live: crate::run::suppressions::Live) {
+        self.suppressions = live;
     }
 
     /// The engine that decided the record last enforced (or that decides the next).
@@ -115,7 +123,8 @@ impl Enforcer {
     /// Enforces one record (after [`Enforcer::refresh`]).
     pub fn enforce(&mut self, record: &[u8]) -> Outcome {
         let started = Instant::now();
-        let mut verdict = self.engine.process(record, self.input, &mut self.outputs);
+        let suppressions = self.suppressions.load();
+        let mut verdict = self.engine.process_with(record, self.input, &suppressions, &mut self.outputs);
         if let Verdict::Forwarded(_) = verdict {
             if let Err(why) = self.encode() {
                 // Fail closed: what cannot be encoded does not leave.

@@ -39,7 +39,10 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     context.health = p.health.clone();
     let consumer: Source = subscribe(k, context)?;
 
-    let records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
+    let mut records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
+    if let Some(live) = p.suppressions {
+        records.set_suppressions(live);
+    }
     let mut work = Work {
         k,
         producer,

@@ -57,6 +57,9 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let consumer: Source = subscribe(k, context)?;
 
     let mut records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
+    if let Some(live) = p.suppressions {
+        records.set_suppressions(live);
+    }
     let mut report = Report::new(p.on_batch);
     let throttle = Throttle::default();
     let mut count = 0u64;

@@ -1,0 +1,179 @@
+//! File mode against the speed of JSON itself, on one core, on both workloads (issue 11;
+//! `filemode.rs` is the examples' mix with instruments and suppressions, issue 14).
+//!
+//! For each workload of `workload.rs` (the examples' mix, about 320 bytes an event, and
+//! the site mix, about 420), writes 1M events to a temporary file, then, in the same
+//! run and on the same thread, times:
+//!
+//! 1. the baseline: each line parsed into a `serde_json::Value` and written back;
+//! 2. `accord run` file mode (the library's `filemode::run`) into a directory;
+//! 3. file mode again, counting every batch into the Prometheus metrics, to show
+//!    that metrics cost nothing measurable (the goal: within 3%).
+//!
+//! Times are the thread's CPU time (user and system, so the writes count), not the
+//! wall clock: on a shared machine a wait for a core is not work. All stream the file through a 64 KiB reader. Prints events/s for each, the ratios,
+//! and the peak RSS (flat: the input is streamed, never held). Then the pseudonym
+//! cache: the engine alone over the events in memory, with the default cache, with
+//! other sizes and with none, best of 5 each, with its hit, miss and eviction counts.
+//!
+//!     taskset -c 1 cargo bench --bench filemode_mixes [-- EVENTS] [--mix examples|site] [--no-cache-table | --cache-only]
+
+mod workload;
+
+use workload::Mix;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::sync::Arc;
+
+
+use accord::event::Format;
+use accord::run::filemode::{self, Sink};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let mixes: Vec<Mix> = match args.iter().position(|a| a == "--mix") {
+        Some(i) => vec![Mix::parse(&args[i + 1]).expect("--mix examples|site")],
+        None => Mix::ALL.to_vec(),
+    };
+    let mut summary = Vec::new();
+    for &mix in &mixes {
+        if !args.iter().any(|a| a == "--cache-only") {
+            summary.push(file_mode(mix, n));
+        }
+    }
+    println!("peak RSS after file mode: {}", peak_rss());
+    if !args.iter().any(|a| a == "--no-cache-table") {
+        for &mix in &mixes {
+            cache_table(mix, n);
+        }
+    }
+    for line in summary {
+        println!("{line}");
+    }
+    println!("peak RSS (the cache table holds its events in memory): {}", peak_rss());
+}
+
+/// File mode against the JSON round trip on one mix; returns the summary line.
+fn file_mode(mix: Mix, n: usize) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let bytes = workload::write_mix(mix, n, &mut BufWriter::new(File::create(&input).unwrap())).unwrap();
+    println!("workload {}: {n} events, {:.0} bytes each on average, {}", mix.name(), bytes as f64 / n as f64, input.display());
+
+    let engine = std::sync::Arc::new(workload::engine_for(mix));
+    let rounds = 5;
+    let metrics = accord::report::admin::Metrics::new(engine.agreement(), "file");
+    let (mut best_base, mut best_accord, mut best_metrics) = (f64::MAX, f64::MAX, f64::MAX);
+    for round in 1..=rounds {
+        // 1. serde_json::Value parse and write-back (skipped with ACCORD_BENCH_ONLY=accord, for profiling).
+        let only_accord = std::env::var("ACCORD_BENCH_ONLY").is_ok_and(|v| v == "accord");
+        let start = cpu_now();
+        let mut reader = BufReader::with_capacity(1 << 16, File::open(&input).unwrap());
+        let mut out = BufWriter::with_capacity(1 << 16, File::create(dir.path().join("baseline.jsonl")).unwrap());
+        let mut line = Vec::new();
+        let mut parsed = 0u64;
+        while !only_accord && reader.read_until(b'\n', &mut line).unwrap() > 0 {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) {
+                serde_json::to_writer(&mut out, &v).unwrap();
+                out.write_all(b"\n").unwrap();
+                parsed += 1;
+            }
+            line.clear();
+        }
+        out.flush().unwrap();
+        let base = cpu_now() - start;
+
+        // 2. Accord file mode.
+        let start = cpu_now();
+        let mut reader = filemode::Input::open(input.to_str().unwrap()).unwrap();
+        let mut sink = Sink::dir(&dir.path().join("out"), &engine, Format::Json).unwrap();
+        let tally = filemode::run(Arc::new(engine.clone()), &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, _, _| {}).unwrap();
+        let accord = cpu_now() - start;
+        assert_eq!(tally.received(), n as u64);
+        println!(
+            "round {round}: baseline {:>9.0} events/s ({parsed} parsed)   accord {:>9.0} events/s ({} forwarded, {} dropped)",
+            n as f64 / base,
+            n as f64 / accord,
+            tally.forwarded_events(),
+            tally.dropped_total()
+        );
+        // 3. With metrics.
+        let start = cpu_now();
+        let mut reader = filemode::Input::open(input.to_str().unwrap()).unwrap();
+        let mut sink = Sink::dir(&dir.path().join("out"), &engine, Format::Json).unwrap();
+        filemode::run(Arc::new(engine.clone()), &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, t, d| metrics.record(t, d)).unwrap();
+        let with_metrics = cpu_now() - start;
+        println!("         accord with metrics {:>9.0} events/s", n as f64 / with_metrics);
+        best_base = best_base.min(base);
+        best_accord = best_accord.min(accord);
+        best_metrics = best_metrics.min(with_metrics);
+    }
+    let (base_rate, accord_rate) = (n as f64 / best_base, n as f64 / best_accord);
+    let metrics_rate = n as f64 / best_metrics;
+    let line = format!(
+        "{} mix, best of {rounds}: serde_json::Value parse+write {base_rate:.0} events/s; accord file mode {accord_rate:.0} events/s; ratio {:.2}x; with metrics {metrics_rate:.0} events/s ({:+.1}%)",
+        mix.name(),
+        accord_rate / base_rate,
+        (metrics_rate / accord_rate - 1.0) * 100.0
+    );
+    println!("{line}");
+    line
+}
+
+/// The engine alone over `n` events of `mix` held in memory: ns per event with the
+/// pseudonym cache at several sizes and without it, best of 5, and the cache's counts.
+fn cache_table(mix: Mix, n: usize) {
+    use accord::engine::Outputs;
+    use accord::pseudonym::{Cache, CACHE_SLOTS};
+    let engine = workload::engine_for(mix);
+    let mut all = Vec::new();
+    workload::write_mix(mix, n, &mut all).unwrap();
+    let events: Vec<&[u8]> = all.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    // Tables that always look (bar 0), and the default, which rests when it does not pay.
+    let sizes: [(&str, fn() -> Cache); 6] = [
+        ("none", Cache::disabled),
+        ("4096 always", || Cache::with_bar(4096, 0)),
+        ("16384 always", || Cache::with_bar(CACHE_SLOTS, 0)),
+        ("65536 always", || Cache::with_bar(65536, 0)),
+        ("262144 always", || Cache::with_bar(262_144, 0)),
+        ("16384 default", Cache::default),
+    ];
+    println!("pseudonym cache, {} mix, engine only, {} events:", mix.name(), events.len());
+    for (name, make) in sizes {
+        let mut best = f64::MAX;
+        let mut stats = Default::default();
+        for _ in 0..5 {
+            let mut out = Outputs::default();
+            out.cache = make();
+            let start = cpu_now();
+            for e in &events {
+                std::hint::black_box(engine.process(e, Format::Json, &mut out));
+            }
+            best = best.min(cpu_now() - start);
+            stats = out.cache.stats;
+        }
+        let accord::pseudonym::CacheStats { hits, misses, evictions, uncached, rests } = stats;
+        let looked = (hits + misses).max(1) as f64;
+        println!(
+            "  cache {name:<16} {:>7.0} ns/event  hits {hits:>8} ({:>5.1}%)  misses {misses:>8}  evictions {evictions:>8} ({:>5.1}% of misses)  uncached {uncached}  rests {rests}",
+            best * 1e9 / events.len() as f64,
+            hits as f64 * 100.0 / looked,
+            evictions as f64 * 100.0 / (misses.max(1) as f64)
+        );
+    }
+}
+
+/// This thread's CPU time in seconds (user and system). The machine is shared: a
+/// thread that waits for a core is not charged, so the rounds compare the work done.
+fn cpu_now() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).map(|l| l.trim_start_matches("VmHWM:").trim().to_string()))
+        .unwrap_or_else(|| "unknown".into())
+}
