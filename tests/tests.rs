@@ -1,6 +1,7 @@
 //! Accord's integration tests, in one binary (faster to build than one per file).
 //!
 //! - `engine`: SPEC 2.1 through the library, agreement fixtures, property tests.
+//! - `issue10`: what real sensors send: look-alike names, words, arrays, numbers.
 //! - `cli`: the `accord` binary as users run it (check, run, explain, pseudonym).
 //! - `audit`: metrics, the audit trail and its report, and that none of them holds an
 //!   identifier, a value or the key.
@@ -13,5 +14,6 @@ mod audit;
 mod cli;
 mod dpo;
 mod engine;
+mod issue10;
 mod kafka;
 mod reload;

@@ -374,11 +374,13 @@ impl Compiler<'_> {
 
         // The categories the rule matches.
         for c in doc.match_category.iter().flatten() {
-            let Some(id) = t.category(&c.value) else { continue };
+            // Classified through the taxonomy's terms too (`heart_rate_avg` is health).
+            let Some(id) = t.classify_category(&c.value) else { continue };
             match t.class(id) {
                 Class::Prohibited => {
-                    let why = super::taxonomy::legal_basis(&c.value).map(|w| format!(" ({w})")).unwrap_or_default();
-                    self.diags.error(c.span, format!("rule `{name}` matches `{}`, a prohibited category{why}; remove it", c.value));
+                    let why = super::taxonomy::legal_basis(t.name(id)).map(|w| format!(" ({w})")).unwrap_or_default();
+                    let what = if super::names::normalise(&c.value) == super::names::normalise(t.name(id)) { "a prohibited category".to_string() } else { format!("which is `{}` data, a prohibited category", t.name(id)) };
+                    self.diags.error(c.span, format!("rule `{name}` matches `{}`, {what}{why}; remove it", c.value));
                 }
                 Class::Special if covered(id, purpose_set) == 0 => {
                     self.diags.error(c.span, format!("rule `{name}` matches `{}`, a special category (GDPR art. 9), but no `special_allowed` entry covers any of its purposes", c.value));
@@ -402,7 +404,7 @@ impl Compiler<'_> {
             occurred_at: None,
             attributes: Selector::default(),
         };
-        let mut seen: Vec<(String, &'static str, Span)> = Vec::new();
+        let mut seen: Vec<(String, &'static str, FieldOp)> = Vec::new();
         let mut entries: Vec<(&Text, FieldOp)> = Vec::new();
         for p in &doc.keep {
             entries.push((p, FieldOp::Keep));
@@ -421,15 +423,18 @@ impl Compiler<'_> {
                 FieldOp::Pseudonymise => "pseudonymise",
                 _ => "generalise",
             };
-            if let Some((_, other, _)) = seen.iter().find(|(p, _, _)| *p == path.value) {
-                if *other == verb {
+            let normal = super::names::normalise(&path.value);
+            if let Some((_, other, first)) = seen.iter().find(|(p, _, _)| *p == normal) {
+                if *other == verb && *first != op {
+                    self.diags.error(path.span, format!("`{}` is listed twice under `{verb}`, two different ways; a field is treated one way", path.value));
+                } else if *other == verb {
                     self.diags.warning(path.span, format!("`{}` is listed twice under `{verb}`", path.value));
                 } else {
                     self.diags.error(path.span, format!("`{}` is listed under both `{other}` and `{verb}`; a field is treated one way", path.value));
                 }
                 continue;
             }
-            seen.push((path.value.clone(), verb, path.span));
+            seen.push((normal, verb, op));
             self.field(&mut rule, path, op, t, purposes, purpose_set, &covered);
         }
         rule.attributes.resolve(&|name| match t.field(name) {
@@ -558,8 +563,8 @@ fn covers(earlier: &Option<Vec<String>>, later: &Option<Vec<String>>) -> bool {
         (None, _) => true,
         (Some(_), None) => false,
         (Some(e), Some(l)) => {
-            let e: HashSet<&String> = e.iter().collect();
-            l.iter().all(|x| e.contains(x))
+            let e: HashSet<String> = e.iter().map(|x| super::names::normalise(x)).collect();
+            l.iter().all(|x| e.contains(&super::names::normalise(x)))
         }
     }
 }

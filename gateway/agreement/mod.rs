@@ -12,6 +12,7 @@ pub mod compile;
 pub mod compiled;
 pub mod diagnostic;
 pub mod model;
+pub mod names;
 pub mod taxonomy;
 pub mod yaml;
 

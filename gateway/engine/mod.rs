@@ -8,6 +8,7 @@
 //! `transform.rs`). A shell feeds it bytes and ships the ranges it returns.
 
 pub mod generalise;
+pub mod names;
 mod transform;
 
 use std::ops::Range;
@@ -144,6 +145,8 @@ pub struct Engine {
     pseudonymiser: Arc<Pseudonymiser>,
     /// `,"accord":{...}}` for each (rule, purpose), written once here, copied per output.
     stamps: Vec<Box<[u8]>>,
+    /// Each rule's `match` lists (sources, categories) in normal form (SPEC 2.5).
+    matchers: Vec<(Option<Vec<String>>, Option<Vec<String>>)>,
 }
 
 impl Engine {
@@ -166,7 +169,9 @@ impl Engine {
                 stamps.push(bytes.into_boxed_slice());
             }
         }
-        Engine { agreement, pseudonymiser, stamps }
+        let normal = |l: &Option<Vec<String>>| l.as_ref().map(|l| l.iter().map(|x| crate::agreement::names::normalise(x)).collect());
+        let matchers = agreement.rules.iter().map(|r| (normal(&r.sources), normal(&r.categories))).collect();
+        Engine { agreement, pseudonymiser, stamps, matchers }
     }
 
     pub fn agreement(&self) -> &Arc<Agreement> {
@@ -195,9 +200,9 @@ impl Engine {
     }
 
     fn process_json(&self, input: &[u8], out: &mut Outputs) -> Verdict {
-        let event = match json::decode(input) {
+        let event = match self.decode_checked(input) {
             Ok(e) => e,
-            Err(m) => return Verdict::Dropped(malformed(m)),
+            Err(d) => return Verdict::Dropped(d),
         };
         let decision = match self.decide(&event) {
             Ok(d) => d,
@@ -215,7 +220,10 @@ impl Engine {
     /// Steps 2 to 6: the rule and purposes that decide this event, or why it drops.
     pub fn decide(&self, event: &Event<'_>) -> Result<Decision, Dropped> {
         let a = &*self.agreement;
-        let category = a.taxonomy.category(&event.category);
+        names::begin(a);
+        // Classified through the taxonomy's terms too: `Mood` is emotion (SPEC 2.1).
+        let verdict = names::category(a, &event.category);
+        let category = verdict.label;
         let drop = |reason| Dropped { reason, category, malformed: None };
 
         // 2. In force?
@@ -225,20 +233,22 @@ impl Engine {
         }
         // 3 and 4. Prohibited, or special without an exception?
         let mut allowed = PurposeSet::MAX;
-        if let Some(c) = category {
-            match a.taxonomy.class(c) {
-                Class::Prohibited => return Err(drop(DropReason::ProhibitedCategory)),
-                Class::Special => {
-                    allowed = a.special_purposes(c);
-                    if allowed == 0 {
-                        return Err(drop(DropReason::SpecialCategory));
-                    }
+        match verdict.class {
+            Class::Prohibited => return Err(drop(DropReason::ProhibitedCategory)),
+            Class::Special => {
+                allowed = verdict.allowed;
+                if allowed == 0 {
+                    return Err(drop(DropReason::SpecialCategory));
                 }
-                Class::Ordinary => {}
             }
+            Class::Ordinary => {}
         }
-        // 5. The first rule that lists the source and the category.
-        let Some(rule) = a.rules.iter().position(|r| r.matches(&event.source, &event.category)) else {
+        // 5. The first rule that lists the source and the category (compared normalised).
+        let rule = names::with_normal_pair(&event.source, &event.category, |source, category| {
+            let listed = |list: &Option<Vec<String>>, v: &str| list.as_ref().is_none_or(|l| l.iter().any(|x| x == v));
+            self.matchers.iter().position(|(s, c)| listed(s, source) && listed(c, category))
+        });
+        let Some(rule) = rule else {
             return Err(drop(DropReason::NoMatchingRule));
         };
         // 4, continued: an exception limits the event to the purposes it names.
@@ -257,7 +267,20 @@ impl Engine {
 
     /// Decodes one JSON event (step 1), for callers that want the event itself.
     pub fn decode<'a>(&self, input: &'a [u8]) -> Result<Event<'a>, Dropped> {
-        json::decode(input).map_err(malformed)
+        self.decode_checked(input)
+    }
+
+    /// Step 1 with SPEC 2.5's rules on member names: none may hold a control or
+    /// invisible character, and no two members of one object may be equal once
+    /// normalised, at any depth of `attributes`.
+    fn decode_checked<'a>(&self, input: &'a [u8]) -> Result<Event<'a>, Dropped> {
+        let event = json::decode(input).map_err(malformed)?;
+        if let Some(attrs) = event.attributes {
+            let a = &*self.agreement;
+            names::begin(a);
+            crate::event::check_member_names(attrs.get(), |name| names::member_id(a, name)).map_err(malformed)?;
+        }
+        Ok(event)
     }
 }
 

@@ -12,12 +12,18 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::agreement::names;
+
 use super::{nesting_exceeds, parse_time, Event, Malformed, MAX_DEPTH, MAX_EVENT_BYTES};
 
 /// Decodes one JSON event.
 pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Malformed> {
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(Malformed::TooLarge);
+    }
+    // Invalid UTF-8 anywhere, in fields that would be removed too (SPEC 2.5).
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(Malformed::NotUtf8);
     }
     let why = Cell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -26,10 +32,6 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Malformed> {
         Err(e) => {
             if let Some(why) = why.get() {
                 return Err(why);
-            }
-            // Only on failure: was it the encoding?
-            if std::str::from_utf8(bytes).is_err() {
-                return Err(Malformed::NotUtf8);
             }
             return Err(match e.classify() {
                 serde_json::error::Category::Data => Malformed::NotAnObject,
@@ -82,6 +84,9 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
         let mut fields = Fields::default();
+        // Normal forms of the members outside the event format (SPEC 2.5: two names
+        // equal once normalised make the event malformed).
+        let mut extras: Vec<String> = Vec::new();
         let why = self.why;
         let fail = |reason| {
             why.set(Some(reason));
@@ -115,7 +120,15 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                     }
                     continue;
                 }
-                _ => {
+                other => {
+                    if names::is_refused_name(other) {
+                        return Err(fail(Malformed::BadName));
+                    }
+                    let normal = names::normalise(other);
+                    if extras.contains(&normal) {
+                        return Err(fail(Malformed::DuplicateName));
+                    }
+                    extras.push(normal);
                     map.next_value::<IgnoredAny>()?;
                     fields.extra += 1;
                     continue;
@@ -125,6 +138,20 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                 return Err(fail(Malformed::Duplicate(name)));
             }
             *slot = map.next_value_seed(TypedStr { field: name, why, nullable: false })?;
+        }
+        if !extras.is_empty() {
+            let present = [
+                ("event_id", fields.event_id.is_some()),
+                ("source", fields.source.is_some()),
+                ("subject_id", fields.subject_id.is_some()),
+                ("category", fields.category.is_some()),
+                ("occurred_at", fields.occurred_at.is_some()),
+                ("device_id", fields.device_id.is_some()),
+                ("attributes", fields.attributes.is_some()),
+            ];
+            if present.iter().any(|(name, there)| *there && extras.contains(&names::normalise(name))) {
+                return Err(fail(Malformed::DuplicateName));
+            }
         }
         Ok(fields)
     }
@@ -273,6 +300,14 @@ mod tests {
         assert_eq!(decode(no_offset.as_bytes()).unwrap_err(), Malformed::BadTime);
         let dup = GOOD.replace("{\"event_id\":\"e1\",", "{\"event_id\":\"e1\",\"event_id\":\"e2\",");
         assert_eq!(decode(dup.as_bytes()).unwrap_err(), Malformed::Duplicate("event_id"));
+        let twice = GOOD.replace("\"firmware\"", "\"Subject_ID\"");
+        assert_eq!(decode(twice.as_bytes()).unwrap_err(), Malformed::DuplicateName);
+        let invisible = GOOD.replace("\"firmware\"", "\"firm\u{ad}ware\"");
+        assert_eq!(decode(invisible.as_bytes()).unwrap_err(), Malformed::BadName);
+        let mut bad_utf8 = GOOD.replace("\"1.2\"", "\"1.2 \"").into_bytes();
+        let at = bad_utf8.len() - 3;
+        bad_utf8[at] = 0xff;
+        assert_eq!(decode(&bad_utf8).unwrap_err(), Malformed::NotUtf8);
         let attrs = GOOD.replace("{\"zone\":\"dock\"}", "[1]");
         assert_eq!(decode(attrs.as_bytes()).unwrap_err(), Malformed::WrongType("attributes"));
     }

@@ -1,0 +1,171 @@
+//! Names on the hot path: what SPEC 2.5 says of a member or category name, worked out
+//! once per name and remembered in a small per-thread cache.
+//!
+//! Normalising and classifying a name costs a few microseconds; a site's sensors send
+//! the same few hundred names over and over. Each thread keeps its own cache (no lock),
+//! tied to the agreement it was filled for (its address and SHA-256) and emptied when
+//! the agreement changes or the cache outgrows [`LIMIT`] names.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::agreement::names;
+use crate::agreement::taxonomy::{CategoryId, Class};
+use crate::agreement::{Agreement, PurposeSet, Selector};
+use crate::event::Malformed;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The most names a thread remembers before it starts again.
+const LIMIT: usize = 4096;
+
+/// What SPEC 2.5 and 2.2 say of one member name.
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    /// Its normal form, interned: two members with the same id are duplicates.
+    id: u32,
+    /// Holds a control character or a default-ignorable code point.
+    refused: bool,
+    /// The purposes a member of this name may reach (the taxonomy and its exceptions).
+    allowed: PurposeSet,
+}
+
+/// What steps 3 and 4 say of an event's category name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CategoryVerdict {
+    /// The category for metric labels: the strictest it reveals, else its own name if known.
+    pub label: Option<CategoryId>,
+    pub class: Class,
+    /// With `Class::Special`: the purposes every special category it reveals allows.
+    pub allowed: PurposeSet,
+}
+
+#[derive(Default)]
+struct Cache {
+    agreement: Option<(usize, String)>,
+    members: Map<Box<str>, Member>,
+    normal: Map<Box<str>, u32>,
+    /// Source and category names in normal form.
+    texts: Map<Box<str>, Box<str>>,
+    /// The interned normal forms, by id.
+    forms: Vec<Box<str>>,
+    categories: Map<Box<str>, CategoryVerdict>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
+
+/// Ties this thread's cache to `a`, emptying it if it was filled for another agreement
+/// or has grown too large. Called once per event, before the other functions here.
+pub fn begin(a: &Agreement) {
+    CACHE.with_borrow_mut(|c| {
+        let same = c.agreement.as_ref().is_some_and(|(ptr, sha)| *ptr == a as *const Agreement as usize && *sha == a.sha256);
+        if !same || c.members.len() + c.categories.len() + c.texts.len() > LIMIT {
+            c.members.clear();
+            c.normal.clear();
+            c.forms.clear();
+            c.texts.clear();
+            c.categories.clear();
+            c.agreement = Some((a as *const Agreement as usize, a.sha256.clone()));
+        }
+    });
+}
+
+fn member_in(c: &mut Cache, a: &Agreement, name: &str) -> Member {
+    if let Some(m) = c.members.get(name) {
+        return *m;
+    }
+    let normal = names::normalise(name);
+    let id = match c.normal.get(normal.as_str()) {
+        Some(id) => *id,
+        None => {
+            let id = c.forms.len() as u32;
+            c.forms.push(normal.as_str().into());
+            c.normal.insert(normal.into_boxed_str(), id);
+            id
+        }
+    };
+    let m = Member { id, refused: names::is_refused_name(name), allowed: field_allowed(a, name) };
+    c.members.insert(name.into(), m);
+    m
+}
+
+/// The interned normal form of a member name, or `BadName` if SPEC 2.5 refuses it.
+pub fn member_id(a: &Agreement, name: &str) -> Result<u32, Malformed> {
+    CACHE.with_borrow_mut(|c| {
+        let m = member_in(c, a, name);
+        if m.refused {
+            Err(Malformed::BadName)
+        } else {
+            Ok(m.id)
+        }
+    })
+}
+
+/// For a member name: the purposes it may reach, and the child of `sel` it names
+/// (names compare normalised).
+pub fn member<'s>(a: &Agreement, name: &str, sel: &'s Selector) -> (PurposeSet, Option<&'s Selector>) {
+    CACHE.with_borrow_mut(|c| {
+        let m = member_in(c, a, name);
+        if sel.children.is_empty() {
+            return (m.allowed, None);
+        }
+        let normal = &*c.forms[m.id as usize];
+        (m.allowed, sel.children.iter().find(|(k, _)| k == normal).map(|(_, s)| s))
+    })
+}
+
+/// The purposes a member of this name may reach: none if it reveals a prohibited
+/// category, only the exceptions' purposes for every special one it reveals.
+pub fn field_allowed(a: &Agreement, name: &str) -> PurposeSet {
+    let t = &a.taxonomy;
+    let mut allowed = PurposeSet::MAX;
+    t.field_classes(name, |c| match t.class(c) {
+        Class::Prohibited => allowed = 0,
+        Class::Special => allowed &= a.special_purposes(c),
+        Class::Ordinary => {}
+    });
+    allowed
+}
+
+/// Calls `f` with the normal forms of two names (an event's source and category).
+pub fn with_normal_pair<R>(a: &str, b: &str, f: impl FnOnce(&str, &str) -> R) -> R {
+    CACHE.with_borrow_mut(|c| {
+        for name in [a, b] {
+            if !c.texts.contains_key(name) {
+                c.texts.insert(name.into(), names::normalise(name).into_boxed_str());
+            }
+        }
+        f(&c.texts[a], &c.texts[b])
+    })
+}
+
+/// Steps 3 and 4 for a category name: its class through the taxonomy's terms.
+pub fn category(a: &Agreement, name: &str) -> CategoryVerdict {
+    CACHE.with_borrow_mut(|c| {
+        if let Some(v) = c.categories.get(name) {
+            return *v;
+        }
+        let v = category_verdict(a, name);
+        c.categories.insert(name.into(), v);
+        v
+    })
+}
+
+/// [`category`] without the cache.
+pub fn category_verdict(a: &Agreement, name: &str) -> CategoryVerdict {
+    let t = &a.taxonomy;
+    let (mut class, mut allowed) = (Class::Ordinary, PurposeSet::MAX);
+    t.category_classes(name, |c| match t.class(c) {
+        Class::Prohibited => class = Class::Prohibited,
+        Class::Special => {
+            if class != Class::Prohibited {
+                class = Class::Special;
+            }
+            allowed &= a.special_purposes(c);
+        }
+        Class::Ordinary => {}
+    });
+    CategoryVerdict { label: t.classify_category(name), class, allowed }
+}
