@@ -17,10 +17,11 @@ mod workload;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::sync::Arc;
 use std::time::Instant;
 
 use accord::event::Format;
-use accord::filemode::{self, Sink};
+use accord::run::filemode::{self, Sink};
 
 fn main() {
     let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
@@ -31,7 +32,7 @@ fn main() {
 
     let engine = std::sync::Arc::new(workload::engine());
     let rounds = 5;
-    let metrics = accord::admin::Metrics::new(engine.agreement(), "file");
+    let metrics = accord::report::admin::Metrics::new(engine.agreement(), "file");
     let (mut best_base, mut best_accord, mut best_metrics) = (f64::MAX, f64::MAX, f64::MAX);
     for round in 1..=rounds {
         // 1. serde_json::Value parse and write-back (skipped with ACCORD_BENCH_ONLY=accord, for profiling).
@@ -54,9 +55,9 @@ fn main() {
 
         // 2. Accord file mode.
         let start = Instant::now();
-        let mut reader = BufReader::with_capacity(1 << 16, File::open(&input).unwrap());
+        let mut reader = filemode::Input::open(input.to_str().unwrap()).unwrap();
         let mut sink = Sink::dir(&dir.path().join("out"), &engine, Format::Json).unwrap();
-        let tally = filemode::run(&engine, &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, _, _| {}).unwrap();
+        let tally = filemode::run(Arc::new(engine.clone()), &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, _, _| {}).unwrap();
         let accord = start.elapsed().as_secs_f64();
         assert_eq!(tally.received(), n as u64);
         println!(
@@ -68,9 +69,9 @@ fn main() {
         );
         // 3. With metrics.
         let start = Instant::now();
-        let mut reader = BufReader::with_capacity(1 << 16, File::open(&input).unwrap());
+        let mut reader = filemode::Input::open(input.to_str().unwrap()).unwrap();
         let mut sink = Sink::dir(&dir.path().join("out"), &engine, Format::Json).unwrap();
-        filemode::run(&engine, &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, t, d| metrics.record(t, d)).unwrap();
+        filemode::run(Arc::new(engine.clone()), &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, t, d| metrics.record(t, d)).unwrap();
         let with_metrics = start.elapsed().as_secs_f64();
         println!("         accord with metrics {:>9.0} events/s", n as f64 / with_metrics);
         best_base = best_base.min(base);

@@ -1,5 +1,5 @@
 //! End-to-end throughput through a real Kafka broker: the gateway against a bare
-//! pass-through in the very same shell (issue 3, "Performance").
+//! rdkafka consume-produce that shares none of its code (module `passthrough` below).
 //!
 //! ```sh
 //! eval "$(scripts/kafka.sh start /tmp/accord-bench | tail -n1)"
@@ -8,8 +8,8 @@
 //! ```
 //!
 //! The examples' mix of events (each copy with its own event ids) is produced into a
-//! 6-partition input topic. Then, in turn, a pass-through (each record produced
-//! unchanged to one 6-partition topic, no engine) and the gateway (the example
+//! 6-partition input topic. Then, in turn, the pass-through (each record produced
+//! unchanged to one 6-partition topic, no engine, no gateway code) and the gateway (the example
 //! agreement, outputs to four 6-partition purpose topics and quarantine) each run in a
 //! child process of this binary, as a new consumer group from the start of the input,
 //! with the same librdkafka settings and limits, until every record they should produce
@@ -26,7 +26,7 @@ use accord::agreement::Agreement;
 use accord::config::Config;
 use accord::engine::{Engine, Outputs, Verdict};
 use accord::event::Format;
-use accord::kafka::{Pipeline, Shutdown, Stage};
+use accord::run::kafka::{Pipeline, Shutdown};
 use accord::pseudonym::{Key, Pseudonymiser};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -252,19 +252,132 @@ fn vm_hwm(pid: u32) -> u64 {
 
 /// The child: one pipeline, in-process, until its stdin closes.
 fn child(mode: &str, config: &str, pass_topic: &str) {
-    let config = Config::load(config.as_ref()).unwrap_or_else(|e| panic!("{e}"));
-    let stage = match mode {
-        "passthrough" => Stage::PassThrough { topic: pass_topic.to_string() },
-        _ => Stage::Enforce(Arc::new(Arc::new(engine(&config.agreement)))),
-    };
     let shutdown = Shutdown::new();
     let stop = shutdown.clone();
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         stop.request();
     });
-    let summary = Pipeline { kafka: &config.kafka, stage, shutdown, on_batch: None, health: None }.run().unwrap_or_else(|e| panic!("{e}"));
+    if mode == "passthrough" {
+        let n = passthrough::run(config, pass_topic, &shutdown);
+        eprintln!("kafka_e2e child {mode}: {n} records");
+        return;
+    }
+    let config = Config::load(config.as_ref()).unwrap_or_else(|e| panic!("{e}"));
+    let engines = Arc::new(Arc::new(engine(&config.agreement)));
+    let summary = Pipeline { kafka: &config.kafka, engines, shutdown, on_batch: None, health: None }.run().unwrap_or_else(|e| panic!("{e}"));
     eprintln!("kafka_e2e child {mode}: {} records", summary.records);
+}
+
+/// The reference: a bare rdkafka consume-produce that shares none of the gateway's
+/// code. It reads the child's configuration file only for the broker, the group, the
+/// input topic and the user's librdkafka properties (plain text, no accord parser),
+/// uses the gateway's documented librdkafka defaults (docs/kafka.md), produces each
+/// record unchanged to one topic, and stores each input offset once its copy is
+/// acknowledged (the highest acknowledged per partition).
+mod passthrough {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use accord::run::kafka::Shutdown;
+    use rdkafka::client::ClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{DeliveryResult, Message};
+    use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+    use rdkafka::ClientConfig;
+
+    struct Acks {
+        consumer: Arc<BaseConsumer>,
+        input: String,
+        stored: Mutex<HashMap<i32, i64>>,
+    }
+
+    impl ClientContext for Acks {}
+
+    impl ProducerContext for Acks {
+        type DeliveryOpaque = Box<(i32, i64)>;
+
+        fn delivery(&self, result: &DeliveryResult<'_>, at: Box<(i32, i64)>) {
+            if result.is_err() {
+                return;
+            }
+            let (partition, offset) = *at;
+            let mut stored = self.stored.lock().unwrap();
+            let best = stored.entry(partition).or_insert(-1);
+            if offset > *best {
+                *best = offset;
+                let _ = self.consumer.store_offset(&self.input, partition, offset + 1);
+            }
+        }
+    }
+
+    /// `key: value` lines of the child's configuration, and the `consumer:` and
+    /// `producer:` property sections.
+    fn read(config: &str) -> (HashMap<String, String>, Vec<(String, String)>, Vec<(String, String)>) {
+        let text = std::fs::read_to_string(config).unwrap();
+        let (mut top, mut consumer, mut producer) = (HashMap::new(), Vec::new(), Vec::new());
+        let mut section = "";
+        for line in text.lines() {
+            let trimmed = line.trim();
+            let Some((k, v)) = trimmed.split_once(':') else { continue };
+            let (k, v) = (k.trim().to_string(), v.trim().trim_matches('"').to_string());
+            match line.len() - line.trim_start().len() {
+                2 if v.is_empty() => section = if k == "consumer" || k == "producer" { if k == "consumer" { "c" } else { "p" } } else { "" },
+                4 if section == "c" => consumer.push((k, v)),
+                4 if section == "p" => producer.push((k, v)),
+                _ => {
+                    top.insert(k, v);
+                }
+            }
+        }
+        (top, consumer, producer)
+    }
+
+    pub fn run(config: &str, output: &str, shutdown: &Shutdown) -> u64 {
+        let (top, consumer_props, producer_props) = read(config);
+        let input = top["topics"].trim_matches(|c| c == '[' || c == ']').to_string();
+        let mut c = ClientConfig::new();
+        c.set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("enable.partition.eof", "false")
+            .set("queued.max.messages.kbytes", "65536")
+            .set("fetch.wait.max.ms", "100");
+        for (k, v) in &consumer_props {
+            c.set(k, v);
+        }
+        c.set("bootstrap.servers", &top["brokers"]).set("group.id", &top["group"]).set("enable.auto.offset.store", "false").set("enable.auto.commit", "true");
+        let consumer: Arc<BaseConsumer> = Arc::new(c.create().unwrap());
+        consumer.subscribe(&[&input]).unwrap();
+        let mut p = ClientConfig::new();
+        p.set("linger.ms", "20")
+            .set("batch.size", "1000000")
+            .set("compression.type", "lz4")
+            .set("queue.buffering.max.kbytes", "131072")
+            .set("queue.buffering.max.messages", "200000");
+        for (k, v) in &producer_props {
+            p.set(k, v);
+        }
+        p.set("bootstrap.servers", &top["brokers"]).set("enable.idempotence", "true");
+        let acks = Acks { consumer: consumer.clone(), input: input.clone(), stored: Mutex::new(HashMap::new()) };
+        let producer: ThreadedProducer<Acks> = p.create_with_context(acks).unwrap();
+        let mut n = 0u64;
+        while !shutdown.requested() {
+            let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };
+            n += 1;
+            let mut record = BaseRecord::with_opaque_to(output, Box::new((m.partition(), m.offset()))).payload(m.payload().unwrap_or_default());
+            if let Some(key) = m.key() {
+                record = record.key(key);
+            }
+            while let Err((_, r)) = producer.send(record) {
+                record = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+        let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
+        n
+    }
 }
 
 fn engine(agreement: &std::path::Path) -> Engine {

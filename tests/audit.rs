@@ -2,12 +2,13 @@
 //! them ever holds an identifier, an attribute value or the key.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Stdio;
 
-use accord::admin::Metrics;
+use accord::report::admin::Metrics;
 use accord::event::Format;
-use accord::filemode::{self, Sink};
+use accord::run::filemode::{self, Sink};
 use serde_json::Value;
 
 use crate::common::{accord, demo_key, example, example_engine, http_get, run_examples};
@@ -142,9 +143,9 @@ fn metrics_equal_the_runs_tally_reason_by_reason() {
     let dir = tempfile::tempdir().unwrap();
     let mut sink = Sink::dir(dir.path(), &engine, Format::Json).unwrap();
     let events = std::fs::read(example("events.jsonl")).unwrap();
-    let totals = filemode::run(&engine, &mut &events[..], Format::Json, &mut sink, Format::Json, &mut |_, t, d| metrics.record(t, d)).unwrap();
+    let totals = filemode::run(Arc::new(engine.clone()), &mut filemode::Input::new(&events[..]), Format::Json, &mut sink, Format::Json, &mut |_, t, d| metrics.record(t, d)).unwrap();
     let tally = totals.single().unwrap();
-    let text = accord::admin::recorder().render();
+    let text = accord::report::admin::recorder().render();
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
     let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
         scrape

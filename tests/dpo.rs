@@ -395,9 +395,9 @@ fn every_party_signs_and_a_changed_byte_or_a_missing_party_is_named() {
     // The library call the gateway makes at start and reload says the same.
     let parties: Vec<_> = ["acme-logistics-b-v.pub", "ondernemingsraad-acme-utrecht.pub"]
         .iter()
-        .map(|f| accord::signing::Party::from_file(&keys.join(f), None).unwrap())
+        .map(|f| accord::dpo::signing::Party::from_file(&keys.join(f), None).unwrap())
         .collect();
-    let err = accord::signing::verify_parties(&agreement, &bytes, &parties).unwrap_err();
+    let err = accord::dpo::signing::verify_parties(&agreement, &bytes, &parties).unwrap_err();
     assert_eq!(err.parties(), ["ACME Logistics B.V.", "Ondernemingsraad ACME Utrecht"]);
 }
 

@@ -1058,7 +1058,7 @@ fn kafka_client_metrics_are_served_with_their_types_and_lag_falls_to_zero() {
     // The counters equal what the engine decides for these events, reason by reason
     // and purpose by purpose (a clean run: nothing consumed twice).
     let engine = common::example_engine();
-    let mut expected = accord::tally::Tally::new(engine.agreement());
+    let mut expected = accord::report::tally::Tally::new(engine.agreement());
     let mut out = accord::engine::Outputs::default();
     for e in &events {
         let verdict = engine.process(e.as_bytes(), accord::event::Format::Json, &mut out);

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use accord::agreement::compile::parse_instant;
-use accord::audit::{self, report};
+use accord::report::audit::{self, report};
 use accord::config::Config;
-use accord::kafka::audit_topic;
+use accord::run::kafka::audit_topic;
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
 

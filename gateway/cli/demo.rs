@@ -7,7 +7,7 @@ use std::sync::Arc;
 use accord::agreement::Agreement;
 use accord::engine::Engine;
 use accord::event::Format;
-use accord::filemode::{self, Sink};
+use accord::run::filemode::{self, Sink};
 use accord::pseudonym::{Key, Pseudonymiser};
 use anyhow::Context;
 
@@ -30,7 +30,7 @@ pub fn run(args: Args) -> Outcome {
     let key = Key::new(DEMO_KEY, "demo-2026")?;
     let engine = Arc::new(Engine::new(agreement.clone(), Arc::new(Pseudonymiser::new(key))));
     let mut sink = Sink::dir(&args.output, &engine, Format::Json).with_context(|| format!("cannot write to {}", args.output.display()))?;
-    let tally = filemode::run(&engine, &mut &EVENTS[..], Format::Json, &mut sink, Format::Json, &mut |_, _, _| {})?;
+    let tally = filemode::run(Arc::new(engine.clone()), &mut filemode::Input::new(EVENTS), Format::Json, &mut sink, Format::Json, &mut |_, _, _| {})?;
     println!("Accord demo: the example warehouse agreement on a week of its sensor events (examples/).\n");
     print!("{}", tally.summary());
     println!("\nOutputs, one file per purpose topic, and the quarantine, in {}/:", args.output.display());

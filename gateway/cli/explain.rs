@@ -32,7 +32,7 @@ pub fn run(args: Args) -> Outcome {
     let engine = Engine::new(agreement, Arc::new(Pseudonymiser::new(key)));
     let input = std::fs::read(&args.event).with_context(|| format!("cannot read the event file {}", args.event.display()))?;
     let trimmed = input.trim_ascii();
-    print!("{}", accord::explain::explain(&engine, trimmed));
+    print!("{}", accord::dpo::explain::explain(&engine, trimmed));
     if args.key_file.is_none() {
         println!("(Pseudonyms above use a placeholder key `explain`; give --key-file and --key-id for the gateway's.)");
     }

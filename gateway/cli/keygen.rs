@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use accord::signing::{slug, PartyKey};
+use accord::dpo::signing::{slug, PartyKey};
 use anyhow::Context;
 
 use super::Outcome;

@@ -103,8 +103,8 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Reported) => ExitCode::from(1),
         Err(Failure::Input(e)) => {
-            match accord::log::installed() {
-                Some(accord::log::LogFormat::Json) => tracing::error!("{e:#}"),
+            match accord::report::log::installed() {
+                Some(accord::report::log::LogFormat::Json) => tracing::error!("{e:#}"),
                 _ => eprintln!("accord: error: {e:#}"),
             }
             ExitCode::from(1)

@@ -8,15 +8,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use accord::admin::{self, Health, Metrics};
+use accord::report::admin::{self, Health, Metrics};
 use accord::agreement::Agreement;
-use accord::audit::{self, AuditError, AuditTrail, Kind};
+use accord::report::audit::{self, AuditError, AuditTrail, Kind};
 use accord::config::Config;
-use accord::kafka::audit_topic::AuditTopic;
+use accord::run::kafka::audit_topic::AuditTopic;
 use accord::engine::Engine;
-use accord::tally::Totals;
-use accord::observe::Observer;
-use accord::tally::Tally;
+use accord::report::tally::Totals;
+use accord::report::observe::Observer;
+use accord::report::tally::Tally;
 
 use super::Failure;
 
@@ -110,7 +110,7 @@ impl ObserveArgs {
 
 impl Observing {
     /// One batch, decided by `engine`: a new agreement gets its own metric handles
-    /// and counters records (the reload itself is recorded by `accord::reload`).
+    /// and counters records (the reload itself is recorded by `accord::run::reload`).
     pub fn batch(&mut self, engine: &Engine, t: &Tally, elapsed: Duration) -> Result<(), AuditError> {
         let current = self.observer.as_ref().map(|o| o.agreement().clone());
         if current.is_some_and(|a| !Arc::ptr_eq(&a, engine.agreement())) {

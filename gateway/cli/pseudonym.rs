@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use accord::agreement::compile::parse_instant;
-use accord::audit::{AuditTrail, Kind};
+use accord::report::audit::{AuditTrail, Kind};
 use anyhow::anyhow;
 
 use super::{load_agreement, Failure, KeyArgs, Outcome};

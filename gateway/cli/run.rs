@@ -6,8 +6,7 @@
 //! drain timeout plus ten seconds. A second signal stops it at once (exit 1); nothing
 //! is lost either way, the records not committed are consumed again after a restart.
 
-use std::fs::File;
-use std::io::{self, BufReader};
+use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,10 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use accord::config::Config;
 use accord::engine::Engine;
 use accord::event::Format;
-use accord::reload::{Gate, Live};
-use accord::signing::{self, Party};
-use accord::filemode::{self, Sink};
-use accord::kafka::{Pipeline, Shutdown, Stage};
+use accord::run::reload::{Gate, Live};
+use accord::dpo::signing::{self, Party};
+use accord::run::filemode::{self, Sink};
+use accord::run::kafka::{Pipeline, Shutdown};
 use anyhow::Context;
 
 use super::{load_agreement, Failure, KeyArgs, Outcome};
@@ -48,7 +47,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR|-", required_unless_present = "config")]
     output: Option<String>,
     /// Encoding of input and output: JSON Lines, or varint length-delimited protobuf.
-    #[arg(long, value_enum, default_value = "json")]
+    #[arg(long, default_value = "json", value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(Format::NAMES), |s| s.parse::<Format>().expect("a listed format")))]
     format: Format,
     #[command(flatten)]
     observe: super::observe::ObserveArgs,
@@ -58,7 +57,7 @@ pub fn run(args: Args) -> Outcome {
     match args.config {
         Some(config) => run_kafka(&config, args.observe),
         None => {
-            accord::log::init(accord::log::LogFormat::from_env(), None);
+            accord::report::log::init(accord::report::log::LogFormat::from_env(), None);
             run_file(args)
         }
     }
@@ -72,12 +71,7 @@ fn run_file(args: Args) -> Outcome {
     let agreement_path = agreement;
     let agreement = load_agreement(&agreement_path)?;
     let engine = Engine::new(agreement.clone(), KeyArgs { key_file, key_id }.pseudonymiser()?);
-    let mut input_stream: Box<dyn io::BufRead> = if input == "-" {
-        Box::new(io::stdin().lock())
-    } else {
-        let file = File::open(&input).with_context(|| format!("cannot open the input {input}"))?;
-        Box::new(BufReader::with_capacity(1 << 16, file))
-    };
+    let mut input_stream = filemode::Input::open(&input).with_context(|| format!("cannot open the input {input}"))?;
     let mut sink = if output == "-" {
         Sink::Stream { out: Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock())), notes: Box::new(io::stderr()) }
     } else {
@@ -89,12 +83,12 @@ fn run_file(args: Args) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = live.watch(Duration::from_secs(1), stop.clone()).context("cannot watch the agreement file")?;
     let mut audit_error = None;
-    let mut observe = |engine: &Engine, t: &accord::tally::Tally, elapsed| {
+    let mut observe = |engine: &Engine, t: &accord::report::tally::Tally, elapsed| {
         if let Err(e) = observing.batch(engine, t, elapsed) {
             audit_error.get_or_insert(e);
         }
     };
-    let result = filemode::run(&*live, &mut input_stream, args.format, &mut sink, args.format, &mut observe);
+    let result = filemode::run(live.clone(), &mut input_stream, args.format, &mut sink, args.format, &mut observe);
     stop.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     let tally = result.map_err(|e| {
@@ -114,7 +108,7 @@ fn run_file(args: Args) -> Outcome {
 
 fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Outcome {
     let config = Config::load(path)?;
-    accord::log::init(accord::log::LogFormat::choose(config.log_format), config.log_level.as_deref());
+    accord::report::log::init(accord::report::log::LogFormat::choose(config.log_format), config.log_level.as_deref());
     // Every party whose signature the agreement must carry, at start and at each reload.
     let parties = config
         .required_signatures
@@ -146,7 +140,7 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
             if let Some(p) = a.purposes.iter().find(|p| Some(&p.topic) == audit_topic.as_ref()) {
                 return Err(format!("purpose `{}` would write to the audit topic `{}`", p.name, p.topic));
             }
-            accord::kafka::check_agreement(&kafka, a).map_err(|e| e.to_string())
+            accord::run::kafka::check_agreement(&kafka, a).map_err(|e| e.to_string())
         })
     };
     let live = Live::new(&config.agreement, engine, Some(gate), observing.trail.clone());
@@ -156,13 +150,13 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     let audit_error = Arc::new(Mutex::new(None));
     let on_batch = {
         let (observing, audit_error) = (observing.clone(), audit_error.clone());
-        Box::new(move |engine: &Engine, t: &accord::tally::Tally, elapsed: Duration| {
+        Box::new(move |engine: &Engine, t: &accord::report::tally::Tally, elapsed: Duration| {
             if let Err(e) = observing.lock().unwrap_or_else(|e| e.into_inner()).batch(engine, t, elapsed) {
                 audit_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
             }
         })
     };
-    let stage = Stage::Enforce(live.clone());
+    let engines: Arc<dyn accord::run::reload::Engines + Send + Sync> = live.clone();
 
     let kafka = config.kafka.clone();
     let grace = kafka.limits.drain_timeout + Duration::from_secs(10);
@@ -173,7 +167,7 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
         let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let stop = shutdown.clone();
-        let mut pipeline = tokio::task::spawn_blocking(move || Pipeline { kafka: &kafka, stage, shutdown: stop, on_batch: Some(on_batch), health: Some(health) }.run());
+        let mut pipeline = tokio::task::spawn_blocking(move || Pipeline { kafka: &kafka, engines, shutdown: stop, on_batch: Some(on_batch), health: Some(health) }.run());
         let signalled = tokio::select! {
             r = &mut pipeline => return r.context("the pipeline panicked"),
             _ = term.recv() => "SIGTERM",
@@ -197,11 +191,9 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     if let Some(e) = audit_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
         return Err(e.into());
     }
-    if let Some(totals) = &summary.totals {
-        let observing = Arc::try_unwrap(observing).ok().expect("the pipeline has stopped").into_inner().unwrap_or_else(|e| e.into_inner());
-        observing.finish(totals)?;
-        print_summary(totals);
-    }
+    let observing = Arc::try_unwrap(observing).ok().expect("the pipeline has stopped").into_inner().unwrap_or_else(|e| e.into_inner());
+    observing.finish(&summary.totals)?;
+    print_summary(&summary.totals);
     if let Some(topic) = audit_topic {
         topic.flush(Duration::from_secs(10));
     }
@@ -209,8 +201,8 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
 }
 
 /// The end-of-run summary: for people on a terminal, one structured event in JSON.
-fn print_summary(totals: &accord::tally::Totals) {
-    if accord::log::installed() == Some(accord::log::LogFormat::Json) {
+fn print_summary(totals: &accord::report::tally::Totals) {
+    if accord::report::log::installed() == Some(accord::report::log::LogFormat::Json) {
         tracing::info!(received = totals.received(), forwarded_events = totals.forwarded_events(), dropped = totals.dropped_total(), "run finished");
     } else {
         eprint!("{}", totals.summary());

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use accord::agreement::Agreement;
-use accord::signing::{signature_path, PartyKey};
+use accord::dpo::signing::{signature_path, PartyKey};
 use anyhow::Context;
 
 use super::{report, Failure, Outcome};

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use accord::signing::{verify_parties, Party};
+use accord::dpo::signing::{verify_parties, Party};
 use anyhow::Context;
 
 use super::{Failure, Outcome};

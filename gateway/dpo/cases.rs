@@ -62,8 +62,6 @@ pub struct OutputExpect {
     pub equals: Vec<(String, Value)>,
 }
 
-const DROP_REASONS: [&str; 6] =
-    ["malformed", "agreement_not_in_force", "prohibited_category", "special_category", "no_matching_rule", "outside_schedule"];
 
 /// The top-level fields of an output event; `attributes.` and `accord.` paths go deeper.
 const FIELDS: [&str; 8] = ["event_id", "source", "category", "occurred_at", "subject_id", "device_id", "attributes", "accord"];
@@ -286,8 +284,9 @@ impl Reader<'_> {
                 match DropReason::ALL.iter().find(|r| r.as_str() == text) {
                     Some(r) => Some(Expect::Dropped(*r)),
                     None => {
-                        let hint = suggest(&text, DROP_REASONS);
-                        self.diags.error(reason.span, format!("unknown drop reason `{text}`{hint} (the reasons: {})", DROP_REASONS.join(", ")));
+                        let reasons = DropReason::ALL.map(DropReason::as_str);
+                        let hint = suggest(&text, reasons);
+                        self.diags.error(reason.span, format!("unknown drop reason `{text}`{hint} (the reasons: {})", reasons.join(", ")));
                         None
                     }
                 }
@@ -462,22 +461,8 @@ impl Reader<'_> {
         }
     }
 
-    /// The entries whose keys are known; every unknown or repeated key is reported.
     fn keys<'n>(&mut self, entries: &'n [(Node, Node)], known: &[&'static str], place: &str) -> Vec<(&'static str, &'n Node)> {
-        let mut out: Vec<(&'static str, &Node)> = Vec::new();
-        for (k, v) in entries {
-            let name = k.as_scalar().unwrap_or("");
-            match known.iter().find(|known| **known == name) {
-                Some(known) if out.iter().any(|(n, _)| n == known) => self.diags.error(k.span, format!("`{name}` is given twice {place}; keep one")),
-                Some(known) => out.push((known, v)),
-                None => {
-                    let hint = suggest(name, known.iter().copied());
-                    let list = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
-                    self.diags.error(k.span, format!("unknown key `{name}` {place}{hint} (known keys: {list})"));
-                }
-            }
-        }
-        out
+        crate::agreement::model::known_keys(&mut self.diags, entries, known, place)
     }
 }
 

@@ -21,6 +21,7 @@ use crate::engine::{DropReason, Engine, Outputs, Verdict};
 use crate::event::Format;
 
 use super::and_list;
+use super::hhmm;
 
 /// The part of the agreement a change is in, in file order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -491,9 +492,6 @@ fn describe_schedule(s: &Schedule) -> String {
     format!("{}, {} to {}, {} time", and_list(&days, "and"), hhmm(s.from), hhmm(s.until), s.timezone.name())
 }
 
-fn hhmm(secs: u32) -> String {
-    format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
-}
 
 fn duration(secs: i64) -> String {
     let unit = |n: i64, one: &str, many: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {many}") };

@@ -12,6 +12,8 @@
 //! placeholder key ([`placeholder_engine`]), never the gateway's.
 
 pub mod cases;
+pub mod explain;
+pub mod signing;
 pub mod diff;
 pub mod render;
 
@@ -29,6 +31,11 @@ pub const PLACEHOLDER_KEY_ID: &str = "placeholder";
 pub fn placeholder_engine(agreement: Arc<Agreement>) -> Engine {
     let key = Key::new(b"accord-dpo-placeholder-key-not-a-secret", PLACEHOLDER_KEY_ID).expect("a valid placeholder key");
     Engine::new(agreement, Arc::new(Pseudonymiser::new(key)))
+}
+
+/// `07:00` for seconds since midnight.
+pub(crate) fn hhmm(secs: u32) -> String {
+    format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
 }
 
 /// `a, b and c` (or `a, b en c`).

@@ -18,6 +18,7 @@ use crate::agreement::taxonomy::{Class, PROHIBITED};
 use crate::agreement::{Agreement, Domain, FieldOp, Rotate, Rule, Schedule};
 
 use super::and_list;
+use super::hhmm;
 
 /// The page's language.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -764,9 +765,6 @@ fn runs(days: &[bool; 7]) -> Vec<(usize, usize)> {
     out
 }
 
-fn hhmm(secs: u32) -> String {
-    format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
-}
 
 fn date(t: DateTime<Utc>, l: Lang) -> String {
     const EN: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];

@@ -1,0 +1,301 @@
+//! The engine: SPEC 2.1 applied to one event at a time. Pure: no I/O, no Kafka, no
+//! global state; it takes a compiled agreement and an event and returns outputs or a
+//! drop reason.
+//!
+//! [`Engine::decide`] runs steps 2 to 6 (in force? prohibited? special? which rule?
+//! in schedule?) and [`Engine::process`] adds decoding (step 1) and writes one output
+//! per purpose into an [`Outputs`] the caller owns and reuses (steps 7 and 8, in
+//! `transform.rs`). A shell feeds it bytes and ships the ranges it returns.
+
+pub mod generalise;
+pub mod names;
+mod transform;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use chrono::{Datelike, Timelike, Utc};
+
+use crate::agreement::taxonomy::{CategoryId, Class};
+use crate::agreement::{Agreement, PurposeId, PurposeSet, Schedule};
+use crate::event::{json, proto, Event, Format, Malformed};
+use crate::pseudonym::Pseudonymiser;
+
+pub use transform::{FieldNote, Treatment};
+
+/// Why an event was dropped: SPEC 2.1's reasons, the only label values of
+/// `accord_events_dropped_total{reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    Malformed,
+    AgreementNotInForce,
+    ProhibitedCategory,
+    SpecialCategory,
+    NoMatchingRule,
+    OutsideSchedule,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 6] = [
+        DropReason::Malformed,
+        DropReason::AgreementNotInForce,
+        DropReason::ProhibitedCategory,
+        DropReason::SpecialCategory,
+        DropReason::NoMatchingRule,
+        DropReason::OutsideSchedule,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::AgreementNotInForce => "agreement_not_in_force",
+            DropReason::ProhibitedCategory => "prohibited_category",
+            DropReason::SpecialCategory => "special_category",
+            DropReason::NoMatchingRule => "no_matching_rule",
+            DropReason::OutsideSchedule => "outside_schedule",
+        }
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A dropped event: the reason, the event's category if the taxonomy or the agreement
+/// names it (else `other`), and for `malformed` what was wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    pub reason: DropReason,
+    pub category: Option<CategoryId>,
+    pub malformed: Option<Malformed>,
+}
+
+/// What steps 2 to 6 decided for an event that is not dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Index into the agreement's rules.
+    pub rule: usize,
+    /// The rule's purposes, narrowed by a special-category exception.
+    pub purposes: PurposeSet,
+}
+
+/// The result of one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Forwarded(Decision),
+    Dropped(Dropped),
+}
+
+/// Per-output field counts, for `accord_fields_*_total`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FieldCounts {
+    pub removed: u32,
+    pub pseudonymised: u32,
+    pub generalised: u32,
+}
+
+/// One output event, as ranges into [`Outputs`]'s buffers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    pub purpose: PurposeId,
+    pub rule: usize,
+    /// The JSON output event in [`Outputs::payload`].
+    pub payload: Range<usize>,
+    /// The record key (the `subject_id` as output) in [`Outputs::key`], if any.
+    pub key: Option<Range<usize>>,
+    pub fields: FieldCounts,
+}
+
+/// The caller's reusable buffers: one event's outputs, scratch space, and the
+/// pseudonyms computed so far. One per thread; it outlives events and engines (the
+/// cache tells one key's entries from another's).
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pub items: Vec<Output>,
+    buf: Vec<u8>,
+    keys: Vec<u8>,
+    msg: Vec<u8>,
+    proto_json: Vec<u8>,
+    /// Pseudonyms already computed: see [`crate::pseudonym::Cache`].
+    pub cache: crate::pseudonym::Cache,
+}
+
+impl Outputs {
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.buf.clear();
+        self.keys.clear();
+    }
+
+    pub fn payload(&self, o: &Output) -> &[u8] {
+        &self.buf[o.payload.clone()]
+    }
+
+    pub fn key(&self, o: &Output) -> Option<&[u8]> {
+        o.key.clone().map(|r| &self.keys[r])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Output, &[u8])> {
+        self.items.iter().map(|o| (o, self.payload(o)))
+    }
+}
+
+/// An agreement and a key, ready to enforce.
+#[derive(Debug)]
+pub struct Engine {
+    agreement: Arc<Agreement>,
+    pseudonymiser: Arc<Pseudonymiser>,
+    /// `,"accord":{...}}` for each (rule, purpose), written once here, copied per output.
+    stamps: Vec<Box<[u8]>>,
+    /// Each rule's `match` lists (sources, categories) in normal form (SPEC 2.5).
+    matchers: Vec<(Option<Vec<String>>, Option<Vec<String>>)>,
+}
+
+impl Engine {
+    pub fn new(agreement: Arc<Agreement>, pseudonymiser: Arc<Pseudonymiser>) -> Engine {
+        let n = agreement.purposes.len();
+        let mut stamps = Vec::with_capacity(agreement.rules.len() * n);
+        for rule in &agreement.rules {
+            for purpose in &agreement.purposes {
+                // In SPEC order: agreement, version, rule, purpose, key_id.
+                let mut bytes = b",\"accord\":{\"agreement\":".to_vec();
+                let text = |b: &mut Vec<u8>, s: &str| serde_json::to_writer(b, s).expect("a string serialises");
+                text(&mut bytes, &agreement.id);
+                bytes.extend_from_slice(format!(",\"version\":{},\"rule\":", agreement.version).as_bytes());
+                text(&mut bytes, &rule.name);
+                bytes.extend_from_slice(b",\"purpose\":");
+                text(&mut bytes, &purpose.name);
+                bytes.extend_from_slice(b",\"key_id\":");
+                text(&mut bytes, pseudonymiser.key_id());
+                bytes.extend_from_slice(b"}}");
+                stamps.push(bytes.into_boxed_slice());
+            }
+        }
+        let normal = |l: &Option<Vec<String>>| l.as_ref().map(|l| l.iter().map(|x| crate::agreement::names::normalise(x)).collect());
+        let matchers = agreement.rules.iter().map(|r| (normal(&r.sources), normal(&r.categories))).collect();
+        Engine { agreement, pseudonymiser, stamps, matchers }
+    }
+
+    pub fn agreement(&self) -> &Arc<Agreement> {
+        &self.agreement
+    }
+
+    pub fn pseudonymiser(&self) -> &Arc<Pseudonymiser> {
+        &self.pseudonymiser
+    }
+
+    /// Steps 1 to 8 for one encoded event: `out` is cleared and holds the outputs.
+    pub fn process(&self, input: &[u8], format: Format, out: &mut Outputs) -> Verdict {
+        out.clear();
+        match format {
+            Format::Json => self.process_json(input, out),
+            Format::Proto => {
+                let mut json = std::mem::take(&mut out.proto_json);
+                let verdict = match proto::to_json(input, &mut json) {
+                    Ok(()) => self.process_json(&json, out),
+                    Err(m) => Verdict::Dropped(malformed(m)),
+                };
+                out.proto_json = json;
+                verdict
+            }
+        }
+    }
+
+    fn process_json(&self, input: &[u8], out: &mut Outputs) -> Verdict {
+        let event = match self.decode_checked(input) {
+            Ok(e) => e,
+            Err(d) => return Verdict::Dropped(d),
+        };
+        let decision = match self.decide(&event) {
+            Ok(d) => d,
+            Err(d) => return Verdict::Dropped(d),
+        };
+        match self.write_outputs(&event, decision, out, None) {
+            Ok(()) => Verdict::Forwarded(decision),
+            Err(m) => {
+                out.clear();
+                Verdict::Dropped(malformed(m))
+            }
+        }
+    }
+
+    /// Steps 2 to 6: the rule and purposes that decide this event, or why it drops.
+    pub fn decide(&self, event: &Event<'_>) -> Result<Decision, Dropped> {
+        let a = &*self.agreement;
+        names::begin(a);
+        // Classified through the taxonomy's terms too: `Mood` is emotion (SPEC 2.1).
+        let verdict = names::category(a, &event.category);
+        let category = verdict.label;
+        let drop = |reason| Dropped { reason, category, malformed: None };
+
+        // 2. In force?
+        let at = event.occurred_at;
+        if a.valid_from.is_some_and(|from| at < from) || a.valid_until.is_some_and(|until| at >= until) {
+            return Err(drop(DropReason::AgreementNotInForce));
+        }
+        // 3 and 4. Prohibited, or special without an exception?
+        let mut allowed = PurposeSet::MAX;
+        match verdict.class {
+            Class::Prohibited => return Err(drop(DropReason::ProhibitedCategory)),
+            Class::Special => {
+                allowed = verdict.allowed;
+                if allowed == 0 {
+                    return Err(drop(DropReason::SpecialCategory));
+                }
+            }
+            Class::Ordinary => {}
+        }
+        // 5. The first rule that lists the source and the category (compared normalised).
+        let rule = names::with_normal_pair(&event.source, &event.category, |source, category| {
+            let listed = |list: &Option<Vec<String>>, v: &str| list.as_ref().is_none_or(|l| l.iter().any(|x| x == v));
+            self.matchers.iter().position(|(s, c)| listed(s, source) && listed(c, category))
+        });
+        let Some(rule) = rule else {
+            return Err(drop(DropReason::NoMatchingRule));
+        };
+        // 4, continued: an exception limits the event to the purposes it names.
+        let purposes = a.rules[rule].purpose_set() & allowed;
+        if purposes == 0 {
+            return Err(drop(DropReason::SpecialCategory));
+        }
+        // 6. Within the rule's schedule?
+        if let Some(s) = a.rules[rule].during {
+            if !in_schedule(&a.schedules[s], at.with_timezone(&Utc)) {
+                return Err(drop(DropReason::OutsideSchedule));
+            }
+        }
+        Ok(Decision { rule, purposes })
+    }
+
+    /// Decodes one JSON event (step 1), for callers that want the event itself.
+    pub fn decode<'a>(&self, input: &'a [u8]) -> Result<Event<'a>, Dropped> {
+        self.decode_checked(input)
+    }
+
+    /// Step 1 with SPEC 2.5's rules on member names: none may hold a control or
+    /// invisible character, and no two members of one object may be equal once
+    /// normalised, at any depth of `attributes`.
+    fn decode_checked<'a>(&self, input: &'a [u8]) -> Result<Event<'a>, Dropped> {
+        let event = json::decode(input).map_err(malformed)?;
+        if let Some(attrs) = event.attributes {
+            let a = &*self.agreement;
+            names::begin(a);
+            crate::event::check_member_names(attrs.get(), |name| names::member_id(a, name)).map_err(malformed)?;
+        }
+        Ok(event)
+    }
+}
+
+fn malformed(m: Malformed) -> Dropped {
+    Dropped { reason: DropReason::Malformed, category: None, malformed: Some(m) }
+}
+
+/// Is `at` inside the schedule's window, in the schedule's timezone?
+pub fn in_schedule(s: &Schedule, at: chrono::DateTime<Utc>) -> bool {
+    let local = at.with_timezone(&s.timezone);
+    let day = local.weekday().num_days_from_monday() as usize;
+    let secs = local.num_seconds_from_midnight();
+    s.days[day] && s.from <= secs && secs < s.until
+}

@@ -1,0 +1,512 @@
+//! Steps 7 and 8: one output event per purpose, written straight into the caller's
+//! buffer.
+//!
+//! Only what the rule lists leaves: `event_id`, `source`, `category` and `occurred_at`
+//! always; `subject_id` and `device_id` if kept or pseudonymised; of `attributes` the
+//! listed paths. Attributes stay raw JSON and are walked member by member; a kept
+//! object or array is copied with every member the taxonomy forbids for this purpose
+//! removed, at any depth. Every field left out, pseudonymised or generalised is
+//! counted, and, for `accord explain`, noted with its path.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::generalise;
+use super::names;
+use super::{Decision, Engine, FieldCounts, Output, Outputs};
+use crate::agreement::taxonomy::Class;
+use crate::agreement::{FieldOp, PurposeId, Rule, Selector};
+use crate::event::json::Str;
+use crate::event::{Event, Malformed};
+use crate::pseudonym;
+
+/// What happened to one field of one output (for `accord explain`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldNote {
+    pub purpose: PurposeId,
+    pub path: String,
+    pub treatment: Treatment,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Treatment {
+    Kept,
+    Pseudonymised,
+    Generalised,
+    /// Left out, and why.
+    Removed(&'static str),
+}
+
+impl Engine {
+    /// Steps 7 and 8 for a decided event: appends one output per purpose to `out`.
+    /// `trace`, when given, receives a note for every field.
+    pub fn write_outputs(&self, event: &Event<'_>, decision: Decision, out: &mut Outputs, mut trace: Option<&mut Vec<FieldNote>>) -> Result<(), Malformed> {
+        let rule = &self.agreement.rules[decision.rule];
+        let at = event.occurred_at.with_timezone(&Utc);
+        names::begin(&self.agreement);
+        for &purpose in &rule.purposes {
+            if decision.purposes & (1 << purpose) == 0 {
+                continue;
+            }
+            let Outputs { items, buf, keys, msg, cache, .. } = out;
+            let start = buf.len();
+            let mut w = Writer { engine: self, purpose, at, counts: FieldCounts::default(), msg, cache, trace: trace.as_deref_mut() };
+            let key = w.write_event(event, rule, buf, keys)?;
+            let stamp = &self.stamps[decision.rule * self.agreement.purposes.len() + purpose as usize];
+            buf.extend_from_slice(stamp);
+            items.push(Output { purpose, rule: decision.rule, payload: start..buf.len(), key, fields: w.counts });
+        }
+        Ok(())
+    }
+}
+
+struct Writer<'a> {
+    engine: &'a Engine,
+    purpose: PurposeId,
+    at: DateTime<Utc>,
+    counts: FieldCounts,
+    msg: &'a mut Vec<u8>,
+    cache: &'a mut pseudonym::Cache,
+    trace: Option<&'a mut Vec<FieldNote>>,
+}
+
+impl Writer<'_> {
+    fn write_event(&mut self, ev: &Event<'_>, rule: &Rule, buf: &mut Vec<u8>, keys: &mut Vec<u8>) -> Result<Option<std::ops::Range<usize>>, Malformed> {
+        buf.extend_from_slice(b"{\"event_id\":");
+        write_str(buf, &ev.event_id);
+        buf.extend_from_slice(b",\"source\":");
+        write_str(buf, &ev.source);
+        buf.extend_from_slice(b",\"category\":");
+        write_str(buf, &ev.category);
+        buf.extend_from_slice(b",\"occurred_at\":");
+        match rule.occurred_at {
+            Some(step) => {
+                generalise::write_utc(generalise::truncate(self.at.timestamp(), step), buf);
+                self.note("", "occurred_at", Treatment::Generalised);
+            }
+            None => write_str(buf, &ev.occurred_at_text),
+        }
+
+        let mut key = None;
+        let key_start = keys.len();
+        match rule.subject_id {
+            Some(op) => {
+                buf.extend_from_slice(b",\"subject_id\":");
+                let value_start = buf.len();
+                self.identifier(op, &ev.subject_id, buf, "subject_id");
+                // The record key is the subject as output, without its JSON quotes.
+                let value = &buf[value_start..];
+                if op == FieldOp::Pseudonymise || !value.contains(&b'\\') {
+                    keys.extend_from_slice(&value[1..value.len() - 1]);
+                } else {
+                    keys.extend_from_slice(ev.subject_id.as_bytes());
+                }
+                key = Some(key_start..keys.len());
+            }
+            None => self.note("", "subject_id", Treatment::Removed("not listed")),
+        }
+        if let Some(device) = &ev.device_id {
+            match rule.device_id {
+                Some(op) => {
+                    buf.extend_from_slice(b",\"device_id\":");
+                    self.identifier(op, device, buf, "device_id");
+                }
+                None => self.note("", "device_id", Treatment::Removed("not listed")),
+            }
+        }
+        if let Some(attrs) = ev.attributes {
+            if rule.attributes.is_empty() {
+                self.note("", "attributes", Treatment::Removed("not listed"));
+            } else {
+                let mark = buf.len();
+                buf.extend_from_slice(b",\"attributes\":");
+                if !self.object(attrs, &rule.attributes, false, "attributes", buf)? {
+                    buf.truncate(mark);
+                }
+            }
+        }
+        for _ in 0..ev.extra_fields {
+            self.note("", "(a field outside the event format)", Treatment::Removed("not part of the event format"));
+        }
+        Ok(key)
+    }
+
+    /// `subject_id` or `device_id`, kept (compile checks who may see it) or pseudonymised.
+    fn identifier(&mut self, op: FieldOp, value: &str, buf: &mut Vec<u8>, name: &str) {
+        if op == FieldOp::Pseudonymise {
+            self.pseudonym(value.as_bytes(), buf);
+            self.note("", name, Treatment::Pseudonymised);
+        } else {
+            write_str(buf, value);
+            self.note("", name, Treatment::Kept);
+        }
+    }
+
+    fn pseudonym(&mut self, value: &[u8], buf: &mut Vec<u8>) {
+        let a = &*self.engine.agreement;
+        pseudonym::message(a, &a.purposes[self.purpose as usize].name, Some(self.at), value, self.msg);
+        buf.push(b'"');
+        self.engine.pseudonymiser.write(self.msg, self.cache, buf);
+        buf.push(b'"');
+    }
+
+    /// Why a member of this name may not reach this purpose (SPEC 2.1 step 7), for
+    /// `explain`; the hot path only counts.
+    fn why_not_allowed(&self, name: &str) -> &'static str {
+        if self.trace.is_none() {
+            return "";
+        }
+        let t = &self.engine.agreement.taxonomy;
+        match t.field(name).map(|c| t.class(c)) {
+            Some(Class::Prohibited) => "prohibited category",
+            _ => "special category without an exception for this purpose",
+        }
+    }
+
+    /// Writes the members of a raw object that `sel` lists (all, if `keep_rest`).
+    /// Returns false, having written nothing, if no member was output.
+    fn object(&mut self, raw: &RawValue, sel: &Selector, keep_rest: bool, path: &str, buf: &mut Vec<u8>) -> Result<bool, Malformed> {
+        let start = buf.len();
+        buf.push(b'{');
+        let mut any = false;
+        let engine = self.engine;
+        let agreement = &*engine.agreement;
+        for_each_member(raw, |name, value| {
+            // Names compare normalised; the taxonomy classifies by words (SPEC 2.5).
+            let (allowed, child) = names::member(agreement, name, sel);
+            let op = child.and_then(|c| c.op).or(if keep_rest { Some(FieldOp::Keep) } else { None });
+            if child.is_none() && !keep_rest {
+                self.note(path, name, Treatment::Removed("not listed"));
+                return Ok(());
+            }
+            if allowed & (1 << self.purpose) == 0 {
+                let why = self.why_not_allowed(name);
+                self.note(path, name, Treatment::Removed(why));
+                return Ok(());
+            }
+            let mark = buf.len();
+            if any {
+                buf.push(b',');
+            }
+            write_str(buf, name);
+            buf.push(b':');
+            let sub = self.sub_path(path, name);
+            if self.value(value, child, op, path, name, &sub, buf)? {
+                any = true;
+            } else {
+                buf.truncate(mark);
+            }
+            Ok(())
+        })?;
+        if !any {
+            buf.truncate(start);
+            return Ok(false);
+        }
+        buf.push(b'}');
+        Ok(true)
+    }
+
+    /// One member's value under its selector (`child`) and operation; false, having
+    /// written nothing, if it is left out.
+    #[allow(clippy::too_many_arguments)]
+    fn value(&mut self, value: &RawValue, child: Option<&Selector>, op: Option<FieldOp>, path: &str, name: &str, sub: &str, buf: &mut Vec<u8>) -> Result<bool, Malformed> {
+        let first = value.get().as_bytes().first().copied();
+        let container = matches!(first, Some(b'{' | b'['));
+        // A kept value whose descendants the rule lists: they apply inside it.
+        let inner = child.filter(|c| !c.children.is_empty());
+        Ok(match (op, inner) {
+            (Some(FieldOp::Keep), Some(c)) if first == Some(b'{') => self.object(value, c, true, sub, buf)?,
+            (Some(FieldOp::Keep), Some(c)) if first == Some(b'[') => self.array(value, c, true, sub, buf)?,
+            (Some(FieldOp::Keep), _) => {
+                self.copy(value, sub, buf)?;
+                if child.is_some() {
+                    self.note(path, name, Treatment::Kept);
+                }
+                true
+            }
+            // A path that ends on an object or array names the value itself: no
+            // pseudonym or generalisation takes it (SPEC 2.5).
+            (Some(_), _) if container => {
+                self.note(path, name, Treatment::Removed("an object or array cannot be pseudonymised or generalised"));
+                false
+            }
+            (Some(op), _) => {
+                let ok = self.apply(op, value, buf);
+                let treatment = match (ok, op) {
+                    (false, _) => Treatment::Removed("its value has a type the operation does not take"),
+                    (true, FieldOp::Pseudonymise) => Treatment::Pseudonymised,
+                    (true, _) => Treatment::Generalised,
+                };
+                self.note(path, name, treatment);
+                ok
+            }
+            (None, Some(c)) if first == Some(b'{') => self.object(value, c, false, sub, buf)?,
+            (None, Some(c)) if first == Some(b'[') => self.array(value, c, false, sub, buf)?,
+            (None, _) => {
+                self.note(path, name, Treatment::Removed("not an object or array, so the listed paths inside it are absent"));
+                false
+            }
+        })
+    }
+
+    /// An array whose objects `sel`'s children name members of (arrays within arrays
+    /// too). Kept (`keep`): every element, with the listed operations applied inside.
+    /// Otherwise only elements in which something is named; false if none is.
+    fn array(&mut self, raw: &RawValue, sel: &Selector, keep: bool, path: &str, buf: &mut Vec<u8>) -> Result<bool, Malformed> {
+        let start = buf.len();
+        buf.push(b'[');
+        let mut n = 0usize;
+        for_each_element(raw, |item| {
+            let mark = buf.len();
+            if n > 0 {
+                buf.push(b',');
+            }
+            let wrote = match item.get().as_bytes().first() {
+                Some(b'{') => self.object(item, sel, keep, path, buf)?,
+                Some(b'[') => self.array(item, sel, keep, path, buf)?,
+                _ if keep => {
+                    buf.extend_from_slice(item.get().as_bytes());
+                    true
+                }
+                _ => {
+                    self.note(path, "[]", Treatment::Removed("an element in which no listed path is named"));
+                    false
+                }
+            };
+            if wrote {
+                n += 1;
+            } else {
+                buf.truncate(mark);
+            }
+            Ok(())
+        })?;
+        if n == 0 && !keep {
+            buf.truncate(start);
+            return Ok(false);
+        }
+        buf.push(b']');
+        Ok(true)
+    }
+
+    /// A kept value: scalars as written; objects and arrays streamed member by member
+    /// without the members the taxonomy forbids for this purpose. Recursion is bounded:
+    /// decoding refused anything nested deeper than `MAX_DEPTH`.
+    fn copy(&mut self, raw: &RawValue, path: &str, buf: &mut Vec<u8>) -> Result<(), Malformed> {
+        let text = raw.get();
+        match text.as_bytes().first() {
+            Some(b'{') => {
+                if !self.object(raw, &EVERYTHING, true, path, buf)? {
+                    buf.extend_from_slice(b"{}");
+                }
+            }
+            Some(b'[') => {
+                buf.push(b'[');
+                let mut first = true;
+                for_each_element(raw, |item| {
+                    if !first {
+                        buf.push(b',');
+                    }
+                    first = false;
+                    self.copy(item, path, buf)
+                })?;
+                buf.push(b']');
+            }
+            _ => buf.extend_from_slice(text.as_bytes()),
+        }
+        Ok(())
+    }
+
+    /// Pseudonymises or generalises a raw value; false if its type does not fit.
+    fn apply(&mut self, op: FieldOp, raw: &RawValue, buf: &mut Vec<u8>) -> bool {
+        let text = raw.get();
+        let is_integer = is_integer(text);
+        match op {
+            FieldOp::Pseudonymise => {
+                if is_integer {
+                    self.pseudonym(text.as_bytes(), buf);
+                } else if text.starts_with('"') {
+                    let Ok(s) = unquote(raw) else { return false };
+                    self.pseudonym(s.as_bytes(), buf);
+                } else {
+                    return false;
+                }
+            }
+            FieldOp::Round(_) if is_integer => buf.extend_from_slice(text.as_bytes()),
+            FieldOp::Round(decimals) => {
+                if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+                    return false;
+                }
+                if !generalise::round_text(text, decimals, buf) {
+                    let Some(x) = number(text) else { return false };
+                    write_f64(buf, generalise::round(x, decimals));
+                }
+            }
+            FieldOp::Bucket(width) => {
+                if is_integer && width.fract() == 0.0 {
+                    let (Ok(x), true) = (text.parse::<i64>(), width < 9.0e18) else { return false };
+                    let mut b = itoa::Buffer::new();
+                    buf.extend_from_slice(b.format(generalise::bucket_int(x, width as i64)).as_bytes());
+                } else {
+                    let Some(x) = number(text) else { return false };
+                    write_f64(buf, generalise::bucket(x, width));
+                }
+            }
+            FieldOp::Truncate(step) => {
+                let Ok(s) = unquote(raw) else { return false };
+                let Ok(at) = DateTime::parse_from_rfc3339(&s) else { return false };
+                generalise::write_utc(generalise::truncate(at.timestamp(), step), buf);
+            }
+            FieldOp::Keep => unreachable!("kept values are copied"),
+        }
+        true
+    }
+
+    fn note(&mut self, path: &str, name: &str, treatment: Treatment) {
+        match treatment {
+            Treatment::Kept => {}
+            Treatment::Pseudonymised => self.counts.pseudonymised += 1,
+            Treatment::Generalised => self.counts.generalised += 1,
+            Treatment::Removed(_) => self.counts.removed += 1,
+        }
+        if let Some(trace) = self.trace.as_deref_mut() {
+            let path = if path.is_empty() { name.to_string() } else { format!("{path}.{name}") };
+            trace.push(FieldNote { purpose: self.purpose, path, treatment });
+        }
+    }
+
+    /// The dotted path of a member, built only when explaining.
+    fn sub_path(&self, path: &str, name: &str) -> String {
+        if self.trace.is_some() {
+            format!("{path}.{name}")
+        } else {
+            String::new()
+        }
+    }
+}
+
+fn is_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn number(text: &str) -> Option<f64> {
+    let first = *text.as_bytes().first()?;
+    if first == b'-' || first.is_ascii_digit() {
+        text.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// A raw JSON string's contents, borrowed when it has no escapes.
+fn unquote(raw: &RawValue) -> Result<Cow<'_, str>, ()> {
+    let text = raw.get();
+    if !text.starts_with('"') {
+        return Err(());
+    }
+    let inner = &text[1..text.len() - 1];
+    if !inner.contains('\\') {
+        return Ok(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(text).map(Cow::Owned).map_err(|_| ())
+}
+
+fn write_str(buf: &mut Vec<u8>, s: &str) {
+    // Fast path: nothing to escape.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        buf.push(b'"');
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *buf, s).expect("writing to a Vec cannot fail");
+    }
+}
+
+fn write_f64(buf: &mut Vec<u8>, x: f64) {
+    if x.is_finite() {
+        let mut b = ryu::Buffer::new();
+        buf.extend_from_slice(b.format_finite(x).as_bytes());
+    } else {
+        buf.extend_from_slice(b"null");
+    }
+}
+
+/// The selector of a kept value: no paths of its own, everything kept.
+static EVERYTHING: Selector = Selector { op: None, children: Vec::new(), written: String::new(), allowed: None };
+
+/// Calls `f` for each element of a raw JSON array, in order.
+fn for_each_element<'a, F>(raw: &'a RawValue, mut f: F) -> Result<(), Malformed>
+where
+    F: FnMut(&'a RawValue) -> Result<(), Malformed>,
+{
+    walk(raw, |_, value| f(value))
+}
+
+/// Calls `f` for each member of a raw JSON object, in order, without building a tree.
+fn for_each_member<'a, F>(raw: &'a RawValue, mut f: F) -> Result<(), Malformed>
+where
+    F: FnMut(&str, &'a RawValue) -> Result<(), Malformed>,
+{
+    walk(raw, |name, value| f(name.unwrap_or_default(), value))
+}
+
+/// Calls `f` for each member (with its name) or element (without) of a raw object or
+/// array; the first error `f` returns stops the walk and is returned.
+fn walk<'a, F>(raw: &'a RawValue, f: F) -> Result<(), Malformed>
+where
+    F: FnMut(Option<&str>, &'a RawValue) -> Result<(), Malformed>,
+{
+    let mut failure = None;
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    match de.deserialize_any(Walk { f, failure: &mut failure }) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(failure.unwrap_or(Malformed::NotJson)),
+    }
+}
+
+struct Walk<'w, F> {
+    f: F,
+    failure: &'w mut Option<Malformed>,
+}
+
+impl<'de, F> Walk<'_, F>
+where
+    F: FnMut(Option<&str>, &'de RawValue) -> Result<(), Malformed>,
+{
+    fn call<E: de::Error>(&mut self, name: Option<&str>, value: &'de RawValue) -> Result<(), E> {
+        (self.f)(name, value).map_err(|m| {
+            *self.failure = Some(m);
+            E::custom("malformed")
+        })
+    }
+}
+
+impl<'de, F> Visitor<'de> for Walk<'_, F>
+where
+    F: FnMut(Option<&str>, &'de RawValue) -> Result<(), Malformed>,
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object or an array")
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            self.call(None, item)?;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            let value: &'de RawValue = map.next_value()?;
+            self.call(Some(&key.0), value)?;
+        }
+        Ok(())
+    }
+}

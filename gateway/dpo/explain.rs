@@ -1,0 +1,234 @@
+//! `accord explain`: SPEC 2.1 step by step for one event, written for a DPO.
+//!
+//! It calls the same engine functions the gateway runs (`decode`, `decide`,
+//! `write_outputs`), so what it says is what happens; it only adds the reasons.
+
+use std::fmt::Write as _;
+
+use chrono::{Datelike, Utc};
+
+use crate::agreement::taxonomy::Class;
+use crate::agreement::{Agreement, FieldOp, Rule};
+use crate::engine::{in_schedule, DropReason, Engine, FieldNote, Outputs, Treatment};
+use super::hhmm;
+
+const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+
+/// The explanation of one JSON event, as text.
+pub fn explain(engine: &Engine, input: &[u8]) -> String {
+    let a = &**engine.agreement();
+    let mut s = String::new();
+    let w = &mut s;
+    let _ = writeln!(w, "Agreement `{}` version {}.", a.id, a.version);
+
+    let event = match engine.decode(input) {
+        Ok(e) => e,
+        Err(d) => {
+            let why = d.malformed.map(|m| m.to_string()).unwrap_or_default();
+            let _ = writeln!(w, "1. Decode: the event is malformed ({why}).");
+            let _ = writeln!(w, "\nVerdict: dropped, reason `malformed`. Nothing is forwarded; the gateway quarantines the record's position, never its content.");
+            return s;
+        }
+    };
+    let _ = writeln!(w, "Event `{}`: source `{}`, category `{}`, occurred at {}.\n", event.event_id, event.source, event.category, event.occurred_at_text);
+    let _ = writeln!(w, "1. Decode: ok.");
+    let verdict = engine.decide(&event);
+    let at = event.occurred_at.with_timezone(&Utc);
+
+    // 2.
+    let window = format!(
+        "[{}, {})",
+        a.valid_from.map_or("open".into(), |t| t.to_rfc3339()),
+        a.valid_until.map_or("open".into(), |t| t.to_rfc3339())
+    );
+    if matches!(verdict, Err(d) if d.reason == DropReason::AgreementNotInForce) {
+        let _ = writeln!(w, "2. In force: no. {} UTC is outside {window}.", at.to_rfc3339());
+        return dropped(s, DropReason::AgreementNotInForce, "the agreement does not cover this moment");
+    }
+    let _ = writeln!(w, "2. In force: yes, {} is within {window}.", at.to_rfc3339());
+
+    // 3 and 4.
+    // Classified through the taxonomy's terms too (SPEC 2.1): `Mood` is emotion.
+    let verdict_of_name = crate::engine::names::category_verdict(a, &event.category);
+    let label = verdict_of_name.label.map(|c| a.taxonomy.name(c).to_string()).unwrap_or_default();
+    let reads_as = if label.is_empty() || crate::agreement::names::normalise(&label) == crate::agreement::names::normalise(&event.category) {
+        String::new()
+    } else {
+        format!(" (it reads as `{label}`)")
+    };
+    let class = verdict_of_name.label.map(|c| (c, verdict_of_name.class));
+    match class {
+        Some((_, Class::Prohibited)) => {
+            let why = crate::agreement::taxonomy::legal_basis(&label).unwrap_or("the agreement prohibits it");
+            let _ = writeln!(w, "3. Prohibited category: yes, `{}`{reads_as} is prohibited ({why}).", event.category);
+            return dropped(s, DropReason::ProhibitedCategory, "this kind of data may never be collected");
+        }
+        _ => {
+            let _ = writeln!(w, "3. Prohibited category: no.");
+        }
+    }
+    match class {
+        Some((_, Class::Special)) => {
+            let allowed = verdict_of_name.allowed;
+            if allowed == 0 {
+                let _ = writeln!(w, "4. Special category: `{}`{reads_as} is special (GDPR art. 9) and no `special_allowed` entry covers it.", event.category);
+                return dropped(s, DropReason::SpecialCategory, "health and biometric data need an explicit exception");
+            }
+            let names = purpose_names(a, allowed);
+            let _ = writeln!(w, "4. Special category: `{}`{reads_as} is special (GDPR art. 9); its exception allows only: {names}.", event.category);
+        }
+        _ => {
+            let _ = writeln!(w, "4. Special category: no.");
+        }
+    }
+
+    // 5.
+    let mut skipped = Vec::new();
+    for rule in &a.rules {
+        if rule.matches(&event.source, &event.category) {
+            break;
+        }
+        skipped.push(format!("   rule `{}` (line {}) does not match: {}", rule.name, rule.line, mismatch(rule, &event.source, &event.category)));
+    }
+    let decision = match verdict {
+        Err(d) if d.reason == DropReason::NoMatchingRule => {
+            let _ = writeln!(w, "5. Rule: none matches source `{}` and category `{}`:", event.source, event.category);
+            for line in &skipped {
+                let _ = writeln!(w, "{line}");
+            }
+            return dropped(s, DropReason::NoMatchingRule, "what is not agreed is not allowed");
+        }
+        _ => a.rules.iter().position(|r| r.matches(&event.source, &event.category)).expect("a rule matched"),
+    };
+    let rule = &a.rules[decision];
+    let _ = writeln!(w, "5. Rule: `{}` (line {}) matches source `{}` and category `{}`; the first rule that matches decides.", rule.name, rule.line, event.source, event.category);
+    for line in &skipped {
+        let _ = writeln!(w, "{line}");
+    }
+    if matches!(verdict, Err(d) if d.reason == DropReason::SpecialCategory) {
+        let _ = writeln!(w, "   None of its purposes ({}) is covered by the exception.", purpose_names(a, rule.purpose_set()));
+        return dropped(s, DropReason::SpecialCategory, "the exception names none of this rule's purposes");
+    }
+
+    // 6.
+    match rule.during {
+        None => {
+            let _ = writeln!(w, "6. Schedule: the rule has none; it applies at any time.");
+        }
+        Some(i) => {
+            let sched = &a.schedules[i];
+            let local = at.with_timezone(&sched.timezone);
+            let inside = in_schedule(sched, at);
+            let days: Vec<&str> = (0..7).filter(|d| sched.days[*d]).map(|d| &DAYS[d][..3]).collect();
+            let _ = writeln!(
+                w,
+                "6. Schedule `{}`: {} {} in {} is {} {} {}-{}.",
+                sched.name,
+                DAYS[local.weekday().num_days_from_monday() as usize],
+                local.format("%H:%M"),
+                sched.timezone.name(),
+                if inside { "within" } else { "outside" },
+                days.join(", "),
+                hhmm(sched.from),
+                hhmm(sched.until)
+            );
+            if !inside {
+                return dropped(s, DropReason::OutsideSchedule, "the rule only applies during its schedule");
+            }
+        }
+    }
+
+    // 7 and 8.
+    let decision = verdict.expect("every drop returned above");
+    let mut outputs = Outputs::default();
+    let mut notes: Vec<FieldNote> = Vec::new();
+    if let Err(m) = engine.write_outputs(&event, decision, &mut outputs, Some(&mut notes)) {
+        let _ = writeln!(w, "7. Output: the attributes cannot be read ({m}).");
+        return dropped(s, DropReason::Malformed, "a value the rule needs is not valid");
+    }
+    let _ = writeln!(w, "7-8. {} output(s), one per purpose:", outputs.items.len());
+    for o in &outputs.items {
+        let p = &a.purposes[o.purpose as usize];
+        let _ = writeln!(w, "\n   -> purpose `{}`, topic `{}`", p.name, p.topic);
+        let mine: Vec<&FieldNote> = notes.iter().filter(|n| n.purpose == o.purpose).collect();
+        let list = |t: fn(&Treatment) -> bool| mine.iter().filter(|n| t(&n.treatment)).map(|n| n.path.as_str()).collect::<Vec<_>>();
+        let _ = writeln!(w, "      always:        event_id, source, category, occurred_at");
+        line(w, "kept", &list(|t| *t == Treatment::Kept));
+        line(w, "pseudonymised", &list(|t| *t == Treatment::Pseudonymised));
+        let generalised: Vec<String> = mine
+            .iter()
+            .filter(|n| n.treatment == Treatment::Generalised)
+            .map(|n| format!("{} ({})", n.path, describe_op(rule, &n.path)))
+            .collect();
+        line(w, "generalised", &generalised.iter().map(String::as_str).collect::<Vec<_>>());
+        let removed: Vec<String> = mine
+            .iter()
+            .filter_map(|n| match n.treatment {
+                Treatment::Removed(why) => Some(format!("{} ({why})", n.path)),
+                _ => None,
+            })
+            .collect();
+        line(w, "removed", &removed.iter().map(String::as_str).collect::<Vec<_>>());
+        let _ = writeln!(w, "      output:        {}", String::from_utf8_lossy(outputs.payload(o)));
+    }
+    let _ = writeln!(w, "\nVerdict: forwarded to {}.", purpose_names(a, decision.purposes));
+    s
+}
+
+fn dropped(mut s: String, reason: DropReason, why: &str) -> String {
+    let _ = writeln!(s, "\nVerdict: dropped, reason `{reason}`: {why}. Nothing is forwarded.");
+    s
+}
+
+fn line(w: &mut String, label: &str, items: &[&str]) {
+    if !items.is_empty() {
+        let _ = writeln!(w, "      {:<14} {}", format!("{label}:"), items.join(", "));
+    }
+}
+
+fn purpose_names(a: &Agreement, set: u64) -> String {
+    let names: Vec<String> = a.purposes.iter().enumerate().filter(|(i, _)| set & (1 << i) != 0).map(|(_, p)| format!("`{}`", p.name)).collect();
+    names.join(", ")
+}
+
+fn mismatch(rule: &Rule, source: &str, category: &str) -> String {
+    let list = |l: &Option<Vec<String>>| l.as_ref().map(|l| l.join(", ")).unwrap_or_default();
+    let n = crate::agreement::names::normalise;
+    if !rule.sources.as_ref().is_none_or(|l| l.iter().any(|x| n(x) == n(source))) {
+        format!("source `{source}` is not one of [{}]", list(&rule.sources))
+    } else {
+        format!("category `{category}` is not one of [{}] (names compare ignoring case, accents and look-alike letters)", list(&rule.categories))
+    }
+}
+
+fn describe_op(rule: &Rule, path: &str) -> String {
+    let op = if path == "occurred_at" {
+        rule.occurred_at.map(FieldOp::Truncate)
+    } else {
+        let rest = path.strip_prefix("attributes.").unwrap_or(path);
+        let segments: Vec<&str> = rest.split('.').collect();
+        let mut sel = Some(&rule.attributes);
+        let mut op = None;
+        for seg in segments {
+            sel = sel.and_then(|s| s.child(seg));
+            op = sel.and_then(|s| s.op).or(op);
+        }
+        op
+    };
+    match op {
+        Some(FieldOp::Round(n)) => format!("rounded to {n} decimals"),
+        Some(FieldOp::Bucket(w)) => format!("down to a multiple of {w}"),
+        Some(FieldOp::Truncate(secs)) => format!("truncated to {}", duration(secs)),
+        _ => String::new(),
+    }
+}
+
+fn duration(secs: i64) -> String {
+    match secs {
+        s if s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+

@@ -1,0 +1,204 @@
+//! What operators and auditors scrape: Prometheus metrics (SPEC section 5) and the
+//! health endpoints, on the admin address.
+//!
+//! Metric handles are registered once per agreement ([`Metrics::new`]); the shells
+//! count into a plain [`Tally`] per batch and hand it over here, so no label is ever
+//! formatted per event. Label values come only from bounded sets: the agreement's
+//! names, the drop reasons, the configured inputs.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::agreement::Agreement;
+use crate::engine::DropReason;
+use crate::report::tally::Tally;
+
+/// Buckets of `accord_processing_seconds` (per batch).
+const BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+pub fn recorder() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full("accord_processing_seconds".into()), BUCKETS)
+            .expect("buckets are not empty")
+            .install_recorder()
+            .expect("the metrics recorder is installed once");
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    describe_counter!("accord_events_received_total", "Events read from an input.");
+    describe_counter!("accord_events_forwarded_total", "Output events sent to a purpose's topic, by the rule that allowed them.");
+    describe_counter!("accord_events_dropped_total", "Events dropped, by reason and category (a taxonomy or agreement name, else other).");
+    describe_counter!("accord_fields_removed_total", "Fields removed from outputs, by rule.");
+    describe_counter!("accord_fields_pseudonymised_total", "Fields pseudonymised, by purpose.");
+    describe_counter!("accord_fields_generalised_total", "Fields generalised, by rule.");
+    describe_gauge!("accord_agreement_info", "1 for the agreement in force.");
+    describe_counter!("accord_agreement_reloads_total", "Agreement loads, by result (loaded or refused).");
+    describe_histogram!("accord_processing_seconds", "Time to enforce one batch of events.");
+    describe_gauge!("accord_kafka_consumer_lag", "Records in an assigned input partition not yet done (from librdkafka's statistics; 0 once unassigned).");
+    describe_gauge!("accord_kafka_producer_queue_messages", "Records waiting in librdkafka's producer queues.");
+    describe_gauge!("accord_kafka_producer_queue_bytes", "Bytes of the records waiting in librdkafka's producer queues.");
+    describe_counter!("accord_kafka_delivery_errors_total", "Outputs whose delivery failed (each is retried, or its transaction aborted).");
+}
+
+/// Counter handles for one agreement, indexed like [`Tally`].
+#[derive(Debug)]
+pub struct Metrics {
+    received: Counter,
+    forwarded: Vec<Counter>,
+    dropped: Vec<Counter>,
+    removed: Vec<Counter>,
+    generalised: Vec<Counter>,
+    pseudonymised: Vec<Counter>,
+    processing: Histogram,
+    info: Gauge,
+}
+
+impl Metrics {
+    /// Registers every handle the agreement can need, labelled with `input`.
+    pub fn new(a: &Agreement, input: &str) -> Metrics {
+        recorder();
+        let mut forwarded = Vec::with_capacity(a.rules.len() * a.purposes.len());
+        for rule in &a.rules {
+            for purpose in &a.purposes {
+                forwarded.push(counter!("accord_events_forwarded_total", "purpose" => purpose.name.clone(), "rule" => rule.name.clone()));
+            }
+        }
+        let mut dropped = Vec::new();
+        for reason in DropReason::ALL {
+            for (_, name, _) in a.taxonomy.iter() {
+                dropped.push(counter!("accord_events_dropped_total", "reason" => reason.as_str(), "category" => name.to_string()));
+            }
+            dropped.push(counter!("accord_events_dropped_total", "reason" => reason.as_str(), "category" => "other"));
+        }
+        let per_rule = |name: &'static str| a.rules.iter().map(|r| counter!(name, "rule" => r.name.clone())).collect();
+        Metrics {
+            received: counter!("accord_events_received_total", "input" => input.to_string()),
+            forwarded,
+            dropped,
+            removed: per_rule("accord_fields_removed_total"),
+            generalised: per_rule("accord_fields_generalised_total"),
+            pseudonymised: a.purposes.iter().map(|p| counter!("accord_fields_pseudonymised_total", "purpose" => p.name.clone())).collect(),
+            processing: histogram!("accord_processing_seconds"),
+            info: gauge!("accord_agreement_info", "agreement" => a.id.clone(), "version" => a.version.to_string(), "sha256" => a.sha256.clone()),
+        }
+    }
+
+    /// Adds one batch's tally (of the same agreement) and its processing time.
+    pub fn record(&self, t: &Tally, elapsed: Duration) {
+        self.received.increment(t.received);
+        for (pairs, counts) in [
+            (&self.forwarded, &t.forwarded),
+            (&self.dropped, &t.dropped),
+            (&self.removed, &t.fields_removed),
+            (&self.generalised, &t.fields_generalised),
+            (&self.pseudonymised, &t.fields_pseudonymised),
+        ] {
+            for (c, n) in pairs.iter().zip(counts) {
+                if *n > 0 {
+                    c.increment(*n);
+                }
+            }
+        }
+        self.processing.record(elapsed.as_secs_f64());
+    }
+
+    /// Marks this agreement as the one in force (1), or no longer (0).
+    pub fn set_in_force(&self, yes: bool) {
+        self.info.set(if yes { 1.0 } else { 0.0 });
+    }
+}
+
+/// Counts an agreement load: `loaded` or `refused`.
+pub fn count_reload(loaded: bool) {
+    recorder();
+    counter!("accord_agreement_reloads_total", "result" => if loaded { "loaded" } else { "refused" }).increment(1);
+}
+
+/// What `/readyz` answers: an agreement in force and, in Kafka mode, a consumer with
+/// partitions assigned.
+#[derive(Debug, Default)]
+pub struct Health {
+    agreement: AtomicBool,
+    needs_kafka: AtomicBool,
+    kafka: AtomicBool,
+}
+
+impl Health {
+    pub fn new(needs_kafka: bool) -> Arc<Health> {
+        let h = Health::default();
+        h.needs_kafka.store(needs_kafka, Ordering::Relaxed);
+        Arc::new(h)
+    }
+
+    pub fn set_agreement(&self, in_force: bool) {
+        self.agreement.store(in_force, Ordering::Relaxed);
+    }
+
+    pub fn set_kafka(&self, assigned: bool) {
+        self.kafka.store(assigned, Ordering::Relaxed);
+    }
+
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if !self.agreement.load(Ordering::Relaxed) {
+            return Err("no agreement in force");
+        }
+        if self.needs_kafka.load(Ordering::Relaxed) && !self.kafka.load(Ordering::Relaxed) {
+            return Err("not connected to Kafka with partitions assigned");
+        }
+        Ok(())
+    }
+}
+
+/// The admin routes: `/metrics`, `/healthz`, `/readyz`.
+pub fn router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(|| async { recorder().render() }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(h): State<Arc<Health>>| async move {
+                match h.ready() {
+                    Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+                }
+            }),
+        )
+        .with_state(health)
+}
+
+/// Serves the admin routes on `addr` until the runtime stops.
+pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router(health)).await
+}
+
+/// Binds `addr` and serves the admin routes from a thread of their own (for file mode,
+/// which has no async runtime). Returns the bound address (port 0 picks a free one).
+pub fn spawn(addr: SocketAddr, health: Arc<Health>) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new().name("accord-admin".into()).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime for the admin server");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a bound listener");
+            let _ = axum::serve(listener, router(health)).await;
+        });
+    })?;
+    Ok(bound)
+}

@@ -1,0 +1,294 @@
+//! At-least-once delivery, the default: an input offset is committed only once every
+//! output of it and of every earlier record of its partition is acknowledged.
+//!
+//! The loop consumes one record at a time, registers it with the watermarks (with the
+//! number of outputs it made), and hands its outputs to the producer. Delivery reports
+//! move the watermarks on the producer's thread; the loop stores the watermarks that
+//! moved (`enable.auto.offset.store=false`), and librdkafka commits stored offsets
+//! every `limits.commit_interval`, on revoke and on close. A failed delivery comes back
+//! as a retry with backoff and holds its partition's watermark until it succeeds.
+//!
+//! Backpressure: with `limits.max_in_flight` outputs unacknowledged, or a record held
+//! because librdkafka's queue is full, the assigned partitions are paused; the loop keeps
+//! polling (rebalances, group membership) and resumes below three quarters of the limit.
+//! Shutdown: pause, drain (at most `limits.drain_timeout`), store, close (which commits),
+//! flush the producer, and only then drop it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::Producer as _;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::offsets::Tp;
+use super::sink::{backoff, queue_full, send, send_owned, Held, Owned, Producer, Records, Shared, SinkContext, Ticket};
+use super::source::{Source, SourceContext};
+use super::{consumer_config, producer_config, Error, OnBatch, Pipeline, Summary, Throttle};
+use crate::config::{Delivery, Kafka};
+use crate::report::tally::Totals;
+
+pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
+    let k = p.kafka;
+    let shared = Arc::new(Shared::new(Delivery::AtLeastOnce));
+    let producer: Producer =
+        producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?;
+    let mut context = SourceContext::new(shared.clone(), k.topics.clone(), k.limits.drain_timeout, None);
+    context.health = p.health.clone();
+    let consumer: Source = consumer_config(k).create_with_context(context).map_err(|source| Error::Client { what: "consumer", source })?;
+    let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(Error::Subscribe)?;
+    tracing::info!("consuming {} as group `{}`, delivery at_least_once", topics.join(", "), k.group);
+
+    let records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
+    let total = Totals::default();
+    let mut work = Work {
+        k,
+        producer,
+        shared,
+        records,
+        held: Held::new(),
+        paused: false,
+        advanced: Vec::new(),
+        last_store: Instant::now(),
+        last_batch: Instant::now(),
+        total,
+        on_batch: p.on_batch,
+        count: 0,
+        ticks: 0,
+        throttle: Throttle::default(),
+    };
+    work.consume(&consumer, &p.shutdown);
+    let started = Instant::now();
+    let unacknowledged = work.drain(&consumer);
+    work.batch();
+    // Close: the revoke callback stores the final watermarks, librdkafka commits them.
+    drop(consumer);
+    let left = k.limits.drain_timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
+    if let Err(e) = work.producer.flush(left) {
+        tracing::warn!("the producer could not flush before closing ({e})");
+    }
+    tracing::info!("stopped after {} record(s)", work.count);
+    Ok(Summary { records: work.count, totals: work.total, unacknowledged })
+}
+
+struct Work<'a> {
+    k: &'a Kafka,
+    producer: Producer,
+    shared: Arc<Shared>,
+    records: Records,
+    held: Held,
+    paused: bool,
+    advanced: Vec<(Tp, i64)>,
+    last_store: Instant,
+    last_batch: Instant,
+    total: Totals,
+    on_batch: Option<OnBatch>,
+    count: u64,
+    ticks: u32,
+    throttle: Throttle,
+}
+
+/// How often moved watermarks are stored (librdkafka commits them on its own interval).
+const STORE_EVERY: Duration = Duration::from_millis(50);
+
+impl Work<'_> {
+    fn consume(&mut self, consumer: &Source, shutdown: &super::Shutdown) {
+        let max = self.k.limits.max_in_flight;
+        while !shutdown.requested() {
+            self.take_retries(false);
+            self.send_held();
+            let outstanding = self.shared.outstanding();
+            let busy = !self.held.is_empty() || outstanding >= max;
+            // Pause at the limit, resume below three quarters of it. After a rebalance
+            // the whole assignment is set again: librdkafka keeps a partition's pause
+            // across a lost and regained assignment, and new partitions come unpaused.
+            let want = busy || (self.paused && outstanding > max / 4 * 3);
+            let changed = consumer.context().assignment_changed.swap(false, Ordering::Relaxed);
+            if want != self.paused || changed {
+                self.pause(consumer, want);
+            }
+            let wait = Duration::from_millis(if self.paused { 10 } else { 100 });
+            match consumer.poll(wait) {
+                Some(Ok(m)) => self.handle(consumer.context(), &m),
+                Some(Err(e)) => {
+                    if self.throttle.allow(&e.to_string()) {
+                        tracing::warn!("consumer: {e}");
+                    }
+                }
+                None => self.ticks = 63, // Idle: look at the clock now.
+            }
+            self.tick(consumer);
+        }
+    }
+
+    /// One consumed record: enforce, register, produce.
+    fn handle(&mut self, context: &SourceContext, m: &BorrowedMessage<'_>) {
+        self.count += 1;
+        let Some(tp) = context.tp(m.topic(), m.partition()) else { return };
+        let (offset, payload) = (m.offset(), m.payload().unwrap_or_default());
+        let n = self.records.process(m.topic(), m.partition(), offset, payload);
+        let epoch = {
+            let mut state = self.shared.lock();
+            let epoch = state.marks.register(tp, offset, n as u32);
+            self.shared.sync_outstanding(&state);
+            epoch
+        };
+        for i in 0..n {
+            let out = self.records.get(i);
+            let ticket = Box::new(Ticket { tp, epoch, offset, attempt: 0 });
+            if let Err((e, ticket)) = send(&self.producer, &out, ticket) {
+                not_sent(&self.shared, &mut self.held, &self.throttle, Owned::of(&out, ticket), e, false);
+            }
+        }
+    }
+
+    /// Hands held records to librdkafka again, in order, until its queue is full.
+    fn send_held(&mut self) {
+        while let Some(o) = self.held.pop_front() {
+            if !self.shared.lock().marks.resent(o.ticket.tp, o.ticket.epoch) {
+                continue; // Its partition was revoked: its next owner produces it again.
+            }
+            if let Err(failed) = send_owned(&self.producer, o) {
+                let (e, o) = *failed;
+                let full = queue_full(&e);
+                not_sent(&self.shared, &mut self.held, &self.throttle, o, e, true);
+                if full {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Moves retries that are due (or all of them) to the back of the held queue.
+    fn take_retries(&mut self, all: bool) {
+        let mut state = self.shared.lock();
+        if state.retries.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut i = 0;
+        while i < state.retries.len() {
+            if all || state.retries[i].due <= now {
+                self.held.push_back(state.retries.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn pause(&mut self, consumer: &Source, pause: bool) {
+        self.paused = pause;
+        let Ok(assignment) = consumer.assignment() else { return };
+        if assignment.count() == 0 {
+            return;
+        }
+        let result = if pause { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+        if let Err(e) = result {
+            tracing::warn!("could not {} the input partitions ({e})", if pause { "pause" } else { "resume" });
+        }
+    }
+
+    fn tick(&mut self, consumer: &Source) {
+        // The clock is read once every 64 records while they stream in.
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks % 64 != 0 && !self.paused {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.last_store) >= STORE_EVERY {
+            self.store(consumer);
+            self.last_store = now;
+        }
+        if now.duration_since(self.last_batch) >= self.k.limits.commit_interval {
+            self.batch();
+            self.last_batch = now;
+        }
+    }
+
+    /// Stores the watermarks that moved; librdkafka commits them.
+    fn store(&mut self, consumer: &Source) {
+        self.advanced.clear();
+        self.shared.lock().marks.advanced(&mut self.advanced);
+        if self.advanced.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::with_capacity(self.advanced.len());
+        for (tp, offset) in &self.advanced {
+            let _ = tpl.add_partition_offset(&self.k.topics[tp.topic as usize], tp.partition, Offset::Offset(*offset));
+        }
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            if self.throttle.allow("store") {
+                tracing::warn!("could not store offsets ({e})");
+            }
+        }
+    }
+
+    /// Hands this batch's counts to the total (and to whoever reports them).
+    fn batch(&mut self) {
+        for b in self.records.take_batches() {
+            if let Some(f) = &mut self.on_batch {
+                f(&b.engine, &b.tally, b.busy);
+            }
+            self.total.add(b.engine.agreement(), &b.tally);
+        }
+    }
+
+    /// Stops taking records and waits for what is in flight, at most the drain
+    /// timeout; stores what is done. Returns the outputs left unacknowledged.
+    fn drain(&mut self, consumer: &Source) -> usize {
+        self.pause(consumer, true);
+        let started = Instant::now();
+        tracing::info!("stopping: draining {} output(s) in flight", self.shared.outstanding() + self.held.len());
+        loop {
+            self.take_retries(false);
+            self.send_held();
+            // Serves rebalances; a record fetched before the pause is left unconsumed
+            // (it is not registered, so its offset is never committed).
+            let _ = consumer.poll(Duration::from_millis(20));
+            self.store(consumer);
+            if self.shared.outstanding() == 0 && self.held.is_empty() {
+                break;
+            }
+            if started.elapsed() >= self.k.limits.drain_timeout {
+                break;
+            }
+        }
+        self.store(consumer);
+        consumer.context().closing.store(true, Ordering::Relaxed);
+        let left = self.shared.outstanding();
+        if left > 0 {
+            tracing::warn!("{left} output(s) were not acknowledged within {:?}; their records will be consumed again", self.k.limits.drain_timeout);
+        }
+        // Commit now; closing commits again on unassign and waits for both.
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+            if !matches!(e, rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) {
+                tracing::warn!("could not commit offsets before closing ({e})");
+            }
+        }
+        left
+    }
+}
+
+/// A record librdkafka did not take: held while its queue is full (at the front when it
+/// was already first in line), otherwise retried later.
+fn not_sent(shared: &Shared, held: &mut Held, throttle: &Throttle, mut o: Owned, e: rdkafka::error::KafkaError, front: bool) {
+    let mut state = shared.lock();
+    state.marks.unsent(o.ticket.tp, o.ticket.epoch);
+    if queue_full(&e) {
+        if front {
+            held.push_front(o);
+        } else {
+            held.push_back(o);
+        }
+        return;
+    }
+    o.ticket.attempt = o.ticket.attempt.saturating_add(1);
+    o.due = Instant::now() + backoff(o.ticket.attempt);
+    if throttle.allow("produce") {
+        tracing::warn!("could not produce to {} ({e}); retrying, and offsets of input partition {} wait for it", o.topic, o.ticket.tp.partition);
+    }
+    state.retries.push(o);
+}

@@ -1,0 +1,166 @@
+//! The consuming side's context: what happens when the group takes partitions away
+//! or hands new ones over, and where librdkafka's own messages go.
+//!
+//! Rebalance callbacks run inside `poll`, on the consumer loop's thread, between two
+//! records, so nothing is half-processed when they run. On revoke:
+//! - at-least-once: wait (at most `limits.drain_timeout`) until the revoked
+//!   partitions' outputs still with the producer are reported, store their watermarks,
+//!   and forget them. librdkafka commits stored offsets as it unassigns, without
+//!   blocking the callback. Acknowledgements arrive on the producer's thread, so the
+//!   wait cannot deadlock; an output that failed and waits for a retry is not waited
+//!   for: the partition's next owner consumes its record again.
+//! - exactly-once: commit the open transaction (outputs and offsets together) while the
+//!   group generation is still ours; if that fails, abort it.
+//!
+//! A lost assignment (the group moved on without us) is forgotten without committing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::exactly_once::Transactions;
+use super::offsets::Tp;
+use super::sink::Shared;
+use super::stats::ConsumerStats;
+use super::{describe, Throttle};
+
+/// The consumer every mode uses.
+pub type Source = BaseConsumer<SourceContext>;
+
+pub struct SourceContext {
+    pub shared: Arc<Shared>,
+    /// The input topics; a [`Tp`] names one by its index here.
+    pub topics: Vec<String>,
+    pub drain_timeout: Duration,
+    /// Exactly-once: the transaction to commit on revoke.
+    pub txns: Option<Arc<Transactions>>,
+    /// Set after every rebalance, so the loop re-applies a pause to new partitions.
+    pub assignment_changed: AtomicBool,
+    /// The loop already drained for shutdown: a revoke during close only stores.
+    pub closing: AtomicBool,
+    /// Told after each rebalance whether any partition is assigned (`/readyz`).
+    pub health: Option<Arc<crate::report::admin::Health>>,
+    throttle: Throttle,
+    /// Consumer lag per assigned input partition, from librdkafka's statistics.
+    stats: ConsumerStats,
+}
+
+impl SourceContext {
+    pub fn new(shared: Arc<Shared>, topics: Vec<String>, drain_timeout: Duration, txns: Option<Arc<Transactions>>) -> SourceContext {
+        let stats = ConsumerStats::new(topics.clone(), shared.delivery == crate::config::Delivery::ExactlyOnce);
+        SourceContext {
+            shared,
+            topics,
+            drain_timeout,
+            txns,
+            assignment_changed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            health: None,
+            throttle: Throttle::default(),
+            stats,
+        }
+    }
+
+    pub fn tp(&self, topic: &str, partition: i32) -> Option<Tp> {
+        self.topics.iter().position(|t| t == topic).map(|i| Tp { topic: i as u16, partition })
+    }
+
+    /// At-least-once: drain the revoked partitions, store what is done, forget them.
+    fn revoke_at_least_once(&self, consumer: &BaseConsumer<SourceContext>, tpl: &TopicPartitionList, lost: bool) {
+        let tps: Vec<Tp> = tpl.elements().iter().filter_map(|e| self.tp(e.topic(), e.partition())).collect();
+        let shared = &*self.shared;
+        let mut state = shared.lock();
+        let mut waited = Duration::ZERO;
+        if !lost && !self.closing.load(Ordering::Relaxed) {
+            let start = Instant::now();
+            let deadline = start + self.drain_timeout;
+            state.draining = true;
+            while state.marks.in_flight(&tps) > 0 {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                state = shared.drained.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            }
+            state.draining = false;
+            waited = start.elapsed();
+        }
+        let left = state.marks.in_flight(&tps);
+        let mut done = TopicPartitionList::with_capacity(tps.len());
+        for tp in &tps {
+            if let Some(w) = state.marks.remove(*tp) {
+                if w >= 0 {
+                    let _ = done.add_partition_offset(&self.topics[tp.topic as usize], tp.partition, Offset::Offset(w));
+                }
+            }
+        }
+        shared.sync_outstanding(&state);
+        drop(state);
+        if lost {
+            tracing::warn!("lost {} (the group moved on); their records will be consumed again by their new owner", describe(tpl));
+            return;
+        }
+        if done.count() > 0 {
+            if let Err(e) = consumer.store_offsets(&done) {
+                tracing::warn!("could not store the offsets of the revoked partitions ({e}); their records will be consumed again");
+            }
+        }
+        if left > 0 {
+            tracing::warn!("revoked {} after waiting {waited:.1?}; {left} output(s) were not acknowledged and their records will be consumed again", describe(tpl));
+        } else {
+            tracing::info!("revoked {} (drained in {waited:.1?}, done offsets stored for commit)", describe(tpl));
+        }
+    }
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        super::log_librdkafka(&self.throttle, "consumer", level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        super::error_librdkafka(&self.throttle, "consumer", &error, reason);
+    }
+
+    fn stats_raw(&self, json: &[u8]) {
+        self.stats.record(json);
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let lost = consumer.assignment_lost();
+                match &self.txns {
+                    Some(txns) => txns.on_revoke(consumer, tpl, lost),
+                    None => self.revoke_at_least_once(consumer, tpl, lost),
+                }
+            }
+            Rebalance::Assign(tpl) => tracing::info!("assigned {}", describe(tpl)),
+            Rebalance::Error(e) => tracing::warn!("rebalance failed: {e}"),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+        self.assignment_changed.store(true, Ordering::Relaxed);
+        if let Some(health) = &self.health {
+            health.set_kafka(consumer.assignment().is_ok_and(|a| a.count() > 0));
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            // Nothing stored is lost: the next commit carries it.
+            if !matches!(e, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) && self.throttle.allow("commit") {
+                tracing::warn!("committing offsets failed ({e}); retrying with the next commit");
+            }
+        }
+    }
+}
