@@ -91,6 +91,55 @@ pub fn normalise_into(s: &str, out: &mut String) {
     out.push_str(&normalise_slow(s));
 }
 
+/// [`normalise`] for names whose characters the ASCII table maps (most names), into
+/// `out` (cleared); false, with `out` unspecified, for any other name.
+pub fn ascii_normal_into(s: &str, out: &mut String) -> bool {
+    out.clear();
+    if !s.is_ascii() {
+        return false;
+    }
+    let table = ascii_table();
+    s.bytes().all(|b| match &table[b as usize] {
+        Some(n) => {
+            out.push_str(n);
+            true
+        }
+        None => false,
+    })
+}
+
+/// Is `normal` (a name already in normal form) the normal form of `s`? Without
+/// allocating for names the ASCII table maps; `None` for others.
+pub fn ascii_normal_eq(s: &str, normal: &str) -> Option<bool> {
+    if !s.is_ascii() {
+        return None;
+    }
+    let table = ascii_table();
+    let mut rest = normal.as_bytes();
+    for b in s.bytes() {
+        let n = table[b as usize].as_deref()?.as_bytes();
+        match rest.strip_prefix(n) {
+            Some(r) => rest = r,
+            None => {
+                // Still a valid answer only if the rest of `s` maps too.
+                return s.bytes().all(|b| table[b as usize].is_some()).then_some(false);
+            }
+        }
+    }
+    Some(rest.is_empty())
+}
+
+/// A 64-bit hash of a name's normal form (fixed seed: equal normal forms always hash
+/// alike; a collision can only make two names look like duplicates, never unlike).
+pub fn normal_hash(s: &str, scratch: &mut String) -> u64 {
+    use std::hash::BuildHasher;
+    let state = foldhash::fast::FixedState::with_seed(0x6163_636f_7264_0010);
+    if ascii_normal_into(s, scratch) {
+        return state.hash_one(scratch.as_str());
+    }
+    state.hash_one(normalise(s).as_str())
+}
+
 /// Default_Ignorable_Code_Point, from `unicode-security`'s table: the skeleton of a
 /// lone character drops exactly these (none of them decomposes, and no confusable
 /// prototype is empty).
@@ -283,6 +332,20 @@ mod tests {
         assert!(found("rate_heart").is_empty());
         assert!(found("moodle_course").is_empty());
         assert!(found("Mood").contains(&2));
+    }
+
+    #[test]
+    fn fast_forms_agree_with_the_full_one() {
+        let mut scratch = String::new();
+        for (a, b) in [("Lat", "lat"), ("lat", "lаt"), ("pos_LAT", "pos_lat"), ("m", "rn"), ("zone", "zones"), ("a%", "a%")] {
+            assert_eq!(normal_hash(a, &mut scratch) == normal_hash(b, &mut scratch), normalise(a) == normalise(b), "{a} {b}");
+            if let Some(eq) = ascii_normal_eq(a, &normalise(b)) {
+                assert_eq!(eq, normalise(a) == normalise(b), "{a} {b}");
+            }
+        }
+        assert_eq!(ascii_normal_eq("LAT", &normalise("lat")), Some(true));
+        assert_eq!(ascii_normal_eq("LATS", &normalise("lat")), Some(false));
+        assert_eq!(ascii_normal_eq("LA", &normalise("lat")), Some(false));
     }
 
     #[test]

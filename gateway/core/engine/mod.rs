@@ -282,7 +282,7 @@ impl Engine {
         if let Some(attrs) = event.attributes {
             let a = &*self.agreement;
             names::begin(a);
-            crate::event::check_member_names(attrs.get(), |name| names::member_id(a, name)).map_err(malformed)?;
+            crate::event::check_member_names(attrs.get(), |name| names::member_hash(a, name)).map_err(malformed)?;
         }
         Ok(event)
     }

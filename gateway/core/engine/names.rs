@@ -22,8 +22,10 @@ const LIMIT: usize = 4096;
 /// What SPEC 2.5 and 2.2 say of one member name.
 #[derive(Clone, Copy, Debug)]
 struct Member {
-    /// Its normal form, interned: two members with the same id are duplicates.
-    id: u32,
+    /// The index of its normal form in `Cache::forms`.
+    form: u32,
+    /// The hash of its normal form ([`names::normal_hash`]): equal for duplicates.
+    hash: u64,
     /// Holds a control character or a default-ignorable code point.
     refused: bool,
     /// The purposes a member of this name may reach (the taxonomy and its exceptions).
@@ -42,7 +44,10 @@ pub struct CategoryVerdict {
 
 #[derive(Default)]
 struct Cache {
-    agreement: Option<(usize, String)>,
+    /// The agreement the answers are for: its address and the start of its SHA-256.
+    agreement: Option<(usize, [u8; 16])>,
+    /// Room to normalise ASCII names without allocating.
+    scratch: String,
     members: Map<Box<str>, Member>,
     normal: Map<Box<str>, u32>,
     /// Source and category names in normal form.
@@ -59,15 +64,18 @@ thread_local! {
 /// Ties this thread's cache to `a`, emptying it if it was filled for another agreement
 /// or has grown too large. Called once per event, before the other functions here.
 pub fn begin(a: &Agreement) {
+    let mut fingerprint = [0u8; 16];
+    let sha = a.sha256.as_bytes();
+    fingerprint[..sha.len().min(16)].copy_from_slice(&sha[..sha.len().min(16)]);
+    let me = (a as *const Agreement as usize, fingerprint);
     CACHE.with_borrow_mut(|c| {
-        let same = c.agreement.as_ref().is_some_and(|(ptr, sha)| *ptr == a as *const Agreement as usize && *sha == a.sha256);
-        if !same || c.members.len() + c.categories.len() + c.texts.len() > LIMIT {
+        if c.agreement != Some(me) || c.members.len() + c.categories.len() + c.texts.len() > LIMIT {
             c.members.clear();
             c.normal.clear();
             c.forms.clear();
             c.texts.clear();
             c.categories.clear();
-            c.agreement = Some((a as *const Agreement as usize, a.sha256.clone()));
+            c.agreement = Some(me);
         }
     });
 }
@@ -77,7 +85,8 @@ fn member_in(c: &mut Cache, a: &Agreement, name: &str) -> Member {
         return *m;
     }
     let normal = names::normalise(name);
-    let id = match c.normal.get(normal.as_str()) {
+    let hash = names::normal_hash(&normal, &mut c.scratch);
+    let form = match c.normal.get(normal.as_str()) {
         Some(id) => *id,
         None => {
             let id = c.forms.len() as u32;
@@ -86,33 +95,58 @@ fn member_in(c: &mut Cache, a: &Agreement, name: &str) -> Member {
             id
         }
     };
-    let m = Member { id, refused: names::is_refused_name(name), allowed: field_allowed(a, name) };
+    let m = Member { form, hash, refused: names::is_refused_name(name), allowed: field_allowed(a, name) };
     c.members.insert(name.into(), m);
     m
 }
 
-/// The interned normal form of a member name, or `BadName` if SPEC 2.5 refuses it.
-pub fn member_id(a: &Agreement, name: &str) -> Result<u32, Malformed> {
+/// The hash of a member name's normal form (equal for duplicates), or `BadName` if
+/// SPEC 2.5 refuses it. ASCII names are answered without the cache.
+pub fn member_hash(a: &Agreement, name: &str) -> Result<u64, Malformed> {
     CACHE.with_borrow_mut(|c| {
+        // Plain ASCII as JSON carries it: only DEL is a control character there
+        // (escaped ones arrive unescaped, and take the full path if not mapped).
+        if name.is_ascii() && !name.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return Ok(names::normal_hash(name, &mut c.scratch));
+        }
         let m = member_in(c, a, name);
         if m.refused {
             Err(Malformed::BadName)
         } else {
-            Ok(m.id)
+            Ok(m.hash)
         }
     })
 }
 
-/// For a member name: the purposes it may reach, and the child of `sel` it names
-/// (names compare normalised).
-pub fn member<'s>(a: &Agreement, name: &str, sel: &'s Selector) -> (PurposeSet, Option<&'s Selector>) {
+/// For a member of an object under `sel`: the child of `sel` it names (names compare
+/// normalised) and the purposes it may reach; `None` when it is neither named nor
+/// kept (`keep_rest`), without classifying it.
+pub fn member<'s>(a: &Agreement, name: &str, sel: &'s Selector, keep_rest: bool) -> Option<(PurposeSet, Option<&'s Selector>)> {
+    let mut child = None;
+    let mut known = true;
+    for (key, s) in &sel.children {
+        match names::ascii_normal_eq(name, key) {
+            Some(true) => {
+                child = Some(s);
+                break;
+            }
+            Some(false) => {}
+            None => {
+                known = false;
+                break;
+            }
+        }
+    }
+    if known && child.is_none() && !keep_rest {
+        return None;
+    }
     CACHE.with_borrow_mut(|c| {
         let m = member_in(c, a, name);
-        if sel.children.is_empty() {
-            return (m.allowed, None);
+        if !known {
+            let normal = &*c.forms[m.form as usize];
+            child = sel.children.iter().find(|(k, _)| k == normal).map(|(_, s)| s);
         }
-        let normal = &*c.forms[m.id as usize];
-        (m.allowed, sel.children.iter().find(|(k, _)| k == normal).map(|(_, s)| s))
+        (child.is_some() || keep_rest).then_some((m.allowed, child))
     })
 }
 

@@ -177,12 +177,11 @@ impl Writer<'_> {
         let agreement = &*engine.agreement;
         for_each_member(raw, |name, value| {
             // Names compare normalised; the taxonomy classifies by words (SPEC 2.5).
-            let (allowed, child) = names::member(agreement, name, sel);
-            let op = child.and_then(|c| c.op).or(if keep_rest { Some(FieldOp::Keep) } else { None });
-            if child.is_none() && !keep_rest {
+            let Some((allowed, child)) = names::member(agreement, name, sel, keep_rest) else {
                 self.note(path, name, Treatment::Removed("not listed"));
                 return Ok(());
-            }
+            };
+            let op = child.and_then(|c| c.op).or(if keep_rest { Some(FieldOp::Keep) } else { None });
             if allowed & (1 << self.purpose) == 0 {
                 let why = self.why_not_allowed(name);
                 self.note(path, name, Treatment::Removed(why));

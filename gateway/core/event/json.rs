@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::agreement::names;
@@ -21,10 +21,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Malformed> {
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(Malformed::TooLarge);
     }
-    // Invalid UTF-8 anywhere, in fields that would be removed too (SPEC 2.5).
-    if std::str::from_utf8(bytes).is_err() {
-        return Err(Malformed::NotUtf8);
-    }
+    // Invalid UTF-8 anywhere, in fields that would be removed too (SPEC 2.5): every
+    // value is read as a string or as raw JSON text, and serde_json checks both.
     let why = Cell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let fields = match de.deserialize_map(TopLevel { why: &why }).and_then(|f| de.end().map(|_| f)) {
@@ -32,6 +30,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Malformed> {
         Err(e) => {
             if let Some(why) = why.get() {
                 return Err(why);
+            }
+            // Only on failure: was it the encoding?
+            if std::str::from_utf8(bytes).is_err() {
+                return Err(Malformed::NotUtf8);
             }
             return Err(match e.classify() {
                 serde_json::error::Category::Data => Malformed::NotAnObject,
@@ -86,7 +88,8 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
         let mut fields = Fields::default();
         // Normal forms of the members outside the event format (SPEC 2.5: two names
         // equal once normalised make the event malformed).
-        let mut extras: Vec<String> = Vec::new();
+        let mut extras: Vec<u64> = Vec::new();
+        let mut scratch = String::new();
         let why = self.why;
         let fail = |reason| {
             why.set(Some(reason));
@@ -124,12 +127,13 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                     if names::is_refused_name(other) {
                         return Err(fail(Malformed::BadName));
                     }
-                    let normal = names::normalise(other);
+                    let normal = names::normal_hash(other, &mut scratch);
                     if extras.contains(&normal) {
                         return Err(fail(Malformed::DuplicateName));
                     }
                     extras.push(normal);
-                    map.next_value::<IgnoredAny>()?;
+                    // Raw text, not skipped: serde_json checks its UTF-8.
+                    map.next_value::<&'de RawValue>()?;
                     fields.extra += 1;
                     continue;
                 }
@@ -149,7 +153,7 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                 ("device_id", fields.device_id.is_some()),
                 ("attributes", fields.attributes.is_some()),
             ];
-            if present.iter().any(|(name, there)| *there && extras.contains(&names::normalise(name))) {
+            if present.iter().any(|(name, there)| *there && extras.contains(&names::normal_hash(name, &mut scratch))) {
                 return Err(fail(Malformed::DuplicateName));
             }
         }

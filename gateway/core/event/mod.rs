@@ -125,12 +125,12 @@ pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, Malformed> {
 /// Walks the member names of a JSON value at every depth (the text must be valid
 /// JSON): `id` gives each name's interned normal form or refuses it, and two members
 /// of one object with the same form make it `DuplicateName`.
-pub fn check_member_names(json: &str, mut id: impl FnMut(&str) -> Result<u32, Malformed>) -> Result<(), Malformed> {
+pub fn check_member_names(json: &str, mut id: impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
     let b = json.as_bytes();
     // Open containers: is it an object, and where its names start in `ids`.
     let mut open: Vec<(bool, usize)> = Vec::new();
-    let mut ids: Vec<u32> = Vec::new();
-    let mut scratch: Vec<u32> = Vec::new();
+    let mut ids: Vec<u64> = Vec::new();
+    let mut scratch: Vec<u64> = Vec::new();
     let mut expect_key = false;
     let mut i = 0;
     while i < b.len() {
@@ -259,11 +259,11 @@ mod tests {
 
     #[test]
     fn member_names_at_every_depth_are_checked() {
-        let id = |n: &str| -> Result<u32, Malformed> {
+        let id = |n: &str| -> Result<u64, Malformed> {
             if n.contains('\u{200b}') {
                 return Err(Malformed::BadName);
             }
-            Ok(crate::agreement::names::normalise(n).bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)))
+            Ok(crate::agreement::names::normal_hash(n, &mut String::new()))
         };
         assert_eq!(check_member_names(r#"{"a":{"b":1,"c":[{"d":"x","D":2}]}}"#, id), Err(Malformed::DuplicateName));
         assert_eq!(check_member_names(r#"{"a":{"b":1},"c":[{"b":"\"}]"}],"A\u0301":1}"#, id), Err(Malformed::DuplicateName));
