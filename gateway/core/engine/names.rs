@@ -85,7 +85,7 @@ fn member_in(c: &mut Cache, a: &Agreement, name: &str) -> Member {
         return *m;
     }
     let normal = names::normalise(name);
-    let hash = names::normal_hash(&normal, &mut c.scratch);
+    let hash = names::normal_hash(&normal);
     let form = match c.normal.get(normal.as_str()) {
         Some(id) => *id,
         None => {
@@ -103,12 +103,12 @@ fn member_in(c: &mut Cache, a: &Agreement, name: &str) -> Member {
 /// The hash of a member name's normal form (equal for duplicates), or `BadName` if
 /// SPEC 2.5 refuses it. ASCII names are answered without the cache.
 pub fn member_hash(a: &Agreement, name: &str) -> Result<u64, Malformed> {
+    // Plain ASCII as JSON carries it: only DEL is a control character there (escaped
+    // ones arrive unescaped); default-ignorable code points are never ASCII.
+    if name.is_ascii() && !name.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Ok(names::normal_hash(name));
+    }
     CACHE.with_borrow_mut(|c| {
-        // Plain ASCII as JSON carries it: only DEL is a control character there
-        // (escaped ones arrive unescaped, and take the full path if not mapped).
-        if name.is_ascii() && !name.bytes().any(|b| b < 0x20 || b == 0x7f) {
-            return Ok(names::normal_hash(name, &mut c.scratch));
-        }
         let m = member_in(c, a, name);
         if m.refused {
             Err(Malformed::BadName)
@@ -122,31 +122,22 @@ pub fn member_hash(a: &Agreement, name: &str) -> Result<u64, Malformed> {
 /// normalised) and the purposes it may reach; `None` when it is neither named nor
 /// kept (`keep_rest`), without classifying it.
 pub fn member<'s>(a: &Agreement, name: &str, sel: &'s Selector, keep_rest: bool) -> Option<(PurposeSet, Option<&'s Selector>)> {
-    let mut child = None;
-    let mut known = true;
-    for (key, s) in &sel.children {
-        match names::ascii_normal_eq(name, key) {
-            Some(true) => {
-                child = Some(s);
-                break;
-            }
-            Some(false) => {}
-            None => {
-                known = false;
-                break;
-            }
-        }
-    }
-    if known && child.is_none() && !keep_rest {
-        return None;
-    }
     CACHE.with_borrow_mut(|c| {
-        let m = member_in(c, a, name);
-        if !known {
-            let normal = &*c.forms[m.form as usize];
-            child = sel.children.iter().find(|(k, _)| k == normal).map(|(_, s)| s);
+        let mut child = None;
+        if !sel.children.is_empty() {
+            let mut scratch = std::mem::take(&mut c.scratch);
+            if names::ascii_normal_into(name, &mut scratch) {
+                child = sel.children.iter().find(|(k, _)| *k == scratch).map(|(_, s)| s);
+            } else {
+                let form = member_in(c, a, name).form as usize;
+                child = sel.children.iter().find(|(k, _)| **k == *c.forms[form]).map(|(_, s)| s);
+            }
+            c.scratch = scratch;
         }
-        (child.is_some() || keep_rest).then_some((m.allowed, child))
+        if child.is_none() && !keep_rest {
+            return None;
+        }
+        Some((member_in(c, a, name).allowed, child))
     })
 }
 

@@ -89,7 +89,6 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
         // Normal forms of the members outside the event format (SPEC 2.5: two names
         // equal once normalised make the event malformed).
         let mut extras: Vec<u64> = Vec::new();
-        let mut scratch = String::new();
         let why = self.why;
         let fail = |reason| {
             why.set(Some(reason));
@@ -127,7 +126,7 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                     if names::is_refused_name(other) {
                         return Err(fail(Malformed::BadName));
                     }
-                    let normal = names::normal_hash(other, &mut scratch);
+                    let normal = names::normal_hash(other);
                     if extras.contains(&normal) {
                         return Err(fail(Malformed::DuplicateName));
                     }
@@ -153,7 +152,7 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                 ("device_id", fields.device_id.is_some()),
                 ("attributes", fields.attributes.is_some()),
             ];
-            if present.iter().any(|(name, there)| *there && extras.contains(&names::normal_hash(name, &mut scratch))) {
+            if present.iter().any(|(name, there)| *there && extras.contains(&names::normal_hash(name))) {
                 return Err(fail(Malformed::DuplicateName));
             }
         }

@@ -165,17 +165,16 @@ pub fn check_member_names(json: &str, mut id: impl FnMut(&str) -> Result<u64, Ma
             }
             b',' => expect_key = open.last().is_some_and(|o| o.0),
             b'"' => {
+                // The closing quote: the next `"` not escaped.
                 let mut end = i + 1;
-                let mut escaped = false;
-                while end < b.len() {
-                    match b[end] {
-                        _ if escaped => escaped = false,
-                        b'\\' => escaped = true,
-                        b'"' => break,
-                        _ => {}
+                while let Some(k) = b.get(end..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
+                    end += k;
+                    if b[end] == b'"' {
+                        break;
                     }
-                    end += 1;
+                    end += 2;
                 }
+                let end = end.min(b.len() - 1);
                 if expect_key {
                     let quoted = &json[i..=end.min(b.len() - 1)];
                     let inner = &quoted[1..quoted.len() - 1];
@@ -263,7 +262,7 @@ mod tests {
             if n.contains('\u{200b}') {
                 return Err(Malformed::BadName);
             }
-            Ok(crate::agreement::names::normal_hash(n, &mut String::new()))
+            Ok(crate::agreement::names::normal_hash(n))
         };
         assert_eq!(check_member_names(r#"{"a":{"b":1,"c":[{"d":"x","D":2}]}}"#, id), Err(Malformed::DuplicateName));
         assert_eq!(check_member_names(r#"{"a":{"b":1},"c":[{"b":"\"}]"}],"A\u0301":1}"#, id), Err(Malformed::DuplicateName));
