@@ -78,11 +78,11 @@ fn ascii_table() -> &'static [Mapped; 128] {
 
 /// A name in SPEC 2.5's normal form.
 pub fn normalise(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 4);
-    if !ascii_normal_into(s, &mut out) {
-        out = normalise_slow(s);
+    let mut out = Vec::with_capacity(s.len() + 4);
+    if ascii_normal_bytes(s, &mut out) {
+        return String::from_utf8(out).unwrap_or_default();
     }
-    out
+    normalise_slow(s)
 }
 
 /// [`normalise`] for names whose characters the ASCII table maps (most names), into
@@ -90,16 +90,27 @@ pub fn normalise(s: &str) -> String {
 /// the normalisation maps ASCII character by character, so the fixed point of the
 /// whole is the fixed points of its characters, where they stay ASCII.
 pub fn ascii_normal_into(s: &str, out: &mut String) -> bool {
+    let mut bytes = std::mem::take(out).into_bytes();
+    let ok = ascii_normal_bytes(s, &mut bytes);
+    *out = String::from_utf8(bytes).unwrap_or_default();
+    ok
+}
+
+/// [`ascii_normal_into`] as bytes (always ASCII), for the hot path.
+pub fn ascii_normal_bytes(s: &str, out: &mut Vec<u8>) -> bool {
     out.clear();
     if !s.is_ascii() {
         return false;
     }
     let table = ascii_table();
-    s.bytes().all(|b| {
-        let m = table[b as usize];
-        out.extend(m.bytes[..m.len as usize].iter().map(|&x| char::from(x)));
-        m.len != 0
-    })
+    for b in s.bytes() {
+        let m = &table[b as usize];
+        if m.len == 0 {
+            return false;
+        }
+        out.extend_from_slice(&m.bytes[..m.len as usize]);
+    }
+    true
 }
 
 /// A 64-bit hash (FNV-1a) of a name's normal form: equal normal forms always hash

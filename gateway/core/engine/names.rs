@@ -47,7 +47,7 @@ struct Cache {
     /// The agreement the answers are for: its address and the start of its SHA-256.
     agreement: Option<(usize, [u8; 16])>,
     /// Room to normalise ASCII names without allocating.
-    scratch: String,
+    scratch: Vec<u8>,
     members: Map<Box<str>, Member>,
     normal: Map<Box<str>, u32>,
     /// Source and category names in normal form.
@@ -126,8 +126,8 @@ pub fn member<'s>(a: &Agreement, name: &str, sel: &'s Selector, keep_rest: bool)
         let mut child = None;
         if !sel.children.is_empty() {
             let mut scratch = std::mem::take(&mut c.scratch);
-            if names::ascii_normal_into(name, &mut scratch) {
-                child = sel.children.iter().find(|(k, _)| *k == scratch).map(|(_, s)| s);
+            if names::ascii_normal_bytes(name, &mut scratch) {
+                child = sel.children.iter().find(|(k, _)| k.as_bytes() == scratch.as_slice()).map(|(_, s)| s);
             } else {
                 let form = member_in(c, a, name).form as usize;
                 child = sel.children.iter().find(|(k, _)| **k == *c.forms[form]).map(|(_, s)| s);

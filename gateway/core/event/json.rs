@@ -152,7 +152,9 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                 ("device_id", fields.device_id.is_some()),
                 ("attributes", fields.attributes.is_some()),
             ];
-            if present.iter().any(|(name, there)| *there && extras.contains(&names::normal_hash(name))) {
+            static KNOWN: std::sync::OnceLock<[u64; 7]> = std::sync::OnceLock::new();
+            let known = KNOWN.get_or_init(|| ["event_id", "source", "subject_id", "category", "occurred_at", "device_id", "attributes"].map(names::normal_hash));
+            if present.iter().zip(known).any(|((_, there), hash)| *there && extras.contains(hash)) {
                 return Err(fail(Malformed::DuplicateName));
             }
         }

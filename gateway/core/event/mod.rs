@@ -127,72 +127,56 @@ pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, Malformed> {
 /// of one object with the same form make it `DuplicateName`.
 pub fn check_member_names(json: &str, mut id: impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
     let b = json.as_bytes();
-    // Open containers: is it an object, and where its names start in `ids`.
-    let mut open: Vec<(bool, usize)> = Vec::new();
+    // Open containers: where each object's names start in `ids` (arrays: `None`).
+    let mut open: Vec<Option<usize>> = Vec::new();
     let mut ids: Vec<u64> = Vec::new();
     let mut scratch: Vec<u64> = Vec::new();
-    let mut expect_key = false;
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'{' => {
-                open.push((true, ids.len()));
-                expect_key = true;
-            }
-            b'[' => {
-                open.push((false, ids.len()));
-                expect_key = false;
-            }
-            b'}' | b']' => {
-                if let Some((is_object, start)) = open.pop() {
-                    if is_object && ids.len() - start > 1 {
-                        let names = &ids[start..];
-                        let duplicate = if names.len() <= 16 {
-                            names.iter().enumerate().any(|(k, x)| names[k + 1..].contains(x))
-                        } else {
-                            scratch.clear();
-                            scratch.extend_from_slice(names);
-                            scratch.sort_unstable();
-                            scratch.windows(2).any(|w| w[0] == w[1])
-                        };
-                        if duplicate {
+    let mut at = 0;
+    loop {
+        // Brackets lie between strings; string contents are skipped whole.
+        let quote = memchr::memchr(b'"', &b[at..]).map_or(b.len(), |k| at + k);
+        for &c in &b[at..quote] {
+            match c {
+                b'{' => open.push(Some(ids.len())),
+                b'[' => open.push(None),
+                b'}' | b']' => {
+                    if let Some(Some(start)) = open.pop() {
+                        if has_duplicate(&ids[start..], &mut scratch) {
                             return Err(Malformed::DuplicateName);
                         }
+                        ids.truncate(start);
                     }
-                    ids.truncate(start);
                 }
-                expect_key = false;
+                _ => {}
             }
-            b',' => expect_key = open.last().is_some_and(|o| o.0),
-            b'"' => {
-                // The closing quote: the next `"` not escaped.
-                let mut end = i + 1;
-                while let Some(k) = b.get(end..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
-                    end += k;
-                    if b[end] == b'"' {
-                        break;
-                    }
-                    end += 2;
-                }
-                let end = end.min(b.len() - 1);
-                if expect_key {
-                    let quoted = &json[i..=end.min(b.len() - 1)];
-                    let inner = &quoted[1..quoted.len() - 1];
-                    let name = if inner.contains('\\') {
-                        Cow::Owned(serde_json::from_str::<String>(quoted).map_err(|_| Malformed::NotJson)?)
-                    } else {
-                        Cow::Borrowed(inner)
-                    };
-                    ids.push(id(&name)?);
-                    expect_key = false;
-                }
-                i = end;
-            }
-            _ => {}
         }
-        i += 1;
+        if quote == b.len() {
+            return Ok(());
+        }
+        // The closing quote: the next `"` not escaped.
+        let mut end = quote + 1;
+        while let Some(k) = b.get(end..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
+            end += k;
+            if b[end] == b'"' {
+                break;
+            }
+            end += 2;
+        }
+        let end = end.min(b.len() - 1);
+        at = end + 1;
+        // A member name is the string a `:` follows; no value is.
+        let next = b[at..].iter().find(|c| !c.is_ascii_whitespace());
+        if next == Some(&b':') {
+            let quoted = &json[quote..=end];
+            let inner = &quoted[1..quoted.len() - 1];
+            let name = if inner.contains('\\') {
+                Cow::Owned(serde_json::from_str::<String>(quoted).map_err(|_| Malformed::NotJson)?)
+            } else {
+                Cow::Borrowed(inner)
+            };
+            ids.push(id(&name)?);
+        }
     }
-    Ok(())
 }
 
 /// How deeply `json` nests (objects and arrays), stopping early past `limit`.
@@ -225,6 +209,17 @@ pub fn nesting_exceeds(json: &[u8], limit: usize) -> bool {
         }
     }
     false
+}
+
+/// Do two of an object's member names share a normal form?
+fn has_duplicate(names: &[u64], scratch: &mut Vec<u64>) -> bool {
+    if names.len() <= 16 {
+        return names.iter().enumerate().any(|(k, x)| names[k + 1..].contains(x));
+    }
+    scratch.clear();
+    scratch.extend_from_slice(names);
+    scratch.sort_unstable();
+    scratch.windows(2).any(|w| w[0] == w[1])
 }
 
 #[cfg(test)]
