@@ -103,12 +103,14 @@ pub fn ascii_normal_bytes(s: &str, out: &mut Vec<u8>) -> bool {
         return false;
     }
     let table = ascii_table();
+    out.reserve(s.len());
     for b in s.bytes() {
-        let m = &table[b as usize];
-        if m.len == 0 {
-            return false;
+        let m = table[b as usize];
+        match m.len {
+            1 => out.push(m.bytes[0]),
+            0 => return false,
+            n => out.extend_from_slice(&m.bytes[..n as usize]),
         }
-        out.extend_from_slice(&m.bytes[..m.len as usize]);
     }
     true
 }
@@ -126,12 +128,13 @@ pub fn normal_hash(s: &str) -> u64 {
         let mut ok = true;
         for b in s.bytes() {
             let m = table[b as usize];
-            if m.len == 0 {
-                ok = false;
-                break;
-            }
-            for &x in &m.bytes[..m.len as usize] {
-                h = step(h, x);
+            match m.len {
+                1 => h = step(h, m.bytes[0]),
+                0 => {
+                    ok = false;
+                    break;
+                }
+                n => h = m.bytes[..n as usize].iter().fold(h, |h, &x| step(h, x)),
             }
         }
         if ok {
