@@ -437,13 +437,16 @@ impl Compiler<'_> {
             seen.push((normal, verb, op));
             self.field(&mut rule, path, op, t, purposes, purpose_set, &covered);
         }
-        rule.attributes.resolve(&|name| match t.field(name) {
-            None => PurposeSet::MAX,
-            Some(c) => match t.class(c) {
-                Class::Prohibited => 0,
-                Class::Special => covered(c, PurposeSet::MAX),
-                Class::Ordinary => PurposeSet::MAX,
-            },
+        // What a member named exactly as written may reach: every category its words
+        // reveal counts (the engine's `names::field_allowed`, worked out once here).
+        rule.attributes.resolve(&|name| {
+            let mut allowed = PurposeSet::MAX;
+            t.field_classes(name, |c| match t.class(c) {
+                Class::Prohibited => allowed = 0,
+                Class::Special => allowed &= covered(c, PurposeSet::MAX),
+                Class::Ordinary => {}
+            });
+            allowed
         });
         rule
     }

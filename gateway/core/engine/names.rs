@@ -137,6 +137,10 @@ pub fn member<'s>(a: &Agreement, name: &str, sel: &'s Selector, keep_rest: bool)
         if child.is_none() && !keep_rest {
             return None;
         }
+        // Named exactly as the agreement writes it: classified at compile time.
+        if let Some(allowed) = child.filter(|s| s.written == name).and_then(|s| s.allowed) {
+            return Some((allowed, child));
+        }
         Some((member_in(c, a, name).allowed, child))
     })
 }
