@@ -85,7 +85,12 @@ impl Writer<'_> {
         buf.extend_from_slice(b",\"occurred_at\":");
         match rule.occurred_at {
             Some(step) => {
-                generalise::write_utc(generalise::truncate(self.at.timestamp(), step), buf);
+                let secs = generalise::truncate(self.at.timestamp(), step);
+                // Outside the years 0000 to 9999 the time cannot be written: malformed.
+                if !generalise::utc_fits(secs) {
+                    return Err(Malformed::BadTime);
+                }
+                generalise::write_utc(secs, buf);
                 self.note("", "occurred_at", Treatment::Generalised);
             }
             None => write_str(buf, &ev.occurred_at_text),
@@ -335,29 +340,30 @@ impl Writer<'_> {
                 }
             }
             FieldOp::Round(_) if is_integer => buf.extend_from_slice(text.as_bytes()),
+            // On the decimal value as written (SPEC 2.4); a number too long to hold
+            // exactly is removed, never rounded through a binary float.
             FieldOp::Round(decimals) => {
                 if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
                     return false;
                 }
-                if !generalise::round_text(text, decimals, buf) {
-                    let Some(x) = number(text) else { return false };
-                    write_f64(buf, generalise::round(x, decimals));
+                if !generalise::round_any(text, decimals, buf) {
+                    return false;
                 }
             }
             FieldOp::Bucket(width) => {
-                if is_integer && width.fract() == 0.0 {
-                    let (Ok(x), true) = (text.parse::<i64>(), width < 9.0e18) else { return false };
-                    let mut b = itoa::Buffer::new();
-                    buf.extend_from_slice(b.format(generalise::bucket_int(x, width as i64)).as_bytes());
-                } else {
-                    let Some(x) = number(text) else { return false };
-                    write_f64(buf, generalise::bucket(x, width));
+                if !generalise::bucket_text(text, width, buf) {
+                    return false;
                 }
             }
             FieldOp::Truncate(step) => {
                 let Ok(s) = unquote(raw) else { return false };
-                let Ok(at) = DateTime::parse_from_rfc3339(&s) else { return false };
-                generalise::write_utc(generalise::truncate(at.timestamp(), step), buf);
+                let Ok(at) = crate::event::parse_time(&s) else { return false };
+                let secs = generalise::truncate(at.timestamp(), step);
+                // Written with a four-digit year only (SPEC 2.4); else removed.
+                if !generalise::utc_fits(secs) {
+                    return false;
+                }
+                generalise::write_utc(secs, buf);
             }
             FieldOp::Keep => unreachable!("kept values are copied"),
         }
@@ -392,14 +398,6 @@ fn is_integer(text: &str) -> bool {
     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn number(text: &str) -> Option<f64> {
-    let first = *text.as_bytes().first()?;
-    if first == b'-' || first.is_ascii_digit() {
-        text.parse().ok()
-    } else {
-        None
-    }
-}
 
 /// A raw JSON string's contents, borrowed when it has no escapes.
 fn unquote(raw: &RawValue) -> Result<Cow<'_, str>, ()> {
@@ -425,14 +423,6 @@ fn write_str(buf: &mut Vec<u8>, s: &str) {
     }
 }
 
-fn write_f64(buf: &mut Vec<u8>, x: f64) {
-    if x.is_finite() {
-        let mut b = ryu::Buffer::new();
-        buf.extend_from_slice(b.format_finite(x).as_bytes());
-    } else {
-        buf.extend_from_slice(b"null");
-    }
-}
 
 /// The selector of a kept value: no paths of its own, everything kept.
 static EVERYTHING: Selector = Selector { op: None, children: Vec::new(), written: String::new(), allowed: None };
