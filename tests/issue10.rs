@@ -261,3 +261,61 @@ fn issue_10_the_agreement_normalises_its_paths_too() {
     let errors = Agreement::parse(twice.as_bytes()).unwrap_err();
     assert!(errors.iter().any(|d| d.is_error()), "{errors:?}");
 }
+
+// ---- The agreement (SPEC 2.3). ----
+
+fn diagnostics(yaml: &str) -> Vec<(usize, bool, String)> {
+    let all = match Agreement::parse(yaml.as_bytes()) {
+        Ok(loaded) => loaded.warnings,
+        Err(all) => all,
+    };
+    all.into_iter().map(|d| (d.span.line, d.is_error(), d.message.clone())).collect()
+}
+
+#[test]
+fn issue_10_duplicate_keys_and_second_documents_are_errors_at_their_line() {
+    let twice = AGREEMENT.replace("      attributes.list.at: { truncate: 1h }\n", "      attributes.list.at: { truncate: 1h }\n      attributes.list.at: { truncate: 1d }\n");
+    let d = diagnostics(&twice);
+    assert!(d.iter().any(|(line, error, m)| *line == 20 && *error && m.contains("given twice")), "{d:?}");
+    let d = diagnostics(&format!("{AGREEMENT}---\nagreement: {{ id: other }}\n"));
+    assert!(d.iter().any(|(_, error, m)| *error && m.contains("one YAML document")), "{d:?}");
+    let anchored = AGREEMENT.replace("  safety: { description: Safety., topic: t.safety }\n", "  safety: &s\n    description: Safety.\n    topic: t.safety\n");
+    let d = diagnostics(&anchored);
+    assert!(d.iter().any(|(line, error, m)| *line == 5 && *error && m.contains("anchors")), "{d:?}");
+}
+
+#[test]
+fn issue_10_keeping_a_whole_object_is_warned() {
+    let d = diagnostics(AGREEMENT);
+    for path in ["attributes.a", "attributes.list", "attributes.pos"] {
+        assert!(d.iter().any(|(_, error, m)| !*error && m.contains(&format!("keeps `{path}` whole"))), "{path}: {d:?}");
+    }
+    assert!(!d.iter().any(|(_, _, m)| m.contains("keeps `attributes.kept` whole")), "{d:?}");
+}
+
+#[test]
+fn issue_10_a_file_too_large_is_refused_with_one_sentence() {
+    let big = format!("{AGREEMENT}#{}\n", "x".repeat(accord::agreement::MAX_AGREEMENT_BYTES));
+    let d = diagnostics(&big);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].2.contains("too large to be an agreement"));
+}
+
+/// 100,000 rules are checked in linear time (SPEC 2.3); the time is printed, not
+/// asserted (run with --nocapture to see it).
+#[test]
+fn issue_10_an_agreement_of_100000_rules_is_checked() {
+    let mut yaml = String::from("agreement: { id: big, version: 1, parties: [E, W] }\npurposes:\n  planning: { description: P., topic: t.planning }\nrules:\n");
+    for i in 0..100_000 {
+        yaml.push_str(&format!(
+            "  - name: rule-{i}\n    match: {{ source: [tracker-{i}], category: [location] }}\n    purposes: [planning]\n    pseudonymise: [subject_id]\n    keep: [attributes.zone, attributes.pos.x{i}]\n"
+        ));
+    }
+    // One rule no one reaches, and one name used twice: found among them all.
+    yaml.push_str("  - name: rule-7\n    match: { source: [tracker-7], category: [location] }\n    purposes: [planning]\n");
+    let started = std::time::Instant::now();
+    let d = diagnostics(&yaml);
+    eprintln!("100,000 rules ({} bytes) checked in {:?}", yaml.len(), started.elapsed());
+    assert!(d.iter().any(|(_, error, m)| *error && m.contains("rule name `rule-7` is already used")), "{:?}", &d[..d.len().min(3)]);
+    assert!(d.iter().any(|(_, error, m)| !*error && m.contains("can never match")));
+}
