@@ -142,6 +142,9 @@ impl Outputs {
     }
 }
 
+/// A `match` list in normal form; `None` matches every name.
+type NormalList = Option<Vec<String>>;
+
 /// An agreement and a key, ready to enforce.
 #[derive(Debug)]
 pub struct Engine {
@@ -150,7 +153,7 @@ pub struct Engine {
     /// `,"accord":{...}}` for each (rule, purpose), written once here, copied per output.
     stamps: Vec<Box<[u8]>>,
     /// Each rule's `match` lists (sources, categories) in normal form (SPEC 2.5).
-    matchers: Vec<(Option<Vec<String>>, Option<Vec<String>>)>,
+    matchers: Vec<(NormalList, NormalList)>,
 }
 
 impl Engine {
