@@ -8,14 +8,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use accord::report::admin::{self, Health, Metrics};
+use accord::report::admin::{self, Health};
 use accord::agreement::Agreement;
+use accord::report::audit::checkpoint::Checkpoints;
 use accord::report::audit::{self, AuditError, AuditTrail, Kind};
+use accord::dpo::signing::PartyKey;
 use accord::config::Config;
 use accord::run::kafka::audit_topic::AuditTopic;
 use accord::engine::Engine;
 use accord::report::tally::Totals;
-use accord::report::observe::Observer;
+use accord::report::observe::Observers;
 use accord::report::tally::Tally;
 
 use super::Failure;
@@ -28,7 +30,13 @@ pub struct ObserveArgs {
     /// Append what was enforced to this hash-chained audit trail (JSON Lines).
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
-    /// Seconds between the trail's counters records [default: 60].
+    /// The audit key (`accord keygen --audit`): signs the trail's checkpoints, at least
+    /// every minute and at the stop. Without it the trail has none and never
+    /// verifies as closed.
+    #[arg(long, value_name = "FILE", requires = "audit")]
+    pub audit_key: Option<PathBuf>,
+    /// Seconds between the trail's counters records (and checkpoints, at most 60)
+    /// [default: 60].
     #[arg(long, value_name = "SECS")]
     pub audit_interval: Option<u64>,
     /// Kafka mode's audit topic, which receives a copy of every line of the trail.
@@ -42,13 +50,12 @@ pub struct ObserveArgs {
 /// A running observation: the observer for batches, and the trail for the records
 /// around them.
 pub struct Observing {
-    observer: Option<Observer>,
+    observers: Observers,
     pub trail: Option<Arc<AuditTrail>>,
-    input: String,
-    metrics: bool,
-    interval: Duration,
     /// What `/readyz` answers.
     pub health: Arc<Health>,
+    /// Appends the periodic checkpoints while the gateway runs.
+    checkpoints: Option<Checkpoints>,
 }
 
 impl ObserveArgs {
@@ -56,6 +63,7 @@ impl ObserveArgs {
     /// topic opened as the trail's mirror (returned, to be flushed at the end).
     pub fn with_config(self, config: &Config, agreement: &Agreement) -> Result<(ObserveArgs, Option<Arc<AuditTopic>>), Failure> {
         let audit = self.audit.or_else(|| config.audit.file.clone());
+        let audit_key = self.audit_key.or_else(|| config.audit.key.clone());
         let audit_interval = self.audit_interval.or(config.audit.interval.map(|d| d.as_secs()));
         let topic = match (&config.audit.topic, &audit) {
             (Some(topic), Some(file)) => {
@@ -66,7 +74,7 @@ impl ObserveArgs {
             }
             _ => None,
         };
-        Ok((ObserveArgs { audit, audit_interval, audit_topic: topic.clone(), ..self }, topic))
+        Ok((ObserveArgs { audit, audit_key, audit_interval, audit_topic: topic.clone(), ..self }, topic))
     }
 
     /// Starts the admin server and opens the trail (writing `gateway_started` and
@@ -78,9 +86,8 @@ impl ObserveArgs {
     /// As [`ObserveArgs::start`]; with `needs_kafka`, `/readyz` also waits for an
     /// assignment (the returned [`Observing::health`] is told).
     pub fn start_with(&self, agreement: &Arc<Agreement>, mode: &str, input: &str, needs_kafka: bool) -> Result<Observing, Failure> {
-        let metrics = (self.admin.is_some() || self.audit.is_some()).then(|| Metrics::new(agreement, input));
-        if let Some(m) = &metrics {
-            m.set_in_force(true);
+        let metrics = self.admin.is_some() || self.audit.is_some();
+        if metrics {
             admin::count_reload(true);
         }
         let health = Health::new(needs_kafka);
@@ -89,11 +96,18 @@ impl ObserveArgs {
             let bound = admin::spawn(addr, health.clone()).map_err(|e| Failure::Input(anyhow::anyhow!("cannot serve the admin address {addr}: {e}")))?;
             tracing::info!("serving /metrics, /healthz and /readyz on http://{bound}");
         }
+        let interval = Duration::from_secs(self.audit_interval.unwrap_or(60));
         let trail = match &self.audit {
             Some(path) => {
                 let mut trail = AuditTrail::open(path)?;
                 if let Some(topic) = &self.audit_topic {
                     trail = trail.with_mirror(topic.mirror());
+                }
+                match &self.audit_key {
+                    Some(key) => trail = trail.with_key(PartyKey::audit_from_file(key)?),
+                    None => tracing::warn!(
+                        "no audit key is configured: the audit trail gets no signed checkpoints, so it will never verify as closed (create one with `accord keygen --audit`)"
+                    ),
                 }
                 let trail = Arc::new(trail);
                 trail.append(Kind::GatewayStarted, serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "mode": mode, "config_sha256": self.config_sha256}))?;
@@ -102,41 +116,35 @@ impl ObserveArgs {
             }
             None => None,
         };
-        let interval = Duration::from_secs(self.audit_interval.unwrap_or(60));
-        let observer = Observer::new(agreement.clone(), metrics, trail.clone(), interval);
-        Ok(Observing { observer: Some(observer), trail, input: input.to_string(), metrics: self.admin.is_some() || self.audit.is_some(), interval, health })
+        let checkpoints = match &trail {
+            Some(t) if t.signs() => {
+                t.checkpoint()?;
+                Some(Checkpoints::spawn(t.clone(), interval).map_err(|e| Failure::Input(anyhow::anyhow!("cannot start the audit checkpoints: {e}")))?)
+            }
+            _ => None,
+        };
+        let observers = Observers::new(agreement.clone(), metrics.then_some(input), trail.clone(), interval);
+        Ok(Observing { observers, trail, health, checkpoints })
     }
 }
 
 impl Observing {
-    /// One batch, decided by `engine`: a new agreement gets its own metric handles
-    /// and counters records (the reload itself is recorded by `accord::run::reload`).
+    /// One batch, decided by `engine` (see [`Observers::batch`]).
     pub fn batch(&mut self, engine: &Engine, t: &Tally, elapsed: Duration) -> Result<(), AuditError> {
-        let current = self.observer.as_ref().map(|o| o.agreement().clone());
-        if current.is_some_and(|a| !Arc::ptr_eq(&a, engine.agreement())) {
-            if let Some(old) = self.observer.take() {
-                old.retire()?;
-            }
-            let metrics = self.metrics.then(|| {
-                let m = Metrics::new(engine.agreement(), &self.input);
-                m.set_in_force(true);
-                m
-            });
-            self.observer = Some(Observer::new(engine.agreement().clone(), metrics, self.trail.clone(), self.interval));
-        }
-        match &mut self.observer {
-            Some(o) => o.batch(t, elapsed),
-            None => Ok(()),
-        }
+        self.observers.batch(engine, t, elapsed)
     }
 
-    /// The last counters and `gateway_stopped`.
+    /// The last counters, `gateway_stopped` and the last checkpoint.
     pub fn finish(mut self, totals: &Totals) -> Result<(), Failure> {
-        if let Some(o) = &mut self.observer {
-            o.flush()?;
-        }
+        drop(self.checkpoints.take());
+        self.observers.flush()?;
         if let Some(trail) = &self.trail {
             trail.append(Kind::GatewayStopped, serde_json::json!({"reason": "input ended", "received": totals.received(), "forwarded_events": totals.forwarded_events(), "dropped": totals.dropped_total()}))?;
+            if trail.checkpoint()?.is_some() {
+                if let Some(head) = trail.head() {
+                    tracing::info!("audit trail {} closed by a signed checkpoint; its head is {head}", trail.path().display());
+                }
+            }
         }
         Ok(())
     }

@@ -72,7 +72,8 @@ impl Agreement {
         yaml::duplicate_keys(&root, |key, first, again| {
             diags.error(again, format!("`{key}` is given twice in one mapping (first on line {}); keep one: YAML tools disagree on which counts", first.line));
         });
-        let doc = model::read(&root, &mut diags);
+        let mut doc = model::read(&root, &mut diags);
+        doc.sections = diagnostic::Sections::read(&root, text);
         let compiled = compile::compile(&doc, sha256, &mut diags);
         let all = diags.into_sorted();
         match compiled {

@@ -23,12 +23,12 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::client::{poll, producer_config, subscribe, Throttle};
 use super::offsets::Tp;
-use super::sink::{backoff, queue_full, send, send_owned, Held, Owned, Producer, Records, Shared, SinkContext, Ticket};
+use super::sink::{backoff, queue_full, send, send_owned, Held, Owned, Producer, Records, Report, Shared, SinkContext, Ticket};
 use super::source::{Source, SourceContext};
-use super::{consumer_config, producer_config, Error, OnBatch, Pipeline, Summary, Throttle};
+use super::{Error, Pipeline, Summary};
 use crate::config::{Delivery, Kafka};
-use crate::report::tally::Totals;
 
 pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let k = p.kafka;
@@ -37,13 +37,9 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?;
     let mut context = SourceContext::new(shared.clone(), k.topics.clone(), k.limits.drain_timeout, None);
     context.health = p.health.clone();
-    let consumer: Source = consumer_config(k).create_with_context(context).map_err(|source| Error::Client { what: "consumer", source })?;
-    let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(Error::Subscribe)?;
-    tracing::info!("consuming {} as group `{}`, delivery at_least_once", topics.join(", "), k.group);
+    let consumer: Source = subscribe(k, context)?;
 
     let records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
-    let total = Totals::default();
     let mut work = Work {
         k,
         producer,
@@ -54,8 +50,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         advanced: Vec::new(),
         last_store: Instant::now(),
         last_batch: Instant::now(),
-        total,
-        on_batch: p.on_batch,
+        report: Report::new(p.on_batch),
         count: 0,
         ticks: 0,
         throttle: Throttle::default(),
@@ -71,7 +66,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         tracing::warn!("the producer could not flush before closing ({e})");
     }
     tracing::info!("stopped after {} record(s)", work.count);
-    Ok(Summary { records: work.count, totals: work.total, unacknowledged })
+    Ok(Summary { records: work.count, totals: work.report.total, unacknowledged })
 }
 
 struct Work<'a> {
@@ -84,8 +79,7 @@ struct Work<'a> {
     advanced: Vec<(Tp, i64)>,
     last_store: Instant,
     last_batch: Instant,
-    total: Totals,
-    on_batch: Option<OnBatch>,
+    report: Report,
     count: u64,
     ticks: u32,
     throttle: Throttle,
@@ -111,13 +105,8 @@ impl Work<'_> {
                 self.pause(consumer, want);
             }
             let wait = Duration::from_millis(if self.paused { 10 } else { 100 });
-            match consumer.poll(wait) {
-                Some(Ok(m)) => self.handle(consumer.context(), &m),
-                Some(Err(e)) => {
-                    if self.throttle.allow(&e.to_string()) {
-                        tracing::warn!("consumer: {e}");
-                    }
-                }
+            match poll(consumer, wait, &self.throttle) {
+                Some(m) => self.handle(consumer.context(), &m),
                 None => self.ticks = 63, // Idle: look at the clock now.
             }
             self.tick(consumer);
@@ -130,6 +119,10 @@ impl Work<'_> {
         let Some(tp) = context.tp(m.topic(), m.partition()) else { return };
         let (offset, payload) = (m.offset(), m.payload().unwrap_or_default());
         let n = self.records.process(m.topic(), m.partition(), offset, payload);
+        if self.records.reloaded() {
+            self.batch();
+            self.last_batch = Instant::now();
+        }
         let epoch = {
             let mut state = self.shared.lock();
             let epoch = state.marks.register(tp, offset, n as u32);
@@ -202,7 +195,7 @@ impl Work<'_> {
             self.store(consumer);
             self.last_store = now;
         }
-        if now.duration_since(self.last_batch) >= self.k.limits.commit_interval {
+        if now.duration_since(self.last_batch) >= self.k.limits.commit_interval.min(super::REPORT_EVERY) {
             self.batch();
             self.last_batch = now;
         }
@@ -228,12 +221,7 @@ impl Work<'_> {
 
     /// Hands this batch's counts to the total (and to whoever reports them).
     fn batch(&mut self) {
-        for b in self.records.take_batches() {
-            if let Some(f) = &mut self.on_batch {
-                f(&b.engine, &b.tally, b.busy);
-            }
-            self.total.add(b.engine.agreement(), &b.tally);
-        }
+        self.report.hand_over(&mut self.records);
     }
 
     /// Stops taking records and waits for what is in flight, at most the drain
