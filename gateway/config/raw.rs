@@ -134,6 +134,9 @@ pub struct Properties(pub Vec<(Spanned<String>, Spanned<String>)>);
 pub fn read(text: &str) -> Result<Raw, Vec<Problem>> {
     let root = yaml::parse(text).map_err(|e| vec![Problem { line: e.span.line as u32, column: e.span.col as u32, message: e.message }])?;
     let mut r = Reader { diags: Diagnostics::default() };
+    yaml::duplicate_keys(&root, |key, first, again| {
+        r.diags.error(again, format!("`{key}` is given twice in one mapping (first on line {}); keep one: YAML tools disagree on which counts", first.line));
+    });
     let raw = r.root(&root);
     if r.diags.has_errors() {
         return Err(r.diags.into_sorted().into_iter().map(|d| Problem { line: d.span.line as u32, column: d.span.col as u32, message: d.message }).collect());
@@ -397,8 +400,7 @@ impl Reader {
         for (k, v) in entries {
             let (Some(key), Some(value)) = (self.text(k, &format!("a property name in {what}")), self.text(v, &format!("a property value in {what}"))) else { continue };
             if out.0.iter().any(|(seen, _)| seen.value == key.value) {
-                self.diags.error(k.span, format!("`{}` is given twice in {what}; keep one", key.value));
-                continue;
+                continue; // reported by `yaml::duplicate_keys`
             }
             out.0.push((key, value));
         }
