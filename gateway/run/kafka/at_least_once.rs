@@ -26,6 +26,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::offsets::Tp;
 use super::sink::{backoff, queue_full, send, send_owned, Held, Owned, Producer, Records, Shared, SinkContext, Ticket};
 use super::source::{Source, SourceContext};
+use super::stall::Class;
 use super::{consumer_config, producer_config, Error, OnBatch, Pipeline, Summary, Throttle};
 use crate::config::{Delivery, Kafka};
 use crate::report::tally::Totals;
@@ -37,6 +38,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?;
     let mut context = SourceContext::new(shared.clone(), k.topics.clone(), k.limits.drain_timeout, None);
     context.health = p.health.clone();
+    context.stalls = super::stall::Stalls::new(p.health.clone());
     let consumer: Source = consumer_config(k).create_with_context(context).map_err(|source| Error::Client { what: "consumer", source })?;
     let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(Error::Subscribe)?;
@@ -59,8 +61,13 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         count: 0,
         ticks: 0,
         throttle: Throttle::default(),
+        fatal: None,
     };
     work.consume(&consumer, &p.shutdown);
+    if let Some(e) = work.fatal.take() {
+        tracing::error!("the consumer failed fatally ({e}); exiting so that the gateway is restarted");
+        return Err(Error::Fatal(e));
+    }
     let started = Instant::now();
     let unacknowledged = work.drain(&consumer);
     work.batch();
@@ -89,6 +96,8 @@ struct Work<'a> {
     count: u64,
     ticks: u32,
     throttle: Throttle,
+    /// A fatal consumer error: the loop stops and the run fails.
+    fatal: Option<rdkafka::error::KafkaError>,
 }
 
 /// How often moved watermarks are stored (librdkafka commits them on its own interval).
@@ -112,12 +121,22 @@ impl Work<'_> {
             }
             let wait = Duration::from_millis(if self.paused { 10 } else { 100 });
             match consumer.poll(wait) {
-                Some(Ok(m)) => self.handle(consumer.context(), &m),
-                Some(Err(e)) => {
-                    if self.throttle.allow(&e.to_string()) {
-                        tracing::warn!("consumer: {e}");
-                    }
+                Some(Ok(m)) => {
+                    consumer.context().stalls.consumed();
+                    self.handle(consumer.context(), &m)
                 }
+                Some(Err(e)) => match consumer.context().stalls.error(&e) {
+                    Class::Fatal => {
+                        self.fatal = Some(e);
+                        return;
+                    }
+                    Class::Stops(_) => {}
+                    Class::Passing => {
+                        if self.throttle.allow(&e.to_string()) {
+                            tracing::warn!("consumer: {e}");
+                        }
+                    }
+                },
                 None => self.ticks = 63, // Idle: look at the clock now.
             }
             self.tick(consumer);
@@ -197,6 +216,7 @@ impl Work<'_> {
         if self.ticks % 64 != 0 && !self.paused {
             return;
         }
+        consumer.context().stalls.probe(consumer, &self.k.topics);
         let now = Instant::now();
         if now.duration_since(self.last_store) >= STORE_EVERY {
             self.store(consumer);

@@ -238,6 +238,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     });
     let mut context = SourceContext::new(shared.clone(), k.topics.clone(), limits.drain_timeout, Some(txns.clone()));
     context.health = p.health.clone();
+    context.stalls = super::stall::Stalls::new(p.health.clone());
     let consumer: Source = consumer_config(k).create_with_context(context).map_err(|source| Error::Client { what: "consumer", source })?;
     let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(Error::Subscribe)?;
@@ -264,16 +265,30 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
             txns.commit(&consumer, None).map_err(Error::Transaction)?;
             batch(&mut records);
         }
+        let stalls = &consumer.context().stalls;
         let m = match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
-                if throttle.allow(&e.to_string()) {
-                    tracing::warn!("consumer: {e}");
+                match stalls.error(&e) {
+                    super::stall::Class::Fatal => {
+                        tracing::error!("the consumer failed fatally ({e}); exiting so that the gateway is restarted");
+                        return Err(Error::Fatal(e));
+                    }
+                    super::stall::Class::Stops(_) => stalls.probe(&consumer, &k.topics),
+                    super::stall::Class::Passing => {
+                        if throttle.allow(&e.to_string()) {
+                            tracing::warn!("consumer: {e}");
+                        }
+                    }
                 }
                 continue;
             }
-            None => continue,
+            None => {
+                stalls.probe(&consumer, &k.topics);
+                continue;
+            }
         };
+        stalls.consumed();
         count += 1;
         txns.begin().map_err(Error::Transaction)?;
         let (offset, payload) = (m.offset(), m.payload().unwrap_or_default());
