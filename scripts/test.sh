@@ -38,6 +38,19 @@ else
     say "using the existing Kafka broker at $ACCORD_KAFKA_BOOTSTRAP"
 fi
 
+# librdkafka is built with CMake and Cyrus SASL (GSSAPI): Debian's cmake and
+# libsasl2-dev (zstd and libcurl are built from their crates' sources).
+if ! command -v cmake >/dev/null || ! dpkg -s libsasl2-dev >/dev/null 2>&1; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        say "installing Debian's cmake and libsasl2-dev for librdkafka's build"
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake libsasl2-dev >&2
+    else
+        say "error: building librdkafka needs Debian's \`cmake\` and \`libsasl2-dev\`; install them (apt-get install cmake libsasl2-dev) or run as root"
+        exit 1
+    fi
+fi
+
 # Headless Chromium renders the HTML pages in the tests (Debian's package).
 if ! command -v chromium >/dev/null; then
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
