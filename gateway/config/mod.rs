@@ -88,6 +88,10 @@ pub struct Kafka {
     pub topics: Vec<String>,
     pub input_format: Format,
     pub output_format: Format,
+    /// Inputs in the Confluent Schema Registry wire format.
+    pub input_framing: crate::event::wire::Framing,
+    /// Outputs in the Confluent wire format, carrying this schema id (`output.schema_id`).
+    pub output_schema_id: Option<u32>,
     pub quarantine_topic: String,
     pub delivery: Delivery,
     /// `exactly_once` only: the producer's `transactional.id`.
@@ -261,6 +265,8 @@ struct RawInput {
     topics: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     format: Format,
+    #[serde(default)]
+    framing: crate::event::wire::Framing,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -268,6 +274,11 @@ struct RawInput {
 struct RawOutput {
     #[serde(default)]
     format: Format,
+    #[serde(default)]
+    framing: crate::event::wire::Framing,
+    /// The id of the EnforcedEvent schema (of this format) in the registry the
+    /// outputs' readers use; required with `framing: confluent`.
+    schema_id: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -542,10 +553,12 @@ fn compile_kafka(raw: Spanned<RawKafka>, env: &impl Fn(&str) -> Option<String>, 
     }
     let mut topics = Vec::new();
     let mut input_format = Format::Json;
+    let mut input_framing = crate::event::wire::Framing::Plain;
     match &raw.input {
         None => required(p, "input` (with `topics"),
         Some(input) => {
             input_format = input.value.format;
+            input_framing = input.value.framing;
             if input.value.topics.value.is_empty() {
                 problem(p, &input.value.topics.referenced, "`kafka.input.topics` is empty: name at least one topic to read");
             }
@@ -588,6 +601,18 @@ fn compile_kafka(raw: Spanned<RawKafka>, env: &impl Fn(&str) -> Option<String>, 
         (None, Delivery::ExactlyOnce) => group.as_deref().map(Config::default_transactional_id),
         (None, Delivery::AtLeastOnce) => None,
     };
+    let output_schema_id = match (raw.output.framing, &raw.output.schema_id) {
+        (crate::event::wire::Framing::Confluent, Some(id)) => Some(id.value),
+        (crate::event::wire::Framing::Confluent, None) => {
+            problem(p, &section, "`kafka.output.framing: confluent` needs `kafka.output.schema_id`: the id under which your Schema Registry holds Accord's EnforcedEvent schema of this format");
+            None
+        }
+        (crate::event::wire::Framing::Plain, Some(id)) => {
+            problem(p, &id.referenced, "`kafka.output.schema_id` is only for `framing: confluent`");
+            None
+        }
+        (crate::event::wire::Framing::Plain, None) => None,
+    };
     let common = properties(&raw.properties, "properties", raw.delivery, env, p);
     let mut consumer = common.clone();
     consumer.extend(properties(&raw.consumer, "consumer", raw.delivery, env, p));
@@ -600,6 +625,8 @@ fn compile_kafka(raw: Spanned<RawKafka>, env: &impl Fn(&str) -> Option<String>, 
         topics,
         input_format,
         output_format: raw.output.format,
+        input_framing,
+        output_schema_id,
         quarantine_topic: quarantine_topic?,
         delivery: raw.delivery,
         transactional_id,

@@ -44,7 +44,8 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     consumer.subscribe(&topics).map_err(Error::Subscribe)?;
     tracing::info!("consuming {} as group `{}`, delivery at_least_once", topics.join(", "), k.group);
 
-    let records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
+    let mut records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
+    records.set_framing(k.input_framing, k.output_schema_id);
     let total = Totals::default();
     let mut work = Work {
         k,

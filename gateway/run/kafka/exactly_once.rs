@@ -245,6 +245,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     tracing::info!("consuming {} as group `{}`, delivery exactly_once", topics.join(", "), k.group);
 
     let mut records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
+    records.set_framing(k.input_framing, k.output_schema_id);
     let mut total = crate::report::tally::Totals::default();
     let mut on_batch = p.on_batch;
     let mut batch = |records: &mut Records| {
