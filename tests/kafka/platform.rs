@@ -201,3 +201,133 @@ fn base64url(bytes: &[u8]) -> String {
     }
     out
 }
+
+// ------------------------------------------- Confluent's serializers (SPEC 4) --
+
+/// The Python with `confluent-kafka` (and `grpcio-tools`) that scripts/test.sh installs.
+fn confluent_python() -> String {
+    match std::env::var("ACCORD_CONFLUENT_PYTHON") {
+        Ok(p) if !p.trim().is_empty() => p,
+        _ => panic!("no Python with confluent-kafka: run scripts/test.sh, or set ACCORD_CONFLUENT_PYTHON to a python that has confluent-kafka[avro,protobuf,json] and grpcio-tools"),
+    }
+}
+
+/// The example events the engine does not find malformed (Confluent's serializers
+/// refuse the broken ones before they are sent).
+fn well_formed_examples() -> Vec<String> {
+    let engine = common::example_engine();
+    let mut out = accord::engine::Outputs::default();
+    example_events()
+        .into_iter()
+        .filter(|e| {
+            let v = engine.process(e.as_bytes(), accord::event::Format::Json, &mut out);
+            !matches!(v, accord::engine::Verdict::Dropped(accord::engine::Dropped { malformed: Some(_), .. }))
+        })
+        .collect()
+}
+
+/// Per topic, the event ids of its outputs (a multiset, as sorted lists).
+fn event_ids(outputs: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<String>> {
+    outputs
+        .iter()
+        .map(|(t, v)| {
+            let mut ids: Vec<String> = v.iter().map(|o| serde_json::from_str::<serde_json::Value>(o).unwrap()["event_id"].as_str().unwrap().to_string()).collect();
+            ids.sort();
+            (t.clone(), ids)
+        })
+        .collect()
+}
+
+impl Site {
+    /// A configuration whose input has `format` and `framing`, and `output` YAML.
+    fn config_formats(&self, name: &str, group: &str, input: &str, output: &str) -> PathBuf {
+        let path = self.config(name, group, output);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let topics = format!("    topics: [{}]\n", self.input);
+        assert!(text.contains(&topics));
+        std::fs::write(&path, text.replace(&topics, &format!("{topics}{input}"))).unwrap();
+        path
+    }
+}
+
+/// SPEC 4: records written by Confluent's own serializers (confluent-kafka's
+/// AvroSerializer, ProtobufSerializer and JSONSerializer, in the Schema Registry wire
+/// format) are decoded: every event gives the outputs file mode gives for it, and none
+/// is quarantined.
+#[test]
+fn records_from_confluents_serializers_are_decoded() {
+    let _broker = shared_broker();
+    let python = confluent_python();
+    let events = well_formed_examples();
+    assert!(events.len() > 300, "most examples are well formed");
+    for (serializer, format) in [("avro", "avro"), ("protobuf", "proto"), ("json", "json")] {
+        let site = Site::new(&format!("confluent-{serializer}"), 1);
+        let (expected, quarantined) = site.file_mode(&events);
+        assert_eq!(quarantined, 0);
+        let file = site.dir.path().join("events.jsonl");
+        std::fs::write(&file, events.join("\n") + "\n").unwrap();
+        let out = Command::new(&python)
+            .arg(common::root().join("tests/confluent/produce.py"))
+            .args([&bootstrap(), &site.input, serializer])
+            .arg(&file)
+            .output()
+            .expect("python runs");
+        assert!(out.status.success(), "{serializer}: produce.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), events.len().to_string());
+        let config = site.config_formats("gw", &unique("confluent"), &format!("    format: {format}\n    framing: confluent\n"), "");
+        let mut gw = Gateway::start(serializer, &config);
+        let mut topics = site.outputs();
+        topics.push(site.quarantine.clone());
+        let mut reader = Reader::new(&topics.iter().map(String::as_str).collect::<Vec<_>>(), false);
+        reader.until(Duration::from_secs(90), "every output", |recs| expected.iter().all(|(t, v)| count_in(recs, t) >= v.len()));
+        reader.poll_for(Duration::from_millis(500));
+        let got: BTreeMap<String, Vec<String>> = expected.keys().map(|t| (t.clone(), reader.payloads(t))).collect();
+        assert_eq!(event_ids(&got), event_ids(&expected), "{serializer}: the same outputs as file mode");
+        assert_eq!(count_in(&reader.recs, &site.quarantine), 0, "{serializer}: nothing quarantined");
+        assert!(gw.terminate(Duration::from_secs(30)).success());
+    }
+}
+
+/// SPEC 4: framed outputs carry the configured schema id and are read by Confluent's
+/// own deserializers (Avro and Protobuf); a plain record on a framed input is
+/// quarantined.
+#[test]
+fn framed_outputs_are_read_by_confluents_deserializers() {
+    let _broker = shared_broker();
+    let python = confluent_python();
+    let events = well_formed_examples();
+    for (deserializer, format) in [("avro", "avro"), ("protobuf", "proto")] {
+        let site = Site::new(&format!("framed-{deserializer}"), 1);
+        let (expected, _) = site.file_mode(&events);
+        produce(&site.input, 1, &events);
+        let config = site.config_formats("gw", &unique("framed"), "", &format!("  output:\n    format: {format}\n    framing: confluent\n    schema_id: 1\n"));
+        let mut gw = Gateway::start(deserializer, &config);
+        let total: usize = expected.values().map(Vec::len).sum();
+        let mut cmd = Command::new(&python);
+        cmd.arg(common::root().join("tests/confluent/consume.py")).args([&bootstrap(), deserializer, &total.to_string()]).args(expected.keys());
+        let out = cmd.output().expect("python runs");
+        assert!(out.status.success(), "{deserializer}: consume.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["schema_id"], 1, "{line}");
+            assert!(v["value"]["accord"]["purpose"].is_string(), "the stamp is read: {line}");
+            got.entry(v["topic"].as_str().unwrap().to_string()).or_default().push(v["value"].to_string());
+        }
+        for t in expected.keys() {
+            got.entry(t.clone()).or_default();
+        }
+        assert_eq!(event_ids(&got), event_ids(&expected), "{deserializer}: Confluent's deserializer reads every output");
+        assert!(gw.terminate(Duration::from_secs(30)).success());
+    }
+
+    // A plain record on a framed input is malformed: quarantined, never decoded.
+    let site = Site::new("framed-plain", 1);
+    produce(&site.input, 1, &events[..5]);
+    let config = site.config_formats("gw", &unique("framed"), "    framing: confluent\n", "");
+    let mut gw = Gateway::start("plain-on-framed", &config);
+    let mut reader = Reader::new(&[site.quarantine.as_str()], false);
+    reader.until(Duration::from_secs(60), "5 quarantine notes", |recs| recs.len() >= 5);
+    assert!(reader.recs.iter().all(|r| r.payload.contains("wire format")), "{:?}", reader.payloads(&site.quarantine));
+    assert!(gw.terminate(Duration::from_secs(30)).success());
+}
