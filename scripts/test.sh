@@ -51,6 +51,19 @@ if ! command -v cmake >/dev/null || ! dpkg -s libsasl2-dev >/dev/null 2>&1; then
     fi
 fi
 
+# Confluent's own serializers and deserializers (Python confluent-kafka, from PyPI)
+# for the Schema Registry wire-format tests, in a venv of their own. No Schema Registry
+# server can be installed here (Karapace is not on PyPI; Apicurio's Maven artifacts are
+# not a runnable server): the tests use confluent-kafka's in-process mock registry.
+confluent_venv="${ACCORD_CACHE:-${HOME:-/tmp}/.cache/accord}/confluent-venv"
+if ! "$confluent_venv/bin/python" -c 'import confluent_kafka, fastavro, jsonschema, grpc_tools' 2>/dev/null; then
+    command -v python3 >/dev/null || { say "error: the Schema Registry format tests need python3 (with venv)"; exit 1; }
+    say "installing confluent-kafka and grpcio-tools from PyPI into $confluent_venv"
+    python3 -m venv "$confluent_venv"
+    "$confluent_venv/bin/pip" install -q "confluent-kafka[avro,protobuf,json,schemaregistry]==2.16.1" "grpcio-tools==1.85.1" >&2
+fi
+export ACCORD_CONFLUENT_PYTHON="$confluent_venv/bin/python"
+
 # Headless Chromium renders the HTML pages in the tests (Debian's package).
 if ! command -v chromium >/dev/null; then
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
