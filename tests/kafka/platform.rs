@@ -331,3 +331,57 @@ fn framed_outputs_are_read_by_confluents_deserializers() {
     assert!(reader.recs.iter().all(|r| r.payload.contains("wire format")), "{:?}", reader.payloads(&site.quarantine));
     assert!(gw.terminate(Duration::from_secs(30)).success());
 }
+
+/// `--format avro` in file mode: varint length-delimited SensorEvent datums in,
+/// EnforcedEvent datums out (`TOPIC.avro.bin`), the same decisions as JSON.
+#[test]
+fn file_mode_reads_and_writes_avro() {
+    let events = well_formed_examples();
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = Vec::new();
+    for e in &events {
+        let datum = accord::event::avro::sensor_event_from_json(&serde_json::from_str(e).unwrap()).expect("an example as Avro");
+        let mut n = datum.len() as u64;
+        while n >= 0x80 {
+            input.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        input.push(n as u8);
+        input.extend_from_slice(&datum);
+    }
+    std::fs::write(dir.path().join("in.avro.bin"), &input).unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), events.join("\n") + "\n").unwrap();
+    let run = |format: &str, input: &str, out: &str| {
+        let status = common::run_examples().args(["--format", format, "--input"]).arg(dir.path().join(input)).arg("--output").arg(dir.path().join(out)).stderr(Stdio::null()).status().unwrap();
+        assert!(status.success(), "file mode with --format {format}");
+    };
+    run("avro", "in.avro.bin", "avro");
+    run("json", "in.jsonl", "json");
+    let mut compared = 0;
+    for p in PURPOSES {
+        let topic = format!("accord.{p}");
+        let json: Vec<String> = std::fs::read_to_string(dir.path().join(format!("json/{topic}.jsonl"))).unwrap().lines().map(str::to_string).collect();
+        let bytes = std::fs::read(dir.path().join(format!("avro/{topic}.avro.bin"))).unwrap();
+        let mut avro = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let (mut len, mut shift, mut used) = (0usize, 0, 0);
+            loop {
+                let b = rest[used];
+                used += 1;
+                len |= usize::from(b & 0x7f) << shift;
+                shift += 7;
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+            let v = accord::event::avro::enforced_event_to_json(&rest[used..used + len]).expect("an EnforcedEvent datum");
+            avro.push(v.to_string());
+            rest = &rest[used + len..];
+        }
+        let ids = |v: &[String]| event_ids(&BTreeMap::from([(topic.clone(), v.to_vec())]));
+        assert_eq!(ids(&avro), ids(&json), "{topic}");
+        compared += json.len();
+    }
+    assert!(compared > 100, "the examples make outputs");
+}
