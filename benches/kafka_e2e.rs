@@ -314,7 +314,9 @@ mod passthrough {
 
     /// `key: value` lines of the child's configuration, and the `consumer:` and
     /// `producer:` property sections.
-    fn read(config: &str) -> (HashMap<String, String>, Vec<(String, String)>, Vec<(String, String)>) {
+    type Properties = Vec<(String, String)>;
+
+    fn read(config: &str) -> (HashMap<String, String>, Properties, Properties) {
         let text = std::fs::read_to_string(config).unwrap();
         let (mut top, mut consumer, mut producer) = (HashMap::new(), Vec::new(), Vec::new());
         let mut section = "";

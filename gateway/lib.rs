@@ -11,12 +11,14 @@
 //! 3. **Reporting** ([`report`]): tallies, metrics and health, the audit trail, logs.
 //!    **The DPO's tools** ([`dpo`]): explain, test cases, diff, the workers' page,
 //!    co-signing. Both read the core; neither knows the shells.
-//! 4. **The edges**: [`config`] (the gateway's runtime configuration) and the
+//! 4. **The edges**: [`config`] (the gateway's runtime configuration), [`filekind`]
+//!    (which of Accord's files a file is, for commands given the wrong one) and the
 //!    command line (`gateway/cli/`, in the binary), which wire the floors together.
 
 pub use accord_core::{agreement, engine, event, pseudonym};
 
 pub mod config;
+pub mod filekind;
 pub mod dpo;
 pub mod report;
 pub mod run;

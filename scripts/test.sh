@@ -77,10 +77,10 @@ if ! command -v chromium >/dev/null; then
 fi
 
 say "checking that the benchmarks build"
-cargo check --locked --benches --quiet
+cargo check --locked --workspace --benches --quiet
 
 say "checking the Helm chart (helm lint, helm template, kubernetes-validate; installs both into the cache once)"
 scripts/check-helm.sh
 
 say "running the tests"
-cargo test --locked -- "${extra[@]}"
+cargo test --locked --workspace --lib --bins --tests -- "${extra[@]}"

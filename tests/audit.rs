@@ -286,7 +286,10 @@ fn the_log_is_json_lines_without_identifiers() {
         .unwrap();
     assert!(out.status.success());
     let log = String::from_utf8(out.stderr).unwrap();
-    let lines: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}"))).collect();
+    // The log lines are JSON; the closing summary is for people, in plain text after them (issue 15).
+    let summary = log.lines().skip_while(|l| l.starts_with('{')).collect::<Vec<_>>().join("\n");
+    assert!(summary.starts_with("agreement acme-dc-utrecht version 4") && summary.contains("-> accord.safety"), "{log}");
+    let lines: Vec<Value> = log.lines().take_while(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}"))).collect();
     assert!(lines.len() >= 2, "{log}");
     for l in &lines {
         assert!(l["level"].is_string() && l["message"].is_string() && l["timestamp"].is_string(), "{l}");

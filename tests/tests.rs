@@ -7,6 +7,7 @@
 //! - `reload`: a changed agreement under a steady stream.
 //! - `dpo`: the DPO's workflow: `accord test`, `diff`, `render` (in Chromium), co-signing.
 //! - `kafka`: the gateway against a real Apache Kafka broker (see scripts/test.sh).
+//! - `readme`: the README's commands, run as written, and its synopsis against `--help`.
 
 mod common;
 mod audit;
@@ -14,4 +15,5 @@ mod cli;
 mod dpo;
 mod engine;
 mod kafka;
+mod readme;
 mod reload;

@@ -50,6 +50,7 @@ enum Command {
         /// End of the period (RFC 3339 or a date), exclusive.
         #[arg(long, value_name = "TIME")]
         until: Option<String>,
+        /// Text for reading, JSON for tools, or one HTML page with charts.
         #[arg(long, value_enum, default_value = "text")]
         format: ReportFormat,
     },
@@ -83,6 +84,21 @@ fn verify_topic(config: &Path, topic: Option<String>) -> Outcome {
     Ok(())
 }
 
+/// Refuses, in one sentence, a file that is recognisably not an audit trail (events,
+/// an agreement, a key) before its first line is reported as a broken link.
+fn is_a_trail(file: &Path) -> Outcome {
+    let mut head = Vec::new();
+    if let Ok(f) = File::open(file) {
+        use std::io::Read;
+        let _ = f.take(64 * 1024).read_to_end(&mut head);
+    }
+    let head = match head.iter().rposition(|b| *b == b'\n') {
+        Some(end) if head.len() == 64 * 1024 => &head[..=end],
+        _ => &head[..],
+    };
+    accord::filekind::expect(&file.display().to_string(), head, accord::filekind::FileKind::AuditTrail).map_err(|e| Failure::Input(e.into()))
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ReportFormat {
     Text,
@@ -94,6 +110,7 @@ pub fn run(args: Args) -> Outcome {
     match args.command {
         Command::Verify { file: None, topic, config } => verify_topic(&config.expect("clap requires --config without FILE"), topic),
         Command::Verify { file: Some(file), .. } => {
+            is_a_trail(&file)?;
             let reader = BufReader::new(File::open(&file).with_context(|| format!("cannot open the audit trail {}", file.display()))?);
             let verified = audit::verify(reader).with_context(|| format!("cannot read the audit trail {}", file.display()))?;
             match verified.broken {
@@ -115,6 +132,15 @@ pub fn run(args: Args) -> Outcome {
                     .transpose()
             };
             let (from, until) = (time(&from, "from")?, time(&until, "until")?);
+            is_a_trail(&file)?;
+            // SPEC 7: a trail that does not verify is not reported on.
+            let reader = BufReader::new(File::open(&file).with_context(|| format!("cannot open the audit trail {}", file.display()))?);
+            let verified = audit::verify(reader).with_context(|| format!("cannot read the audit trail {}", file.display()))?;
+            if let Some(b) = verified.broken {
+                eprintln!("{}:{}: broken at sequence number {}: {}", file.display(), b.line, b.seq, b.why);
+                eprintln!("accord: the trail does not verify, so it is not reported on; `accord audit verify {}` says more", file.display());
+                return Err(Failure::Reported);
+            }
             let reader = BufReader::new(File::open(&file).with_context(|| format!("cannot open the audit trail {}", file.display()))?);
             let records = audit::read(reader)?;
             let r = report::build(&records, from, until);

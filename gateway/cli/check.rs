@@ -18,6 +18,9 @@ pub fn run(args: Args) -> Outcome {
     let loaded = match Agreement::load(&args.agreement) {
         Ok(loaded) => loaded,
         Err(LoadError::Invalid { path, diagnostics }) => {
+            if let Some(wrong) = super::not_an_agreement(&path) {
+                return Err(Failure::Input(wrong.into()));
+            }
             report(&path, &diagnostics);
             return Err(Failure::Reported);
         }

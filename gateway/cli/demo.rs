@@ -29,7 +29,7 @@ pub fn run(args: Args) -> Outcome {
     let agreement = Arc::new(Agreement::parse(AGREEMENT).map_err(|_| anyhow::anyhow!("the built-in example agreement does not check"))?.agreement);
     let key = Key::new(DEMO_KEY, "demo-2026")?;
     let engine = Arc::new(Engine::new(agreement.clone(), Arc::new(Pseudonymiser::new(key))));
-    let mut sink = Sink::dir(&args.output, &engine, Format::Json).with_context(|| format!("cannot write to {}", args.output.display()))?;
+    let mut sink = Sink::dir(&args.output, &engine, Format::Json).with_context(|| format!("cannot write to the output directory {} (give --output a directory, created if missing)", args.output.display()))?;
     let tally = filemode::run(Arc::new(engine.clone()), &mut filemode::Input::new(EVENTS), Format::Json, &mut sink, Format::Json, &mut |_, _, _| {})?;
     println!("Accord demo: the example warehouse agreement on a week of its sensor events (examples/).\n");
     print!("{}", tally.summary());
@@ -39,6 +39,6 @@ pub fn run(args: Args) -> Outcome {
         let first = std::fs::read_to_string(&path).ok().and_then(|t| t.lines().next().map(str::to_owned)).unwrap_or_default();
         println!("  {}\n    first: {first}", path.display());
     }
-    println!("\nNext: accord explain --agreement examples/agreement.yaml EVENT.json, and the README.");
+    println!("\nNext: `accord explain --agreement examples/agreement.yaml --line 50 examples/events.jsonl` walks one event through each step (the quarantine names malformed records by the same line numbers); the README has the rest.");
     Ok(())
 }

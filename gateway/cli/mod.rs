@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use accord::agreement::{Agreement, LoadError};
-use accord::pseudonym::{Key, Pseudonymiser};
+use accord::pseudonym::{Key, KeyFileNote, Pseudonymiser};
 use clap::{Parser, Subcommand};
 
 /// Accord holds workplace sensor data to the agreement an employer and its works
@@ -30,7 +30,12 @@ use clap::{Parser, Subcommand};
 /// pseudonymises workers, coarsens place and time, and routes each event only to
 /// its purpose's topic. What is not agreed is not allowed.
 #[derive(Parser)]
-#[command(name = "accord", version, max_term_width = 100)]
+#[command(
+    name = "accord",
+    version,
+    max_term_width = 100,
+    after_help = "New here? `accord demo` runs the example site with no files, key or broker; then `accord check`, `accord explain` and `accord run` on examples/.\nExit status: 0 done (whatever was dropped), 1 bad input (an agreement, key or file that cannot be used), 2 bad usage."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,11 +107,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Reported) => ExitCode::from(1),
+        // Errors are for people: one plain sentence wherever stderr goes, also when
+        // the log is JSON (the log is for collectors; a failure to start is not a log line).
         Err(Failure::Input(e)) => {
-            match accord::report::log::installed() {
-                Some(accord::report::log::LogFormat::Json) => tracing::error!("{e:#}"),
-                _ => eprintln!("accord: error: {e:#}"),
-            }
+            eprintln!("accord: error: {e:#}");
             ExitCode::from(1)
         }
         Err(Failure::Usage(e)) => {
@@ -125,12 +129,22 @@ pub fn load_agreement(path: &Path) -> Result<Arc<Agreement>, Failure> {
             }
             Ok(Arc::new(loaded.agreement))
         }
-        Err(LoadError::Invalid { path, diagnostics }) => {
-            report(&path, &diagnostics);
-            Err(Failure::Reported)
-        }
+        Err(LoadError::Invalid { path, diagnostics }) => match not_an_agreement(&path) {
+            Some(wrong) => Err(Failure::Input(wrong.into())),
+            None => {
+                report(&path, &diagnostics);
+                Err(Failure::Reported)
+            }
+        },
         Err(e) => Err(Failure::Input(e.into())),
     }
+}
+
+/// When a file that is not a valid agreement is recognisably another of Accord's files
+/// (a gateway configuration, events, a key), the one sentence that says so.
+pub fn not_an_agreement(path: &str) -> Option<accord::filekind::WrongKind> {
+    let bytes = std::fs::read(path).ok()?;
+    accord::filekind::expect(path, &bytes, accord::filekind::FileKind::Agreement).err()
 }
 
 /// Prints every diagnostic and a closing count, to stderr.
@@ -148,7 +162,8 @@ pub fn report(path: &str, diagnostics: &[accord::agreement::Diagnostic]) {
 /// The pseudonym key from its file and id.
 #[derive(clap::Args, Clone)]
 pub struct KeyArgs {
-    /// File whose bytes, exactly, are the pseudonym key (at least 32 bytes).
+    /// File whose bytes, exactly, are the pseudonym key (at least 32 bytes; a final
+    /// newline is part of it, and warned about).
     #[arg(long, value_name = "FILE")]
     pub key_file: PathBuf,
     /// The key's public id, written before every pseudonym (e.g. `k2026`).
@@ -158,6 +173,18 @@ pub struct KeyArgs {
 
 impl KeyArgs {
     pub fn pseudonymiser(&self) -> Result<Arc<Pseudonymiser>, Failure> {
-        Ok(Arc::new(Pseudonymiser::new(Key::from_file(&self.key_file, &self.key_id)?)))
+        Ok(Arc::new(Pseudonymiser::new(read_key(&self.key_file, &self.key_id)?)))
     }
+}
+
+/// Reads a pseudonym key file, warning (one line on stderr) when it ends in a newline.
+pub fn read_key(path: &Path, id: &str) -> Result<Key, Failure> {
+    let (key, note) = Key::from_file_noting(path, id)?;
+    if note == Some(KeyFileNote::TrailingNewline) {
+        eprintln!(
+            "accord: warning: the key file {} ends in a newline, which Accord uses as part of the key; a system that reads the same Secret without it computes other pseudonyms. Write keys without one (`head -c 32 /dev/urandom > FILE`, or `printf %s \"$KEY\" > FILE`); removing it from this key changes every pseudonym, like a new key (docs/operations.md, \"The key file\")",
+            path.display()
+        );
+    }
+    Ok(key)
 }

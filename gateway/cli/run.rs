@@ -20,11 +20,14 @@ use accord::run::reload::{Gate, Live};
 use accord::dpo::signing::{self, Party};
 use accord::run::filemode::{self, Sink};
 use accord::run::kafka::{Pipeline, Shutdown};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use anyhow::Context;
 
 use super::{load_agreement, Failure, KeyArgs, Outcome};
 
 #[derive(clap::Args)]
+#[command(after_help = "File mode: --agreement, --key-file, --key-id, --input and --output (no broker needed).\nKafka mode: --config GATEWAY.yaml alone (examples/gateway.yaml is a commented one); --admin and --audit go with either.")]
 pub struct Args {
     /// Kafka mode: the gateway configuration (brokers, topics, delivery, the agreement
     /// and key files). Runs until SIGTERM or SIGINT.
@@ -33,7 +36,8 @@ pub struct Args {
     /// The agreement to enforce.
     #[arg(long, value_name = "FILE", required_unless_present = "config")]
     agreement: Option<PathBuf>,
-    /// File whose bytes, exactly, are the pseudonym key (at least 32 bytes).
+    /// File whose bytes, exactly, are the pseudonym key (at least 32 bytes; a final
+    /// newline is part of it, and warned about).
     #[arg(long, value_name = "FILE", required_unless_present = "config")]
     key_file: Option<PathBuf>,
     /// The key's public id, written before every pseudonym (e.g. `k2026`).
@@ -75,13 +79,13 @@ fn run_file(args: Args) -> Outcome {
     let mut sink = if output == "-" {
         Sink::Stream { out: Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock())), notes: Box::new(io::stderr()) }
     } else {
-        Sink::dir(output.as_ref(), &engine, args.format).with_context(|| format!("cannot write to the output directory {output}"))?
+        Sink::dir(output.as_ref(), &engine, args.format).with_context(|| format!("cannot write to the output directory {output} (give --output a directory, created if missing, or `-` for stdout)"))?
     };
     let mut observing = args.observe.start(&agreement, "file", if input == "-" { "stdin" } else { "file" })?;
     // The agreement file is watched: a valid change comes into force between two events.
     let live = Live::new(&agreement_path, Arc::new(engine), None, observing.trail.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let watcher = live.watch(Duration::from_secs(1), stop.clone()).context("cannot watch the agreement file")?;
+    let watcher = live.watch(Duration::from_secs(1), stop.clone()).with_context(|| format!("cannot watch the agreement {} for changes", agreement_path.display()))?;
     let mut audit_error = None;
     let mut observe = |engine: &Engine, t: &accord::report::tally::Tally, elapsed| {
         if let Err(e) = observing.batch(engine, t, elapsed) {
@@ -145,7 +149,7 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     };
     let live = Live::new(&config.agreement, engine, Some(gate), observing.trail.clone());
     let stop_watching = Arc::new(AtomicBool::new(false));
-    let watcher = live.watch(Duration::from_secs(1), stop_watching.clone()).context("cannot watch the agreement file")?;
+    let watcher = live.watch(Duration::from_secs(1), stop_watching.clone()).with_context(|| format!("cannot watch the agreement {} for changes", config.agreement.display()))?;
     let observing = Arc::new(Mutex::new(observing));
     let audit_error = Arc::new(Mutex::new(None));
     let on_batch = {
@@ -161,30 +165,31 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     let kafka = config.kafka.clone();
     let grace = kafka.limits.drain_timeout + Duration::from_secs(10);
     let shutdown = Shutdown::new();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
-    let summary = runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    // SIGTERM or SIGINT: stop taking records, drain, commit and exit, within the grace
+    // period; a second signal stops at once. (signal-hook, as for the reload's SIGHUP.)
+    let mut signals = Signals::new([SIGTERM, SIGINT]).context("cannot handle SIGTERM and SIGINT")?;
+    let signals_handle = signals.handle();
+    let listener = {
         let stop = shutdown.clone();
-        let mut pipeline = tokio::task::spawn_blocking(move || Pipeline { kafka: &kafka, engines, shutdown: stop, on_batch: Some(on_batch), health: Some(health) }.run());
-        let signalled = tokio::select! {
-            r = &mut pipeline => return r.context("the pipeline panicked"),
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        tracing::info!("{signalled}: stopping (drain, commit, exit; at most {grace:?})");
-        shutdown.request();
-        tokio::select! {
-            r = &mut pipeline => r.context("the pipeline panicked"),
-            _ = term.recv() => stop_now("a second signal"),
-            _ = int.recv() => stop_now("a second signal"),
-            _ = tokio::time::sleep(grace) => {
-                tracing::warn!("did not stop within {grace:?}; exiting anyway (records not committed are consumed again after a restart)");
-                std::process::exit(0)
+        std::thread::spawn(move || {
+            for (n, signal) in signals.forever().enumerate() {
+                if n > 0 {
+                    stop_now("a second signal");
+                }
+                let name = if signal == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                tracing::info!("{name}: stopping (drain, commit, exit; at most {grace:?})");
+                stop.request();
+                std::thread::spawn(move || {
+                    std::thread::sleep(grace);
+                    tracing::warn!("did not stop within {grace:?}; exiting anyway (records not committed are consumed again after a restart)");
+                    std::process::exit(0)
+                });
             }
-        }
-    })?;
+        })
+    };
+    let summary = Pipeline { kafka: &kafka, engines, shutdown, on_batch: Some(on_batch), health: Some(health) }.run();
+    signals_handle.close();
+    let _ = listener.join();
     stop_watching.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     let summary = summary?;
@@ -200,13 +205,13 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     Ok(())
 }
 
-/// The end-of-run summary: for people on a terminal, one structured event in JSON.
+/// The end-of-run summary, for people: the per-purpose table in plain text wherever
+/// stderr goes. A JSON log also gets the counts as one structured event, for collectors.
 fn print_summary(totals: &accord::report::tally::Totals) {
     if accord::report::log::installed() == Some(accord::report::log::LogFormat::Json) {
         tracing::info!(received = totals.received(), forwarded_events = totals.forwarded_events(), dropped = totals.dropped_total(), "run finished");
-    } else {
-        eprint!("{}", totals.summary());
     }
+    eprint!("{}", totals.summary());
 }
 
 fn stop_now(why: &str) -> ! {

@@ -41,15 +41,31 @@ impl std::fmt::Debug for Key {
     }
 }
 
+/// What reading a key file noticed that its owner should hear about (never its bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyFileNote {
+    /// The file ends in a line break (`echo secret > key`), which is part of the key.
+    TrailingNewline,
+}
+
 impl Key {
     /// The key file's bytes, exactly, are the key.
     pub fn from_file(path: &Path, id: &str) -> Result<Key, KeyError> {
+        Key::from_file_noting(path, id).map(|(key, _)| key)
+    }
+
+    /// The key file's bytes, exactly, are the key, a trailing newline included: the
+    /// key is what the Secret holds, so every system that reads the Secret's bytes
+    /// computes the same pseudonyms, and pseudonyms (and suppressions) made so far stay
+    /// valid. Stripping it would silently be another key. The caller warns on the note.
+    pub fn from_file_noting(path: &Path, id: &str) -> Result<(Key, Option<KeyFileNote>), KeyError> {
         let display = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|source| KeyError::Read { path: display.clone(), source })?;
         if bytes.len() < MIN_KEY_LEN {
             return Err(KeyError::TooShort { path: display, len: bytes.len() });
         }
-        Key::new(&bytes, id)
+        let note = bytes.ends_with(b"\n").then_some(KeyFileNote::TrailingNewline);
+        Ok((Key::new(&bytes, id)?, note))
     }
 
     pub fn new(secret: &[u8], id: &str) -> Result<Key, KeyError> {
@@ -180,7 +196,7 @@ impl Cache {
     /// A table of `slots` entries (rounded up to a power of two); allocated on first use.
     pub fn new(slots: usize) -> Cache {
         let n = slots.max(1).next_power_of_two();
-        Cache { slots: Vec::new(), mask: n - 1, fingerprint: 0, hasher: foldhash::fast::FixedState::with_seed(0x5eed_acc0_4d), stats: CacheStats::default() }
+        Cache { slots: Vec::new(), mask: n - 1, fingerprint: 0, hasher: foldhash::fast::FixedState::with_seed(0x005e_edac_c04d), stats: CacheStats::default() }
     }
 
     /// A cache that remembers nothing.

@@ -1,7 +1,8 @@
 //! `accord explain`: SPEC 2.1 step by step for one event, written for a DPO.
 //!
-//! It calls the same engine functions the gateway runs (`decode`, `decide`,
-//! `write_outputs`), so what it says is what happens; it only adds the reasons.
+//! It calls the same engine functions the gateway runs (`decode`, `decide_traced`,
+//! `write_outputs`) and reads the engine's own trace of steps 2 to 6, so what it says
+//! is what happens; it only adds the words.
 
 use std::fmt::Write as _;
 
@@ -9,7 +10,7 @@ use chrono::{Datelike, Utc};
 
 use crate::agreement::taxonomy::Class;
 use crate::agreement::{Agreement, FieldOp, Rule};
-use crate::engine::{in_schedule, DropReason, Engine, FieldNote, Outputs, Treatment};
+use crate::engine::{DropReason, Engine, FieldNote, Outputs, Trace, Treatment};
 use super::hhmm;
 
 const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
@@ -32,7 +33,8 @@ pub fn explain(engine: &Engine, input: &[u8]) -> String {
     };
     let _ = writeln!(w, "Event `{}`: source `{}`, category `{}`, occurred at {}.\n", event.event_id, event.source, event.category, event.occurred_at_text);
     let _ = writeln!(w, "1. Decode: ok.");
-    let verdict = engine.decide(&event);
+    let mut trace = Trace::default();
+    let verdict = engine.decide_traced(&event, Some(&mut trace));
     let at = event.occurred_at.with_timezone(&Utc);
 
     // 2.
@@ -41,56 +43,43 @@ pub fn explain(engine: &Engine, input: &[u8]) -> String {
         a.valid_from.map_or("open".into(), |t| t.to_rfc3339()),
         a.valid_until.map_or("open".into(), |t| t.to_rfc3339())
     );
-    if matches!(verdict, Err(d) if d.reason == DropReason::AgreementNotInForce) {
+    if trace.in_force == Some(false) {
         let _ = writeln!(w, "2. In force: no. {} UTC is outside {window}.", at.to_rfc3339());
         return dropped(s, DropReason::AgreementNotInForce, "the agreement does not cover this moment");
     }
     let _ = writeln!(w, "2. In force: yes, {} is within {window}.", at.to_rfc3339());
 
     // 3 and 4.
-    let class = a.taxonomy.category(&event.category).map(|c| (c, a.taxonomy.class(c)));
-    match class {
-        Some((_, Class::Prohibited)) => {
-            let why = crate::agreement::taxonomy::legal_basis(&event.category).unwrap_or("the agreement prohibits it");
-            let _ = writeln!(w, "3. Prohibited category: yes, `{}` is prohibited ({why}).", event.category);
-            return dropped(s, DropReason::ProhibitedCategory, "this kind of data may never be collected");
-        }
-        _ => {
-            let _ = writeln!(w, "3. Prohibited category: no.");
-        }
+    if let Some((_, Class::Prohibited)) = trace.class {
+        let why = crate::agreement::taxonomy::legal_basis(&event.category).unwrap_or("the agreement prohibits it");
+        let _ = writeln!(w, "3. Prohibited category: yes, `{}` is prohibited ({why}).", event.category);
+        return dropped(s, DropReason::ProhibitedCategory, "this kind of data may never be collected");
     }
-    match class {
-        Some((c, Class::Special)) => {
-            let allowed = a.special_purposes(c);
-            if allowed == 0 {
-                let _ = writeln!(w, "4. Special category: `{}` is special (GDPR art. 9) and no `special_allowed` entry covers it.", event.category);
-                return dropped(s, DropReason::SpecialCategory, "health and biometric data need an explicit exception");
-            }
-            let names = purpose_names(a, allowed);
-            let _ = writeln!(w, "4. Special category: `{}` is special (GDPR art. 9); its exception allows only: {names}.", event.category);
+    let _ = writeln!(w, "3. Prohibited category: no.");
+    match trace.allowed {
+        Some(0) => {
+            let _ = writeln!(w, "4. Special category: `{}` is special (GDPR art. 9) and no `special_allowed` entry covers it.", event.category);
+            return dropped(s, DropReason::SpecialCategory, "health and biometric data need an explicit exception");
         }
-        _ => {
+        Some(allowed) => {
+            let _ = writeln!(w, "4. Special category: `{}` is special (GDPR art. 9); its exception allows only: {}.", event.category, purpose_names(a, allowed));
+        }
+        None => {
             let _ = writeln!(w, "4. Special category: no.");
         }
     }
 
-    // 5.
-    let mut skipped = Vec::new();
-    for rule in &a.rules {
-        if rule.matches(&event.source, &event.category) {
-            break;
+    // 5. Every rule before the deciding one (all of them, when none decides) did not match.
+    let skipped: Vec<String> = a.rules[..trace.rule.unwrap_or(a.rules.len())]
+        .iter()
+        .map(|rule| format!("   rule `{}` (line {}) does not match: {}", rule.name, rule.line, mismatch(rule, &event.source, &event.category)))
+        .collect();
+    let Some(decision) = trace.rule else {
+        let _ = writeln!(w, "5. Rule: none matches source `{}` and category `{}`:", event.source, event.category);
+        for line in &skipped {
+            let _ = writeln!(w, "{line}");
         }
-        skipped.push(format!("   rule `{}` (line {}) does not match: {}", rule.name, rule.line, mismatch(rule, &event.source, &event.category)));
-    }
-    let decision = match verdict {
-        Err(d) if d.reason == DropReason::NoMatchingRule => {
-            let _ = writeln!(w, "5. Rule: none matches source `{}` and category `{}`:", event.source, event.category);
-            for line in &skipped {
-                let _ = writeln!(w, "{line}");
-            }
-            return dropped(s, DropReason::NoMatchingRule, "what is not agreed is not allowed");
-        }
-        _ => a.rules.iter().position(|r| r.matches(&event.source, &event.category)).expect("a rule matched"),
+        return dropped(s, DropReason::NoMatchingRule, "what is not agreed is not allowed");
     };
     let rule = &a.rules[decision];
     let _ = writeln!(w, "5. Rule: `{}` (line {}) matches source `{}` and category `{}`; the first rule that matches decides.", rule.name, rule.line, event.source, event.category);
@@ -103,14 +92,13 @@ pub fn explain(engine: &Engine, input: &[u8]) -> String {
     }
 
     // 6.
-    match rule.during {
+    match trace.schedule {
         None => {
             let _ = writeln!(w, "6. Schedule: the rule has none; it applies at any time.");
         }
-        Some(i) => {
+        Some((i, inside)) => {
             let sched = &a.schedules[i];
             let local = at.with_timezone(&sched.timezone);
-            let inside = in_schedule(sched, at);
             let days: Vec<&str> = (0..7).filter(|d| sched.days[*d]).map(|d| &DAYS[d][..3]).collect();
             let _ = writeln!(
                 w,

@@ -298,7 +298,8 @@ fn fields(text: &str, header: &str, names: &[&str]) -> Result<Vec<String>, Strin
     let mut lines = text.lines().map(str::trim_end).filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
     match lines.next() {
         Some(first) if first.trim() == header => {}
-        Some(first) => return Err(format!("its first line is `{}`, not `{header}`", first.chars().take(60).collect::<String>())),
+        // Never quoted: the file may be another key (a pseudonym key given by mistake).
+        Some(_) => return Err(format!("its first line is not `{header}` (`accord keygen` writes these files)")),
         None => return Err("it is empty".into()),
     }
     let mut out = Vec::new();
@@ -307,15 +308,15 @@ fn fields(text: &str, header: &str, names: &[&str]) -> Result<Vec<String>, Strin
         let value = line
             .strip_prefix(name)
             .and_then(|rest| rest.strip_prefix(':'))
-            .ok_or_else(|| format!("expected a `{name}:` line, found `{}`", line.split(':').next().unwrap_or("").chars().take(40).collect::<String>()))?;
+            .ok_or_else(|| format!("the line where `{name}:` belongs holds something else"))?;
         let value = value.trim();
         if value.is_empty() {
             return Err(format!("`{name}` is empty"));
         }
         out.push(value.to_string());
     }
-    if let Some(extra) = lines.next() {
-        return Err(format!("unexpected line `{}` after `{}`", extra.split(':').next().unwrap_or("").chars().take(40).collect::<String>(), names.last().unwrap_or(&"")));
+    if lines.next().is_some() {
+        return Err(format!("it has more lines after `{}:`", names.last().unwrap_or(&"")));
     }
     Ok(out)
 }

@@ -59,6 +59,11 @@ struct Compiler<'a> {
 impl Compiler<'_> {
     fn header(&mut self) -> Option<Header> {
         let h = &self.doc.header;
+        if !self.doc.sections.has("agreement") {
+            let (span, place) = self.doc.sections.place("agreement");
+            self.diags.error(span, format!("the `agreement:` section is missing: add it {place}, with the agreement's `id`, `version` and `parties`, e.g. `agreement: {{ id: acme-dc-utrecht, version: 1, parties: [ACME, Works council] }}`"));
+            return None;
+        }
         let id = match &h.id {
             Some(id) if is_name(&id.value, 64, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') => Some(id.value.clone()),
             Some(id) => {
@@ -105,6 +110,10 @@ impl Compiler<'_> {
     }
 
     fn purposes(&mut self) -> Vec<Purpose> {
+        if self.doc.purposes_span.is_none() {
+            let (span, place) = self.doc.sections.place("purposes");
+            self.diags.error(span, format!("the `purposes:` section is missing: add it {place}, with at least one purpose, its `description` and the `topic` its events go to"));
+        }
         let mut out: Vec<Purpose> = Vec::new();
         let mut topics: Vec<&Text> = Vec::new();
         for p in &self.doc.purposes {
@@ -341,9 +350,13 @@ impl Compiler<'_> {
             }
             out.push((rule, doc.span));
         }
-        if self.doc.rules.is_empty() {
-            let span = self.doc.rules_span.unwrap_or_default();
-            self.diags.warning(span, "the agreement has no `rules`: every event will be dropped");
+        match self.doc.rules_span {
+            None => {
+                let (span, place) = self.doc.sections.place("rules");
+                self.diags.warning(span, format!("the `rules:` section is missing, so every event will be dropped: add it {place}, with rules that each give a `name`, what they `match`, their `purposes` and the fields they `keep`"));
+            }
+            Some(span) if self.doc.rules.is_empty() => self.diags.warning(span, "the agreement has no `rules`: every event will be dropped"),
+            Some(_) => {}
         }
         out
     }
@@ -528,7 +541,7 @@ impl Compiler<'_> {
             _ => match crate::time::parse_duration(&arg.value).filter(|d| d.subsec_nanos() == 0) {
                 Some(d) => Some(FieldOp::Truncate(d.as_secs() as i64)),
                 None => {
-                    self.diags.error(arg.span, format!("`truncate` takes a whole number of seconds, minutes, hours or days, such as 30s, 5m, 1h or 1d, not `{}`", arg.value));
+                    self.diags.error(arg.span, format!("`truncate` takes a duration such as 30s, 5m, 1h or 1d (a whole number of seconds, minutes, hours or days), not `{}`", arg.value));
                     None
                 }
             },

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::yaml::Span;
+use super::yaml::{Node, NodeKind, Span};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -82,6 +82,47 @@ impl Diagnostics {
     }
 }
 
+/// The top-level sections of an agreement, in the order the language lists them.
+pub const SECTIONS: [&str; 6] = ["agreement", "purposes", "categories", "schedules", "pseudonymisation", "rules"];
+
+/// Where the file's top-level sections stand, so that a missing one is reported where
+/// it belongs, at a line the DPO can go to (never at 0:0).
+#[derive(Clone, Debug, Default)]
+pub struct Sections {
+    /// Each top-level key as written, at its position.
+    keys: Vec<(String, Span)>,
+    /// The line after the file's last.
+    end: Span,
+}
+
+impl Sections {
+    pub fn read(root: &Node, text: &str) -> Sections {
+        let keys = match &root.kind {
+            NodeKind::Map(entries) => entries.iter().filter_map(|(k, _)| Some((k.as_scalar()?.to_string(), k.span))).collect(),
+            _ => Vec::new(),
+        };
+        Sections { keys, end: Span { line: text.lines().count() + 1, col: 1 } }
+    }
+
+    pub fn has(&self, section: &str) -> bool {
+        self.keys.iter().any(|(k, _)| k == section)
+    }
+
+    /// Where a missing `section` belongs, and those words: above the first section of
+    /// the file that the language lists after it, else at the end of the file (at its
+    /// top when it has no sections).
+    pub fn place(&self, section: &str) -> (Span, String) {
+        let rank = |name: &str| SECTIONS.iter().position(|s| *s == name);
+        let own = rank(section).unwrap_or(SECTIONS.len());
+        let next = self.keys.iter().filter(|(k, _)| rank(k).is_some_and(|r| r > own)).min_by_key(|(_, span)| *span);
+        match next {
+            Some((k, span)) => (Span { line: span.line, col: 1 }, format!("above `{k}:` (line {})", span.line)),
+            None if self.keys.is_empty() => (Span { line: 1, col: 1 }, "at the top of the file".to_string()),
+            None => (self.end, format!("at the end of the file (line {})", self.end.line)),
+        }
+    }
+}
+
 /// "did you mean `x`?" for a misspelt name, when one of `known` is close.
 pub fn suggest<'a>(typo: &str, known: impl IntoIterator<Item = &'a str>) -> String {
     let best = known
@@ -103,6 +144,20 @@ mod tests {
     fn suggests_the_nearest_name_only_when_it_is_close() {
         assert_eq!(suggest("purpsoes", ["purposes", "rules"]), "; did you mean `purposes`?");
         assert_eq!(suggest("zzz", ["purposes", "rules"]), "");
+    }
+
+    #[test]
+    fn a_missing_section_belongs_above_the_next_or_at_the_end() {
+        let text = "agreement: { id: a }\nschedules: {}\nrules: []\n";
+        let sections = Sections::read(&super::super::yaml::parse(text).unwrap(), text);
+        assert_eq!(sections.place("purposes"), (Span { line: 2, col: 1 }, "above `schedules:` (line 2)".to_string()));
+        assert_eq!(sections.place("pseudonymisation").0, Span { line: 3, col: 1 });
+        let text = "purposes: {}\n";
+        let sections = Sections::read(&super::super::yaml::parse(text).unwrap(), text);
+        assert_eq!(sections.place("agreement").0, Span { line: 1, col: 1 });
+        assert_eq!(sections.place("rules"), (Span { line: 2, col: 1 }, "at the end of the file (line 2)".to_string()));
+        let sections = Sections::read(&super::super::yaml::parse("").unwrap(), "");
+        assert_eq!(sections.place("rules"), (Span { line: 1, col: 1 }, "at the top of the file".to_string()));
     }
 
     #[test]

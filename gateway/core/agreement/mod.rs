@@ -56,7 +56,8 @@ impl Agreement {
         })?;
         let root = yaml::parse(text).map_err(|e| vec![Diagnostic::error(e.span, e.message)])?;
         let mut diags = diagnostic::Diagnostics::default();
-        let doc = model::read(&root, &mut diags);
+        let mut doc = model::read(&root, &mut diags);
+        doc.sections = diagnostic::Sections::read(&root, text);
         let compiled = compile::compile(&doc, sha256, &mut diags);
         let all = diags.into_sorted();
         match compiled {

@@ -28,6 +28,8 @@ pub struct Doc {
     /// Where the `purposes:` and `rules:` keys stand (for "missing" messages).
     pub purposes_span: Option<Span>,
     pub rules_span: Option<Span>,
+    /// Where each top-level section stands (to place a missing one); set by the caller.
+    pub sections: super::diagnostic::Sections,
 }
 
 #[derive(Debug, Default)]
@@ -149,9 +151,6 @@ pub fn read(root: &Node, diags: &mut Diagnostics) -> Doc {
                 }
             }
         }
-    }
-    if doc.purposes_span.is_none() {
-        r.diags.error(root.span, "the agreement names no `purposes`; add at least one, with its `topic`");
     }
     doc
 }

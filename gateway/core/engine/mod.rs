@@ -80,6 +80,21 @@ pub struct Decision {
     pub purposes: PurposeSet,
 }
 
+/// What steps 2 to 6 found for one event, step by step, as far as it got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trace {
+    /// Step 2: whether `occurred_at` falls within the agreement's period.
+    pub in_force: Option<bool>,
+    /// Steps 3 and 4: the category's class, when the taxonomy or agreement names it.
+    pub class: Option<(CategoryId, Class)>,
+    /// Step 4: the purposes a special-category exception allows.
+    pub allowed: Option<PurposeSet>,
+    /// Step 5: the deciding rule; every earlier rule did not match.
+    pub rule: Option<usize>,
+    /// Step 6: the rule's schedule, and whether `occurred_at` is within it.
+    pub schedule: Option<(usize, bool)>,
+}
+
 /// The result of one event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -219,22 +234,37 @@ impl Engine {
 
     /// Steps 2 to 6: the rule and purposes that decide this event, or why it drops.
     pub fn decide(&self, event: &Event<'_>) -> Result<Decision, Dropped> {
+        self.decide_traced(event, None)
+    }
+
+    /// [`Engine::decide`], noting in `trace` what each step found (for `accord
+    /// explain`: the engine's own reasoning, never worked out again elsewhere).
+    pub fn decide_traced(&self, event: &Event<'_>, mut trace: Option<&mut Trace>) -> Result<Decision, Dropped> {
         let a = &*self.agreement;
         let category = a.taxonomy.category(&event.category);
         let drop = |reason| Dropped { reason, category, malformed: None };
+        let mut note = |f: &dyn Fn(&mut Trace)| {
+            if let Some(t) = trace.as_deref_mut() {
+                f(t);
+            }
+        };
 
         // 2. In force?
         let at = event.occurred_at;
-        if a.valid_from.is_some_and(|from| at < from) || a.valid_until.is_some_and(|until| at >= until) {
+        let in_force = !(a.valid_from.is_some_and(|from| at < from) || a.valid_until.is_some_and(|until| at >= until));
+        note(&|t| t.in_force = Some(in_force));
+        if !in_force {
             return Err(drop(DropReason::AgreementNotInForce));
         }
         // 3 and 4. Prohibited, or special without an exception?
         let mut allowed = PurposeSet::MAX;
         if let Some(c) = category {
+            note(&|t| t.class = Some((c, a.taxonomy.class(c))));
             match a.taxonomy.class(c) {
                 Class::Prohibited => return Err(drop(DropReason::ProhibitedCategory)),
                 Class::Special => {
                     allowed = a.special_purposes(c);
+                    note(&|t| t.allowed = Some(allowed));
                     if allowed == 0 {
                         return Err(drop(DropReason::SpecialCategory));
                     }
@@ -246,6 +276,7 @@ impl Engine {
         let Some(rule) = a.rules.iter().position(|r| r.matches(&event.source, &event.category)) else {
             return Err(drop(DropReason::NoMatchingRule));
         };
+        note(&|t| t.rule = Some(rule));
         // 4, continued: an exception limits the event to the purposes it names.
         let purposes = a.rules[rule].purpose_set() & allowed;
         if purposes == 0 {
@@ -253,7 +284,9 @@ impl Engine {
         }
         // 6. Within the rule's schedule?
         if let Some(s) = a.rules[rule].during {
-            if !in_schedule(&a.schedules[s], at.with_timezone(&Utc)) {
+            let inside = in_schedule(&a.schedules[s], at.with_timezone(&Utc));
+            note(&|t| t.schedule = Some((s, inside)));
+            if !inside {
                 return Err(drop(DropReason::OutsideSchedule));
             }
         }

@@ -23,13 +23,13 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::client::{producer_config, subscribe, Throttle};
 use super::offsets::Tp;
-use super::sink::{backoff, queue_full, send, send_owned, Held, Owned, Producer, Records, Shared, SinkContext, Ticket};
+use super::sink::{backoff, queue_full, send, send_owned, Held, Owned, Producer, Records, Report, Shared, SinkContext, Ticket};
 use super::source::{Source, SourceContext};
-use super::stall::Class;
-use super::{consumer_config, producer_config, Error, OnBatch, Pipeline, Summary, Throttle};
+use super::stall::Polled;
+use super::{Error, Pipeline, Summary};
 use crate::config::{Delivery, Kafka};
-use crate::report::tally::Totals;
 
 pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let k = p.kafka;
@@ -39,14 +39,10 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let mut context = SourceContext::new(shared.clone(), k.topics.clone(), k.limits.drain_timeout, None);
     context.health = p.health.clone();
     context.stalls = super::stall::Stalls::new(p.health.clone());
-    let consumer: Source = consumer_config(k).create_with_context(context).map_err(|source| Error::Client { what: "consumer", source })?;
-    let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(Error::Subscribe)?;
-    tracing::info!("consuming {} as group `{}`, delivery at_least_once", topics.join(", "), k.group);
+    let consumer: Source = subscribe(k, context)?;
 
     let mut records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
     records.set_framing(k.input_framing, k.output_schema_id);
-    let total = Totals::default();
     let mut work = Work {
         k,
         producer,
@@ -57,8 +53,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         advanced: Vec::new(),
         last_store: Instant::now(),
         last_batch: Instant::now(),
-        total,
-        on_batch: p.on_batch,
+        report: Report::new(p.on_batch),
         count: 0,
         ticks: 0,
         throttle: Throttle::default(),
@@ -79,7 +74,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         tracing::warn!("the producer could not flush before closing ({e})");
     }
     tracing::info!("stopped after {} record(s)", work.count);
-    Ok(Summary { records: work.count, totals: work.total, unacknowledged })
+    Ok(Summary { records: work.count, totals: work.report.total, unacknowledged })
 }
 
 struct Work<'a> {
@@ -92,8 +87,7 @@ struct Work<'a> {
     advanced: Vec<(Tp, i64)>,
     last_store: Instant,
     last_batch: Instant,
-    total: Totals,
-    on_batch: Option<OnBatch>,
+    report: Report,
     count: u64,
     ticks: u32,
     throttle: Throttle,
@@ -121,24 +115,13 @@ impl Work<'_> {
                 self.pause(consumer, want);
             }
             let wait = Duration::from_millis(if self.paused { 10 } else { 100 });
-            match consumer.poll(wait) {
-                Some(Ok(m)) => {
-                    consumer.context().stalls.consumed();
-                    self.handle(consumer.context(), &m)
+            match super::stall::poll(consumer, wait, &self.throttle) {
+                Polled::Record(m) => self.handle(consumer.context(), &m),
+                Polled::Fatal(e) => {
+                    self.fatal = Some(e);
+                    return;
                 }
-                Some(Err(e)) => match consumer.context().stalls.error(&e) {
-                    Class::Fatal => {
-                        self.fatal = Some(e);
-                        return;
-                    }
-                    Class::Stops(_) => {}
-                    Class::Passing => {
-                        if self.throttle.allow(&e.to_string()) {
-                            tracing::warn!("consumer: {e}");
-                        }
-                    }
-                },
-                None => self.ticks = 63, // Idle: look at the clock now.
+                Polled::Nothing => self.ticks = 63, // Idle: look at the clock now.
             }
             self.tick(consumer);
         }
@@ -249,12 +232,7 @@ impl Work<'_> {
 
     /// Hands this batch's counts to the total (and to whoever reports them).
     fn batch(&mut self) {
-        for b in self.records.take_batches() {
-            if let Some(f) = &mut self.on_batch {
-                f(&b.engine, &b.tally, b.busy);
-            }
-            self.total.add(b.engine.agreement(), &b.tally);
-        }
+        self.report.hand_over(&mut self.records);
     }
 
     /// Stops taking records and waits for what is in flight, at most the drain

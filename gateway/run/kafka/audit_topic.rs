@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Message};
@@ -27,7 +27,7 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::Throttle;
+use super::client::Throttle;
 use crate::report::audit::{Chain, Mirror, Verified};
 use crate::config::Kafka;
 
@@ -69,20 +69,21 @@ impl AuditTopic {
     /// the brokers cannot be asked now, the check is skipped with a warning (records
     /// wait in the producer until they answer).
     pub fn open(k: &Kafka, topic: &str, file: &Path) -> Result<AuditTopic, AuditTopicError> {
-        let mut c = ClientConfig::new();
-        c.set("client.id", "accord-audit").set("linger.ms", "5");
-        for (name, value) in &k.producer {
-            c.set(name, value.expose());
-        }
-        c.set("bootstrap.servers", &k.brokers)
-            // In order, once each, acknowledged by every in-sync replica.
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            // Never given up: a record waits for the brokers as long as the gateway runs.
-            .set("message.timeout.ms", "0")
-            // The topic is made deliberately, with one partition; never by a send.
-            .set("allow.auto.create.topics", "false")
-            .set("statistics.interval.ms", "0");
+        let c = super::client::layered(
+            &[("client.id", "accord-audit"), ("linger.ms", "5")],
+            &k.producer,
+            &k.brokers,
+            &[
+                // In order, once each, acknowledged by every in-sync replica.
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                // Never given up: a record waits for the brokers as long as the gateway runs.
+                ("message.timeout.ms", "0"),
+                // The topic is made deliberately, with one partition; never by a send.
+                ("allow.auto.create.topics", "false"),
+                ("statistics.interval.ms", "0"),
+            ],
+        );
         let context = CopyContext { topic: topic.to_string(), throttle: Throttle::default() };
         let producer: ThreadedProducer<CopyContext> = c.create_with_context(context).map_err(|source| AuditTopicError::Client { what: "producer", source })?;
         match partitions(producer.client(), topic) {
@@ -143,11 +144,11 @@ struct CopyContext {
 
 impl ClientContext for CopyContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        super::log_librdkafka(&self.throttle, "audit producer", level, fac, message);
+        super::client::log_librdkafka(&self.throttle, "audit producer", level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        super::error_librdkafka(&self.throttle, "audit producer", &error, reason);
+        super::client::error_librdkafka(&self.throttle, "audit producer", &error, reason);
     }
 
     fn stats_raw(&self, _: &[u8]) {}
@@ -224,20 +225,21 @@ impl TopicVerified {
 /// Refuses a topic with more than one partition.
 pub fn verify(k: &Kafka, topic: &str, timeout: Duration) -> Result<TopicVerified, AuditTopicError> {
     let read = |source| AuditTopicError::Read { topic: topic.to_string(), source };
-    let mut c = ClientConfig::new();
-    c.set("client.id", "accord-audit-verify");
-    for (name, value) in &k.consumer {
-        c.set(name, value.expose());
-    }
     // librdkafka needs a group for `assign`; it is never joined (no subscription)
     // and nothing is committed.
-    c.set("bootstrap.servers", &k.brokers)
-        .set("group.id", "accord-audit-verify")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "0");
+    let c = super::client::layered(
+        &[("client.id", "accord-audit-verify")],
+        &k.consumer,
+        &k.brokers,
+        &[
+            ("group.id", "accord-audit-verify"),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "true"),
+            ("auto.offset.reset", "earliest"),
+            ("statistics.interval.ms", "0"),
+        ],
+    );
     let consumer: BaseConsumer<QuietContext> =
         c.create_with_context(QuietContext(Throttle::default())).map_err(|source| AuditTopicError::Client { what: "consumer", source })?;
     match partitions(consumer.client(), topic)? {
@@ -293,11 +295,11 @@ struct QuietContext(Throttle);
 
 impl ClientContext for QuietContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        super::log_librdkafka(&self.0, "audit reader", level, fac, message);
+        super::client::log_librdkafka(&self.0, "audit reader", level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        super::error_librdkafka(&self.0, "audit reader", &error, reason);
+        super::client::error_librdkafka(&self.0, "audit reader", &error, reason);
     }
 
     fn stats_raw(&self, _: &[u8]) {}

@@ -25,11 +25,13 @@ use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 
 use super::offsets::{Ack, Tp, Watermarks};
 use super::stats::ProducerStats;
-use super::Throttle;
+use super::client::Throttle;
+use super::OnBatch;
 use crate::config::Delivery;
 use crate::engine::DropReason;
 use crate::event::Format;
 use crate::run::enforce::{Batch, Encoding, Enforcer, Outcome};
+use crate::report::tally::Totals;
 use crate::run::reload::Engines;
 
 /// The producer every mode uses: delivery reports are served on its own thread.
@@ -138,11 +140,11 @@ impl SinkContext {
 
 impl ClientContext for SinkContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        super::log_librdkafka(&self.shared.throttle, "producer", level, fac, message);
+        super::client::log_librdkafka(&self.shared.throttle, "producer", level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        super::error_librdkafka(&self.shared.throttle, "producer", &error, reason);
+        super::client::error_librdkafka(&self.shared.throttle, "producer", &error, reason);
     }
 
     fn stats_raw(&self, json: &[u8]) {
@@ -344,5 +346,27 @@ impl Records {
     /// call), and starts a new batch.
     pub fn take_batches(&mut self) -> Vec<Batch> {
         self.enforcer.take_batches()
+    }
+}
+
+/// Where batches go: the run's total, and whoever reports them (metrics, audit).
+pub struct Report {
+    pub total: Totals,
+    on_batch: Option<OnBatch>,
+}
+
+impl Report {
+    pub fn new(on_batch: Option<OnBatch>) -> Report {
+        Report { total: Totals::default(), on_batch }
+    }
+
+    /// Hands over every batch the records have finished, and starts a new one.
+    pub fn hand_over(&mut self, records: &mut Records) {
+        for b in records.take_batches() {
+            if let Some(f) = &mut self.on_batch {
+                f(&b.engine, &b.tally, b.busy);
+            }
+            self.total.add(b.engine.agreement(), &b.tally);
+        }
     }
 }

@@ -24,11 +24,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::exactly_once::Transactions;
+use super::client::{describe, Throttle};
 use super::offsets::Tp;
 use super::sink::Shared;
 use super::stats::ConsumerStats;
-use super::{describe, Throttle};
+use super::txn::Transactions;
 
 /// The consumer every mode uses.
 pub type Source = BaseConsumer<SourceContext>;
@@ -125,11 +125,11 @@ impl SourceContext {
 
 impl ClientContext for SourceContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        super::log_librdkafka(&self.throttle, "consumer", level, fac, message);
+        super::client::log_librdkafka(&self.throttle, "consumer", level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        super::error_librdkafka(&self.throttle, "consumer", &error, reason);
+        super::client::error_librdkafka(&self.throttle, "consumer", &error, reason);
     }
 
     fn stats_raw(&self, json: &[u8]) {

@@ -213,6 +213,39 @@ impl Stalls {
     }
 }
 
+/// What one poll of the consumer gave.
+pub enum Polled<'c> {
+    Record(rdkafka::message::BorrowedMessage<'c>),
+    /// Nothing within the wait, or an error that is counted and logged here.
+    Nothing,
+    /// A fatal error: the loop stops and the process exits 1.
+    Fatal(KafkaError),
+}
+
+/// One record, or none within `wait`, with every consumer error classified: a cause
+/// that stops consumption counted (and logged when it starts), a passing error logged
+/// (throttled), a fatal one returned. A record clears every cause.
+pub fn poll<'c>(consumer: &'c super::source::Source, wait: Duration, throttle: &super::client::Throttle) -> Polled<'c> {
+    let stalls = &consumer.context().stalls;
+    match consumer.poll(wait) {
+        Some(Ok(m)) => {
+            stalls.consumed();
+            Polled::Record(m)
+        }
+        Some(Err(e)) => match stalls.error(&e) {
+            Class::Fatal => Polled::Fatal(e),
+            Class::Stops(_) => Polled::Nothing,
+            Class::Passing => {
+                if throttle.allow(&e.to_string()) {
+                    tracing::warn!("consumer: {e}");
+                }
+                Polled::Nothing
+            }
+        },
+        None => Polled::Nothing,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

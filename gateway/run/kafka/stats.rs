@@ -221,8 +221,23 @@ mod tests {
         };
         assert_eq!(seen, [(0, 0), (0, 1)], "only the configured input's assigned partitions get a gauge");
         c.record(b"not json");
-        let p = ProducerStats::new();
-        p.record(br#"{"type":"producer","msg_cnt":3,"msg_size":300,"topics":{}}"#);
-        p.record(b"{");
+    }
+
+    #[test]
+    fn producer_statistics_set_the_queue_gauges_and_failures_count() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let p = ProducerStats::new();
+            p.record(br#"{"type":"producer","msg_cnt":3,"msg_size":300,"topics":{}}"#);
+            p.record(b"{"); // unreadable: the gauges keep their values
+            p.delivery_failed();
+            p.delivery_failed();
+        });
+        let text = handle.render();
+        let value = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok());
+        assert_eq!(value("accord_kafka_producer_queue_messages"), Some(3.0), "{text}");
+        assert_eq!(value("accord_kafka_producer_queue_bytes"), Some(300.0), "{text}");
+        assert_eq!(value("accord_kafka_delivery_errors_total"), Some(2.0), "{text}");
     }
 }

@@ -1,0 +1,200 @@
+//! The open Kafka transaction of exactly-once delivery: begun at the first record after
+//! a commit, committed with the consumed offsets on the commit interval, at a revoke
+//! and at shutdown, aborted when a delivery failed. Shared by the loop
+//! ([`super::exactly_once`]) and the consumer's revoke callback ([`super::source`]),
+//! which both import it; it imports neither.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::Producer as _;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::client::{describe, Throttle};
+use super::sink::{Producer, Shared};
+use super::Shutdown;
+
+/// The open transaction, shared by the loop and the revoke callback.
+pub struct Transactions {
+    producer: Arc<Producer>,
+    shared: Arc<Shared>,
+    txn: Mutex<Txn>,
+    timeout: Duration,
+    stop: Shutdown,
+    /// A fatal error met in a callback, for the loop to return.
+    fatal: Mutex<Option<KafkaError>>,
+    throttle: Throttle,
+}
+
+#[derive(Default)]
+struct Txn {
+    open: bool,
+    since: Option<Instant>,
+    /// Per input partition: the first offset in this transaction (to rewind to on
+    /// abort) and one past the last (to commit).
+    first: HashMap<(String, i32), i64>,
+    next: HashMap<(String, i32), i64>,
+    /// An output could not be handed to the producer: the transaction must abort.
+    poisoned: bool,
+}
+
+impl Txn {
+    fn reset(&mut self) {
+        self.open = false;
+        self.since = None;
+        self.first.clear();
+        self.next.clear();
+        self.poisoned = false;
+    }
+}
+
+/// How a commit ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Nothing,
+    Committed,
+    /// Aborted; the records were rewound to be enforced again.
+    Aborted,
+    /// Shutting down and the broker does not answer: left open, for the broker's
+    /// transaction timeout or the next instance to abort.
+    GaveUp,
+}
+
+impl Transactions {
+    pub fn new(producer: Arc<Producer>, shared: Arc<Shared>, timeout: Duration, stop: Shutdown) -> Transactions {
+        Transactions { producer, shared, txn: Mutex::new(Txn::default()), timeout, stop, fatal: Mutex::new(None), throttle: Throttle::default() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Txn> {
+        self.txn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn begin(&self) -> Result<(), KafkaError> {
+        let mut txn = self.lock();
+        if !txn.open {
+            self.producer.begin_transaction()?;
+            txn.open = true;
+            txn.since = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    pub fn done(&self, topic: &str, partition: i32, offset: i64) {
+        let mut txn = self.lock();
+        let key = (topic.to_string(), partition);
+        txn.first.entry(key.clone()).or_insert(offset);
+        txn.next.insert(key, offset + 1);
+    }
+
+    pub fn poison(&self) {
+        self.lock().poisoned = true;
+    }
+
+    pub fn due(&self, interval: Duration) -> bool {
+        self.lock().since.is_some_and(|s| s.elapsed() >= interval)
+    }
+
+    /// Commits the open transaction with its offsets; on an abortable error aborts it
+    /// and rewinds (except the partitions in `revoked`). Retries while the broker is
+    /// away; gives up only when shutting down. Err is fatal.
+    pub fn commit<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, revoked: Option<&TopicPartitionList>) -> Result<Outcome, KafkaError> {
+        let mut txn = self.lock();
+        if !txn.open {
+            return Ok(Outcome::Nothing);
+        }
+        if txn.poisoned || self.shared.txn_failed.swap(false, Ordering::Relaxed) {
+            return self.abort(&mut txn, consumer, revoked);
+        }
+        let mut offsets = TopicPartitionList::with_capacity(txn.next.len());
+        for ((topic, partition), next) in &txn.next {
+            offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        }
+        let started = Instant::now();
+        loop {
+            let Some(group) = consumer.group_metadata() else {
+                return Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::State));
+            };
+            let result = self
+                .producer
+                .send_offsets_to_transaction(&offsets, &group, self.timeout)
+                .and_then(|()| self.producer.commit_transaction(self.timeout));
+            let retry = match result {
+                Ok(()) => {
+                    txn.reset();
+                    return Ok(Outcome::Committed);
+                }
+                Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
+                    tracing::warn!("the transaction must be aborted ({e}); its records will be enforced again");
+                    return self.abort(&mut txn, consumer, revoked);
+                }
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && !e.is_fatal() => e.to_string(),
+                // The flush inside commit timed out: the broker is slow or away.
+                Err(KafkaError::Flush(e)) => e.to_string(),
+                Err(e) => return Err(e),
+            };
+            if self.stop.requested() && started.elapsed() >= self.timeout {
+                tracing::warn!("shutting down without committing the open transaction ({retry}); it will be aborted");
+                return Ok(Outcome::GaveUp);
+            }
+            if self.throttle.allow("commit") {
+                tracing::warn!("committing the transaction failed ({retry}); retrying");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn abort<C: ConsumerContext>(&self, txn: &mut Txn, consumer: &BaseConsumer<C>, revoked: Option<&TopicPartitionList>) -> Result<Outcome, KafkaError> {
+        let started = Instant::now();
+        loop {
+            match self.producer.abort_transaction(self.timeout) {
+                Ok(()) => break,
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && !e.is_fatal() => {
+                    if self.stop.requested() && started.elapsed() >= self.timeout {
+                        return Ok(Outcome::GaveUp);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.shared.txn_failed.store(false, Ordering::Relaxed);
+        for ((topic, partition), first) in &txn.first {
+            let gone = revoked.is_some_and(|r| r.find_partition(topic, *partition).is_some());
+            if !gone {
+                if let Err(e) = consumer.seek(topic, *partition, Offset::Offset(*first), self.timeout) {
+                    tracing::warn!("could not rewind {topic}[{partition}] to the aborted transaction's start ({e})");
+                }
+            }
+        }
+        txn.reset();
+        Ok(Outcome::Aborted)
+    }
+
+    /// Revoke: commit what is done while the generation is still ours.
+    pub fn on_revoke<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tpl: &TopicPartitionList, lost: bool) {
+        if lost {
+            let mut txn = self.lock();
+            if txn.open {
+                let _ = self.abort(&mut txn, consumer, Some(tpl));
+            }
+            tracing::warn!("lost {} (the group moved on); the open transaction was aborted", describe(tpl));
+            return;
+        }
+        match self.commit(consumer, Some(tpl)) {
+            Ok(outcome) => tracing::info!("revoked {} (transaction {:?})", describe(tpl), outcome),
+            Err(e) => {
+                tracing::error!("revoked {}; the transactional producer failed ({e})", describe(tpl));
+                *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            }
+        }
+    }
+
+    pub fn take_fatal(&self) -> Option<KafkaError> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
