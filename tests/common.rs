@@ -22,7 +22,10 @@ pub fn example(name: &str) -> PathBuf {
 /// The `accord` binary built for these tests, logging as text (a test that checks
 /// the JSON log sets `ACCORD_LOG_FORMAT=json` itself).
 pub fn accord() -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_accord"));
+    // ACCORD_TEST_BIN: a copy of the binary, for runs whose target directory other
+    // builds share (they replace target/debug/accord while the tests run).
+    let bin = std::env::var_os("ACCORD_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_accord").into());
+    let mut c = std::process::Command::new(bin);
     c.env("ACCORD_LOG_FORMAT", "text");
     c
 }
