@@ -11,11 +11,13 @@
 //! - anything else passes (a broker that reconnects, a timed-out request): logged,
 //!   throttled, as before.
 //!
-//! A cause clears when a record is consumed again, or when the input topics' metadata is
-//! clean (every topic known, no topic error) and, except for an unknown topic (which
-//! librdkafka reports once, not again), the cause has not been reported for
-//! [`QUIET`]. The metadata is probed every [`PROBE_EVERY`], and only while a cause is
-//! active: the hot path reads one atomic per record.
+//! A cause clears once librdkafka has not reported it for [`QUIET`] and either a record
+//! is consumed or the input topics' metadata is clean (every topic known, with
+//! partitions, no topic error). An unknown topic, which librdkafka reports once and not
+//! again, clears when the metadata is clean, and only then. So a cause on one partition
+//! while others flow does not flap between stopped and resumed: it stays until it has
+//! been quiet that long. The metadata is probed every [`PROBE_EVERY`], and only while a
+//! cause is active: the hot path reads one atomic per record.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -151,11 +153,12 @@ impl Stalls {
         class
     }
 
-    /// A record was consumed: every cause clears.
+    /// A record was consumed: every cause quiet for [`QUIET`] clears, except an
+    /// unknown topic (records of the other topics say nothing about it).
     #[inline]
     pub fn consumed(&self) {
         if self.stalled.load(Ordering::Relaxed) {
-            self.clear(|_, _| true, "a record was consumed");
+            self.clear(|kind, a| kind != Kind::UnknownTopic && a.last.elapsed() >= QUIET, "records are consumed again");
         }
     }
 
@@ -182,6 +185,13 @@ impl Stalls {
         });
         if clean {
             self.clear(|kind, a| kind == Kind::UnknownTopic || a.last.elapsed() >= QUIET, "the input topics' metadata is clean again");
+        }
+    }
+
+    #[cfg(test)]
+    fn age(&self, by: Duration) {
+        for a in self.lock().iter_mut().flatten() {
+            a.last -= by;
         }
     }
 
@@ -266,7 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cause_makes_the_gateway_not_ready_until_a_record_is_consumed() {
+    fn a_cause_makes_the_gateway_not_ready_until_it_is_quiet_and_records_flow() {
         let health = Health::new(true);
         health.set_agreement(true);
         health.set_kafka(true);
@@ -279,6 +289,13 @@ mod tests {
         let why = health.ready().unwrap_err();
         assert!(why.contains("decompressed"), "{why}");
         stalls.consumed();
-        assert!(health.ready().is_ok() && !stalls.stalled(), "a consumed record clears every cause");
+        assert!(stalls.stalled(), "a cause reported just now stays: another partition's record says nothing about it");
+        stalls.age(QUIET);
+        stalls.consumed();
+        assert!(health.ready().is_ok() && !stalls.stalled(), "quiet for QUIET, then a consumed record: every cause clears");
+        stalls.error(&KafkaError::MessageConsumption(C::UnknownTopicOrPartition));
+        stalls.age(QUIET);
+        stalls.consumed();
+        assert!(stalls.stalled() && health.ready().is_err(), "an unknown topic clears only by its metadata");
     }
 }
