@@ -206,7 +206,7 @@ args = c.get("args", [])
 check(args[:3] == ["run", "--config", "/etc/accord/gateway.yaml"], f"container args are {args}")
 audit = values["audit"]
 if audit["enabled"]:
-    check(args[3:7] == ["--audit", f'{audit["mountPath"]}/$(POD_NAME).jsonl', "--audit-interval", str(audit["interval"])], f"audit args are {args[3:7]}")
+    check(args[3:9] == ["--audit", f'{audit["mountPath"]}/$(POD_NAME).jsonl', "--audit-interval", str(audit["interval"]), "--audit-key", "/var/run/secrets/accord-audit/audit.key"], f"audit args are {args[3:9]}")
     check(any(e["name"] == "POD_NAME" and e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name" for e in c.get("env", [])), "no POD_NAME for the audit file's name")
 else:
     check("--audit" not in args, "--audit given although audit.enabled is false")
@@ -266,6 +266,15 @@ if audit["enabled"]:
         want = {"persistentVolumeClaim": {"claimName": audit["existingClaim"]}} if audit["existingClaim"] else {"emptyDir": {}}
         check({k: v for k, v in av.items() if k != "name"} == want, f"the audit volume is {av}")
     check(not am.get("readOnly"), "the audit volume is read-only")
+    # The audit key: from its own Secret, read-only, never the pseudonym key's.
+    km = mounts.get("/var/run/secrets/accord-audit", {})
+    kv = vols.get(km.get("name"), {}).get("secret", {})
+    sk = audit["signingKey"]
+    check(km.get("readOnly") is True and "subPath" not in km, "the audit key is not mounted read-only without subPath")
+    check(kv.get("secretName") == sk["existingSecret"] and kv.get("secretName") != values["pseudonymKey"]["existingSecret"], f"the audit key comes from {kv.get('secretName')}, not its own Secret")
+    check(kv.get("items") == [{"key": sk["secretKey"], "path": "audit.key"}] and kv.get("defaultMode") == 0o440, f"the audit key volume is {kv}")
+else:
+    check("--audit-key" not in args and "/var/run/secrets/accord-audit" not in mounts, "an audit key although audit.enabled is false")
 if workload == "StatefulSet":
     check(dep["spec"].get("serviceName") == one("Service")["metadata"]["name"], "the StatefulSet's serviceName is not the chart's Service")
     check("strategy" not in dep["spec"], "a StatefulSet has no `strategy`")
@@ -542,6 +551,9 @@ else
     sed 's/^/  /' "${WORK}/nokube.err" >&2
     fail "helm template without --kube-version"
 fi
+refused "an audit trail without an audit key" "audit.signingKey.existingSecret is required" "${D[@]}" --set audit.enabled=true
+refused "the audit key in the pseudonym key's Secret" "keep the audit key in a Secret of its own" "${D[@]}" --set audit.enabled=true --set audit.signingKey.existingSecret="$(sed -n 's/^ *existingSecret: *//p' helm/values/defaults.yaml | head -1)"
+refused "an audit key in the values" "additional properties 'key' not allowed" "${D[@]}" --set audit.signingKey.key=c2VjcmV0
 
 # ------------------------------------------ checksum: config rolls, agreement not --
 checksum() { grep -m1 'checksum/config:' "$1" | awk '{print $2}'; }

@@ -300,6 +300,7 @@ fn pseudonym_answers_an_access_request() {
         let mut c = accord();
         c.args(["pseudonym", "--agreement"]).arg(example("agreement.yaml")).arg("--key-file").arg(example("demo.key"));
         c.args(["--key-id", "demo-2026", "--purpose", purpose, "--reason", "access request 2026-114", "--audit"]).arg(&trail);
+        c.arg("--audit-key").arg(example("audit.key"));
         if let Some(at) = at {
             c.args(["--at", at]);
         }
@@ -311,7 +312,10 @@ fn pseudonym_answers_an_access_request() {
     assert_eq!(text(&out.stdout).trim(), "demo-2026:86b3838a81e4ac3e312e8d16c553b0a5");
     // The look-up is in the trail: purpose, period and reason, never the value or the result.
     let recorded = std::fs::read_to_string(&trail).unwrap();
-    assert_eq!(recorded.lines().count(), 1);
+    assert_eq!(recorded.lines().count(), 2, "the look-up, then a signed checkpoint");
+    assert!(recorded.lines().nth(1).unwrap().contains("\"kind\":\"checkpoint\""));
+    let verified = accord().args(["audit", "verify"]).arg(&trail).arg("--pub").arg(example("audit.pub")).output().unwrap();
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
     let record: Value = serde_json::from_str(recorded.lines().next().unwrap()).unwrap();
     assert_eq!(record["kind"], "pseudonym_lookup");
     assert_eq!(record["content"]["period"], "2026-W10");
@@ -615,7 +619,7 @@ fn issue_15_wrong_files_on_the_readme_paths_say_what_they_are() {
     }
     // Events given to the auditor's commands, and an agreement given as the event.
     for sub in ["verify", "report"] {
-        let out = accord().args(["audit", sub]).arg(example("events.jsonl")).output().unwrap();
+        let out = accord().args(["audit", sub]).arg(example("events.jsonl")).arg("--pub").arg(example("audit.pub")).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "audit {sub}");
         assert!(text(&out.stderr).contains("is a file of sensor events, not an audit trail: enforce it with `accord run"), "{}", text(&out.stderr));
         assert!(out.stdout.is_empty());
@@ -630,16 +634,16 @@ fn issue_15_wrong_files_on_the_readme_paths_say_what_they_are() {
 fn issue_15_audit_report_refuses_a_trail_that_does_not_verify() {
     let dir = tempfile::tempdir().unwrap();
     let trail = dir.path().join("audit.jsonl");
-    let out = run_examples().arg("--input").arg(example("events.jsonl")).args(["--output"]).arg(dir.path().join("out")).arg("--audit").arg(&trail).output().unwrap();
+    let out = run_examples().arg("--input").arg(example("events.jsonl")).args(["--output"]).arg(dir.path().join("out")).arg("--audit").arg(&trail).arg("--audit-key").arg(example("audit.key")).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let out = accord().args(["audit", "report"]).arg(&trail).output().unwrap();
+    let out = accord().args(["audit", "report"]).arg(&trail).arg("--pub").arg(example("audit.pub")).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let records = std::fs::read_to_string(&trail).unwrap();
     let mut lines: Vec<&str> = records.lines().collect();
     assert!(lines.len() >= 3);
     lines.remove(1);
     std::fs::write(&trail, lines.join("\n") + "\n").unwrap();
-    let out = accord().args(["audit", "report"]).arg(&trail).output().unwrap();
+    let out = accord().args(["audit", "report"]).arg(&trail).arg("--pub").arg(example("audit.pub")).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty(), "a broken trail is not reported on");
     let err = text(&out.stderr);

@@ -19,13 +19,17 @@ pub fn example(name: &str) -> PathBuf {
     root().join("examples").join(name)
 }
 
+/// The `accord` binary under test: `ACCORD_BIN`, else the one cargo built.
+pub fn accord_bin() -> PathBuf {
+    std::env::var_os("ACCORD_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_accord")), PathBuf::from)
+}
+
 /// The `accord` binary built for these tests, logging as text (a test that checks
-/// the JSON log sets `ACCORD_LOG_FORMAT=json` itself).
+/// the JSON log sets `ACCORD_LOG_FORMAT=json` itself). `ACCORD_BIN` names another
+/// copy of it: worktrees that share one target directory overwrite each other's
+/// `target/debug/accord`, so a run copies its own first.
 pub fn accord() -> std::process::Command {
-    // ACCORD_TEST_BIN: a copy of the binary, for runs whose target directory other
-    // builds share (they replace target/debug/accord while the tests run).
-    let bin = std::env::var_os("ACCORD_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_accord").into());
-    let mut c = std::process::Command::new(bin);
+    let mut c = std::process::Command::new(accord_bin());
     c.env("ACCORD_LOG_FORMAT", "text");
     c
 }

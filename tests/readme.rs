@@ -67,7 +67,7 @@ fn the_readme_commands_run_as_written() {
     let dir = scratch.path();
     copy_dir(&root().join("examples"), &dir.join("examples"));
     std::fs::create_dir_all(dir.join("target/release")).unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_accord"), dir.join("target/release/accord")).unwrap();
+    std::os::unix::fs::symlink(crate::common::accord_bin(), dir.join("target/release/accord")).unwrap();
     let bin = dir.join(".stand-ins");
     std::fs::create_dir_all(&bin).unwrap();
     let cargo = "#!/bin/sh\n# The README test's cargo: the binary under test is built already.\ncase \"$1\" in\n  build) exit 0 ;;\n  run) shift; [ \"$1\" = \"--\" ] && shift; exec \"$ACCORD_UNDER_TEST\" \"$@\" ;;\n  *) echo \"cargo $1 is not available in the README test\" >&2; exit 127 ;;\nesac\n";
@@ -92,7 +92,7 @@ fn the_readme_commands_run_as_written() {
         .arg(&script)
         .current_dir(dir)
         .env("PATH", format!("{}:{path}", bin.display()))
-        .env("ACCORD_UNDER_TEST", env!("CARGO_BIN_EXE_accord"))
+        .env("ACCORD_UNDER_TEST", crate::common::accord_bin())
         .env("ACCORD_LOG_FORMAT", "text")
         .env_remove("ACCORD_AUDIT_FILE")
         .output()

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use accord::report::admin::{self, Health, Metrics};
 use accord::agreement::Agreement;
+use accord::report::audit::checkpoint::Checkpoints;
 use accord::report::audit::{self, AuditError, AuditTrail, Kind};
+use accord::dpo::signing::PartyKey;
 use accord::config::Config;
 use accord::run::kafka::audit_topic::AuditTopic;
 use accord::engine::Engine;
@@ -28,7 +30,13 @@ pub struct ObserveArgs {
     /// Append what was enforced to this hash-chained audit trail (JSON Lines).
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
-    /// Seconds between the trail's counters records [default: 60].
+    /// The audit key (`accord keygen --audit`): signs the trail's checkpoints, at least
+    /// every minute and at the stop. Without it the trail has none and never
+    /// verifies as closed.
+    #[arg(long, value_name = "FILE", requires = "audit")]
+    pub audit_key: Option<PathBuf>,
+    /// Seconds between the trail's counters records (and checkpoints, at most 60)
+    /// [default: 60].
     #[arg(long, value_name = "SECS")]
     pub audit_interval: Option<u64>,
     /// Kafka mode's audit topic, which receives a copy of every line of the trail.
@@ -49,6 +57,8 @@ pub struct Observing {
     interval: Duration,
     /// What `/readyz` answers.
     pub health: Arc<Health>,
+    /// Appends the periodic checkpoints while the gateway runs.
+    checkpoints: Option<Checkpoints>,
 }
 
 impl ObserveArgs {
@@ -56,6 +66,7 @@ impl ObserveArgs {
     /// topic opened as the trail's mirror (returned, to be flushed at the end).
     pub fn with_config(self, config: &Config, agreement: &Agreement) -> Result<(ObserveArgs, Option<Arc<AuditTopic>>), Failure> {
         let audit = self.audit.or_else(|| config.audit.file.clone());
+        let audit_key = self.audit_key.or_else(|| config.audit.key.clone());
         let audit_interval = self.audit_interval.or(config.audit.interval.map(|d| d.as_secs()));
         let topic = match (&config.audit.topic, &audit) {
             (Some(topic), Some(file)) => {
@@ -66,7 +77,7 @@ impl ObserveArgs {
             }
             _ => None,
         };
-        Ok((ObserveArgs { audit, audit_interval, audit_topic: topic.clone(), ..self }, topic))
+        Ok((ObserveArgs { audit, audit_key, audit_interval, audit_topic: topic.clone(), ..self }, topic))
     }
 
     /// Starts the admin server and opens the trail (writing `gateway_started` and
@@ -89,11 +100,18 @@ impl ObserveArgs {
             let bound = admin::spawn(addr, health.clone()).map_err(|e| Failure::Input(anyhow::anyhow!("cannot serve the admin address {addr}: {e}")))?;
             tracing::info!("serving /metrics, /healthz and /readyz on http://{bound}");
         }
+        let interval = Duration::from_secs(self.audit_interval.unwrap_or(60));
         let trail = match &self.audit {
             Some(path) => {
                 let mut trail = AuditTrail::open(path)?;
                 if let Some(topic) = &self.audit_topic {
                     trail = trail.with_mirror(topic.mirror());
+                }
+                match &self.audit_key {
+                    Some(key) => trail = trail.with_key(PartyKey::audit_from_file(key)?),
+                    None => tracing::warn!(
+                        "no audit key is configured: the audit trail gets no signed checkpoints, so it will never verify as closed (create one with `accord keygen --audit`)"
+                    ),
                 }
                 let trail = Arc::new(trail);
                 trail.append(Kind::GatewayStarted, serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "mode": mode, "config_sha256": self.config_sha256}))?;
@@ -102,9 +120,15 @@ impl ObserveArgs {
             }
             None => None,
         };
-        let interval = Duration::from_secs(self.audit_interval.unwrap_or(60));
+        let checkpoints = match &trail {
+            Some(t) if t.signs() => {
+                t.checkpoint()?;
+                Some(Checkpoints::spawn(t.clone(), interval).map_err(|e| Failure::Input(anyhow::anyhow!("cannot start the audit checkpoints: {e}")))?)
+            }
+            _ => None,
+        };
         let observer = Observer::new(agreement.clone(), metrics, trail.clone(), interval);
-        Ok(Observing { observer: Some(observer), trail, input: input.to_string(), metrics: self.admin.is_some() || self.audit.is_some(), interval, health })
+        Ok(Observing { observer: Some(observer), trail, input: input.to_string(), metrics: self.admin.is_some() || self.audit.is_some(), interval, health, checkpoints })
     }
 }
 
@@ -130,13 +154,19 @@ impl Observing {
         }
     }
 
-    /// The last counters and `gateway_stopped`.
+    /// The last counters, `gateway_stopped` and the last checkpoint.
     pub fn finish(mut self, totals: &Totals) -> Result<(), Failure> {
+        drop(self.checkpoints.take());
         if let Some(o) = &mut self.observer {
             o.flush()?;
         }
         if let Some(trail) = &self.trail {
             trail.append(Kind::GatewayStopped, serde_json::json!({"reason": "input ended", "received": totals.received(), "forwarded_events": totals.forwarded_events(), "dropped": totals.dropped_total()}))?;
+            if trail.checkpoint()?.is_some() {
+                if let Some(head) = trail.head() {
+                    tracing::info!("audit trail {} closed by a signed checkpoint; its head is {head}", trail.path().display());
+                }
+            }
         }
         Ok(())
     }

@@ -29,6 +29,10 @@ pub struct Args {
     /// The audit trail the look-up is recorded in.
     #[arg(long, value_name = "FILE", env = "ACCORD_AUDIT_FILE")]
     audit: PathBuf,
+    /// The audit key (`accord keygen --audit`): the look-up is followed by a signed
+    /// checkpoint, so the trail stays closed.
+    #[arg(long, value_name = "FILE", env = "ACCORD_AUDIT_KEY")]
+    audit_key: Option<PathBuf>,
     /// The value to pseudonymise, e.g. the worker's subject_id.
     value: String,
 }
@@ -52,7 +56,10 @@ pub fn run(args: Args) -> Outcome {
     let pseudonymiser = args.key.pseudonymiser()?;
     let pseudonym = pseudonymiser.pseudonym(&agreement, &args.purpose, at, &args.value);
     // Recorded before it is shown: no look-up leaves without its trace.
-    let trail = AuditTrail::open(&args.audit)?;
+    let mut trail = AuditTrail::open(&args.audit)?;
+    if let Some(key) = &args.audit_key {
+        trail = trail.with_key(accord::dpo::signing::PartyKey::audit_from_file(key)?);
+    }
     let period = match (agreement.rotate, at) {
         (Some(rotate), Some(at)) => Some(accord::pseudonym::period(rotate, at)),
         _ => None,
@@ -61,6 +68,8 @@ pub fn run(args: Args) -> Outcome {
         Kind::PseudonymLookup,
         serde_json::json!({"agreement": agreement.id, "version": agreement.version, "purpose": args.purpose, "period": period, "key_id": pseudonymiser.key_id(), "reason": args.reason}),
     )?;
+    // Signed at once: a look-up never stays outside a checkpoint.
+    trail.checkpoint()?;
     println!("{pseudonym}");
     Ok(())
 }

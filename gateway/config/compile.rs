@@ -149,6 +149,15 @@ fn compile_audit(raw: Option<&Spanned<RawAudit>>, kafka: Option<&Kafka>, p: &mut
             audit.topic = Some(t.value.clone());
         }
     }
+    if let Some(k) = &raw.value.key {
+        if k.value.trim().is_empty() {
+            problem(p, &k.referenced, "`audit.key` is empty: name the audit key's file (from `accord keygen --audit`)");
+        } else if raw.value.file.is_none() {
+            problem(p, &k.referenced, "`audit.key` signs the trail's checkpoints: set `audit.file` too");
+        } else {
+            audit.key = Some(PathBuf::from(&k.value));
+        }
+    }
     if let Some(i) = &raw.value.interval {
         match accord_core::time::parse_duration(&i.value) {
             Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(86_400) => audit.interval = Some(d),

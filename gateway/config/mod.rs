@@ -79,6 +79,9 @@ pub struct Audit {
     pub topic: Option<String>,
     /// Between two counters records.
     pub interval: Option<Duration>,
+    /// The audit key's private file (`accord keygen --audit`): signs the trail's
+    /// checkpoints. None: the trail gets no checkpoints and never verifies as closed.
+    pub key: Option<PathBuf>,
 }
 
 /// The Kafka side of the gateway.
@@ -386,11 +389,18 @@ kafka:
 
     #[test]
     fn the_audit_section_names_a_file_and_a_topic_for_its_copy() {
-        let c = Config::parse(&format!("{GOOD}audit:\n  file: /var/lib/accord/audit.jsonl\n  topic: accord.audit\n  interval: 30s\n"), "gw.yaml", env).unwrap();
+        let c = Config::parse(&format!("{GOOD}audit:\n  file: /var/lib/accord/audit.jsonl\n  key: /etc/accord/audit/audit.key\n  topic: accord.audit\n  interval: 30s\n"), "gw.yaml", env).unwrap();
         assert_eq!(
             c.audit,
-            Audit { file: Some("/var/lib/accord/audit.jsonl".into()), topic: Some("accord.audit".into()), interval: Some(Duration::from_secs(30)) }
+            Audit {
+                file: Some("/var/lib/accord/audit.jsonl".into()),
+                topic: Some("accord.audit".into()),
+                interval: Some(Duration::from_secs(30)),
+                key: Some("/etc/accord/audit/audit.key".into())
+            }
         );
+        let p = problems(&format!("{GOOD}audit:\n  key: audit.key\n"));
+        assert!(p[0].message.contains("`audit.key` signs the trail's checkpoints: set `audit.file` too"), "{p:?}");
         assert_eq!(Config::parse(GOOD, "gw.yaml", env).unwrap().audit, Audit::default());
         let p = problems(&format!("{GOOD}audit:\n  topic: accord.audit\n"));
         assert_eq!((p[0].line, p[0].column), (19, 10), "{p:?}");

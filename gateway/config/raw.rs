@@ -58,6 +58,7 @@ pub struct Raw {
 #[derive(Debug, Default)]
 pub struct RawAudit {
     pub file: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
     pub topic: Option<Spanned<String>>,
     pub interval: Option<Spanned<String>>,
 }
@@ -223,9 +224,10 @@ impl Reader {
     fn audit(&mut self, node: &Node) -> Option<RawAudit> {
         let entries = self.map(node, "`audit`")?;
         let mut audit = RawAudit::default();
-        for (k, v) in known_keys(&mut self.diags, entries, &["file", "topic", "interval"], "in `audit`") {
+        for (k, v) in known_keys(&mut self.diags, entries, &["file", "key", "topic", "interval"], "in `audit`") {
             match k {
                 "file" => audit.file = self.text(v, "`audit.file`"),
+                "key" => audit.key = self.text(v, "`audit.key`"),
                 "topic" => audit.topic = self.text(v, "`audit.topic`"),
                 _ => audit.interval = self.text(v, "`audit.interval`"),
             }

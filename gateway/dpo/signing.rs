@@ -16,6 +16,10 @@
 //!                                         signature: <128 hex digits>
 //! ```
 //!
+//! The same files hold the audit key (`accord keygen --audit`, party `audit`), which
+//! signs the audit trail's checkpoints ([`crate::report::audit`]); its public half is what the
+//! works council and auditors hold.
+//!
 //! The private key file is the public one with `private key` in its header and the
 //! 32-byte secret seed as `key`. The signature is plain Ed25519 (RFC 8032) over the
 //! file's bytes, nothing prepended, so any Ed25519 tool can check it independently.
@@ -30,6 +34,10 @@ use sha2::{Digest, Sha256};
 pub const PUBLIC_HEADER: &str = "accord ed25519 public key v1";
 pub const PRIVATE_HEADER: &str = "accord ed25519 private key v1";
 pub const SIGNATURE_HEADER: &str = "accord ed25519 signature v1";
+
+/// The party name of the audit key (`accord keygen --audit`): the key that signs the
+/// audit trail's checkpoints. Not a party to the agreement, and never the pseudonym key.
+pub const AUDIT_PARTY: &str = "audit";
 
 /// Key and signature files are a few lines; anything larger is not one.
 const MAX_FILE: u64 = 64 * 1024;
@@ -92,6 +100,13 @@ impl Party {
     pub fn fingerprint(&self) -> String {
         hex::encode(&Sha256::digest(self.public_key.as_bytes())[..8])
     }
+
+    /// Does `signature` (128 hex digits) sign `message` with this key? Strict RFC 8032
+    /// verification (the audit trail's checkpoints).
+    pub fn verifies(&self, message: &[u8], signature: &str) -> bool {
+        let raw = hex::decode(signature).ok().and_then(|b| <[u8; 64]>::try_from(b).ok());
+        raw.is_some_and(|raw| self.public_key.verify_strict(message, &Signature::from_bytes(&raw)).is_ok())
+    }
 }
 
 /// A party's private signing key. Not `Display`; its `Debug` shows only the party.
@@ -128,6 +143,16 @@ impl PartyKey {
         PartyKey::parse(&text).map_err(|why| KeyFileError::Format { path: display, what: "an Accord private key file", why })
     }
 
+    /// The audit key's private file (`accord keygen --audit`): refused when it is
+    /// another party's key, so a co-signing key never signs the trail by mistake.
+    pub fn audit_from_file(path: &Path) -> Result<PartyKey, KeyFileError> {
+        let key = PartyKey::from_file(path)?;
+        if key.party != AUDIT_PARTY {
+            return Err(KeyFileError::WrongParty { path: path.display().to_string(), found: key.party.clone(), expected: AUDIT_PARTY.to_string() });
+        }
+        Ok(key)
+    }
+
     pub fn parse(text: &str) -> Result<PartyKey, String> {
         let fields = fields(text, PRIVATE_HEADER, &["party", "key"])?;
         Ok(PartyKey::from_seed(&fields[0], hex32(&fields[1], "key")?))
@@ -140,6 +165,12 @@ impl PartyKey {
 
     pub fn public(&self) -> Party {
         Party { name: self.party.clone(), public_key: self.signing.verifying_key() }
+    }
+
+    /// The bare signature over `message`, as 128 hex digits (the audit trail's
+    /// checkpoints, which carry it inside a record rather than in a file).
+    pub fn sign_hex(&self, message: &[u8]) -> String {
+        hex::encode(self.signing.sign(message).to_bytes())
     }
 
     /// The text of a detached signature file over `bytes`.

@@ -22,8 +22,13 @@ use crate::agreement::Agreement;
 use crate::engine::DropReason;
 use crate::report::tally::Tally;
 
-/// Buckets of `accord_processing_seconds` (per batch).
-const BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+/// Buckets of `accord_processing_seconds`: the time spent enforcing one batch, not
+/// waiting for it (issue 13). A batch is one event when the input trickles (a few
+/// microseconds) up to 1024 events or a second's worth (milliseconds), so the buckets
+/// run from 1 µs to 100 ms.
+const BUCKETS: &[f64] = &[
+    0.000_001, 0.000_002_5, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
 pub fn recorder() -> &'static PrometheusHandle {
@@ -48,8 +53,8 @@ fn describe() {
     describe_counter!("accord_fields_generalised_total", "Fields generalised, by rule.");
     describe_gauge!("accord_agreement_info", "1 for the agreement in force.");
     describe_counter!("accord_agreement_reloads_total", "Agreement loads, by result (loaded or refused).");
-    describe_histogram!("accord_processing_seconds", "Time to enforce one batch of events.");
-    describe_gauge!("accord_kafka_consumer_lag", "Records in an assigned input partition not yet done (from librdkafka's statistics; 0 once unassigned).");
+    describe_histogram!("accord_processing_seconds", "Time spent enforcing one batch of events (work only, never the wait for input).");
+    describe_gauge!("accord_kafka_consumer_lag", "Records in an assigned input partition not yet done (its end as of the last fetch less the done watermark, every second; 0 once unassigned).");
     describe_gauge!("accord_kafka_producer_queue_messages", "Records waiting in librdkafka's producer queues.");
     describe_gauge!("accord_kafka_producer_queue_bytes", "Bytes of the records waiting in librdkafka's producer queues.");
     describe_counter!("accord_kafka_delivery_errors_total", "Outputs whose delivery failed (each is retried, or its transaction aborted).");
@@ -59,7 +64,9 @@ fn describe() {
 #[derive(Debug)]
 pub struct Metrics {
     received: Counter,
-    forwarded: Vec<Counter>,
+    /// Per `rule * purposes + purpose`; none for a pair that can never occur (a rule
+    /// only forwards to the purposes it names).
+    forwarded: Vec<Option<Counter>>,
     dropped: Vec<Counter>,
     removed: Vec<Counter>,
     generalised: Vec<Counter>,
@@ -74,8 +81,9 @@ impl Metrics {
         recorder();
         let mut forwarded = Vec::with_capacity(a.rules.len() * a.purposes.len());
         for rule in &a.rules {
-            for purpose in &a.purposes {
-                forwarded.push(counter!("accord_events_forwarded_total", "purpose" => purpose.name.clone(), "rule" => rule.name.clone()));
+            for (i, purpose) in a.purposes.iter().enumerate() {
+                let occurs = rule.purposes.iter().any(|p| usize::from(*p) == i);
+                forwarded.push(occurs.then(|| counter!("accord_events_forwarded_total", "purpose" => purpose.name.clone(), "rule" => rule.name.clone())));
             }
         }
         let mut dropped = Vec::new();
@@ -98,11 +106,19 @@ impl Metrics {
         }
     }
 
-    /// Adds one batch's tally (of the same agreement) and its processing time.
+    /// Adds one batch's tally (of the same agreement) and its processing time; an
+    /// empty batch (the input paused with nothing new) is no observation.
     pub fn record(&self, t: &Tally, elapsed: Duration) {
+        if t.received == 0 {
+            return;
+        }
         self.received.increment(t.received);
+        for (c, n) in self.forwarded.iter().zip(&t.forwarded) {
+            if let (Some(c), true) = (c, *n > 0) {
+                c.increment(*n);
+            }
+        }
         for (pairs, counts) in [
-            (&self.forwarded, &t.forwarded),
             (&self.dropped, &t.dropped),
             (&self.removed, &t.fields_removed),
             (&self.generalised, &t.fields_generalised),

@@ -23,6 +23,7 @@ mod words;
 
 use diagram::diagram;
 pub use style::esc;
+pub use words::category_name;
 use style::{colour, CSS};
 use words::*;
 
@@ -36,7 +37,8 @@ pub enum Lang {
 }
 
 impl Lang {
-    fn t<'a>(self, en: &'a str, nl: &'a str) -> &'a str {
+    /// The English or the Dutch text (also for the audit report).
+    pub fn t<'a>(self, en: &'a str, nl: &'a str) -> &'a str {
         match self {
             Lang::En => en,
             Lang::Nl => nl,

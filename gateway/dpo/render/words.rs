@@ -56,7 +56,8 @@ pub(super) fn source_name(source: &str, l: Lang) -> String {
     known.map_or_else(|| capital(&source.replace(['_', '-'], " ")), |(en, nl)| l.t(en, nl).to_string())
 }
 
-pub(super) fn category_name(category: &str, l: Lang) -> String {
+/// A data category in words (also for the audit report).
+pub fn category_name(category: &str, l: Lang) -> String {
     let known = match category {
         "location" => Some(("location", "locatie")),
         "access" => Some(("door passages", "deurpassages")),

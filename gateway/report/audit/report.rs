@@ -2,7 +2,11 @@
 //!
 //! Which agreements were in force and when they changed; events forwarded per purpose;
 //! dropped per reason and category; each per day. As text, JSON, or one self-contained
-//! HTML page with inline SVG charts that a works council can read.
+//! HTML page with inline SVG charts that a works council can read, in English or Dutch
+//! (like the workers' page, [`crate::dpo::render`]). Text and HTML say in words why
+//! events were dropped; the raw reason codes appear only in JSON, for machines. A
+//! report is only made of a trail that verified ([`super::verify`]): what it found is
+//! the report's first section.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,11 +15,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Kind, Record};
-use crate::dpo::render::esc;
+use super::{Head, Kind, Record, Verified};
+use crate::dpo::render::{category_name, esc, Lang};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
+    /// What the verification found (the trail is reported on only if it verified).
+    pub verification: Verification,
     pub from: Option<String>,
     pub until: Option<String>,
     pub records: usize,
@@ -27,6 +33,27 @@ pub struct Report {
     pub dropped: Vec<Dropped>,
     pub days: Vec<Day>,
     pub pseudonym_lookups: Vec<Value>,
+}
+
+/// The trail's verification, as the report states it.
+#[derive(Debug, Default, Serialize)]
+pub struct Verification {
+    pub records: u64,
+    /// `SEQ:HASH` of the last record.
+    pub head: Option<String>,
+    pub checkpoints: u64,
+    /// The last record is a signed checkpoint.
+    pub closed: bool,
+    /// Records after the last checkpoint, not yet vouched for by a signature.
+    pub unsigned: u64,
+    /// Fingerprint of the audit key that signed the checkpoints.
+    pub key: String,
+}
+
+impl Verification {
+    pub fn new(v: &Verified, key: &str) -> Verification {
+        Verification { records: v.records, head: v.head.as_ref().map(Head::to_string), checkpoints: v.checkpoints, closed: v.closed(), unsigned: v.unsigned, key: key.to_string() }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -60,8 +87,8 @@ pub struct Day {
 }
 
 /// Summarises the records whose time is in `[from, until)`.
-pub fn build(records: &[Record], from: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Report {
-    let mut r = Report { from: from.map(|t| t.to_rfc3339()), until: until.map(|t| t.to_rfc3339()), ..Report::default() };
+pub fn build(verification: Verification, records: &[Record], from: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Report {
+    let mut r = Report { verification, from: from.map(|t| t.to_rfc3339()), until: until.map(|t| t.to_rfc3339()), ..Report::default() };
     let mut dropped: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut days: BTreeMap<String, Day> = BTreeMap::new();
     for rec in records {
@@ -99,7 +126,7 @@ pub fn build(records: &[Record], from: Option<DateTime<Utc>>, until: Option<Date
                     day.dropped += n;
                 }
             }
-            Kind::GatewayStopped => {}
+            Kind::GatewayStopped | Kind::Checkpoint => {}
         }
     }
     r.dropped = dropped.into_iter().map(|((reason, category), count)| Dropped { reason, category, count }).collect();
@@ -111,50 +138,107 @@ fn text(v: &Value) -> String {
     v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
 }
 
+/// Why events were dropped, in words a works council reads.
+pub fn reason_words(code: &str, l: Lang) -> String {
+    let (en, nl) = match code {
+        "malformed" => ("unreadable or incomplete events", "onleesbare of onvolledige gegevens"),
+        "agreement_not_in_force" => ("from outside the period the agreement is in force", "van buiten de looptijd van de afspraak"),
+        "prohibited_category" => ("data the law or the agreement forbids", "gegevens die de wet of de afspraak verbiedt"),
+        "special_category" => ("special data (such as health) without an agreed exception", "bijzondere gegevens (zoals gezondheid) zonder afgesproken uitzondering"),
+        "unapproved_instrument" => ("from a sensor that is not approved", "van een sensor die niet is goedgekeurd"),
+        "below_quality" => ("readings below the agreed quality", "metingen onder de afgesproken kwaliteit"),
+        "no_matching_rule" => ("no rule of the agreement allows them", "geen regel van de afspraak staat ze toe"),
+        "outside_schedule" => ("outside the agreed times", "buiten de afgesproken tijden"),
+        "suppressed" => ("a worker objected or switched tracking off", "een werknemer maakte bezwaar of zette het volgen uit"),
+        other => return other.replace(['_', '-'], " "),
+    };
+    l.t(en, nl).to_string()
+}
+
+fn category_words(category: &str, l: Lang) -> String {
+    if category == "other" { l.t("other", "overig").to_string() } else { category_name(category, l) }
+}
+
+/// The verification, in one or two sentences.
+fn verification_words(v: &Verification, l: Lang) -> String {
+    let head = v.head.as_deref().unwrap_or("-");
+    let mut s = match l {
+        Lang::En => format!(
+            "The audit trail was verified: its {} records are linked in order, and {} checkpoint(s) signed with the audit key {} vouch that none was changed, added or removed up to the last of them. Its head is {head}.",
+            v.records, v.checkpoints, v.key
+        ),
+        Lang::Nl => format!(
+            "Het auditlogboek is gecontroleerd: de {} regels sluiten in volgorde op elkaar aan, en {} controlepunt(en), ondertekend met de auditsleutel {}, staan ervoor in dat tot het laatste ervan niets is gewijzigd, toegevoegd of verwijderd. Het eindpunt is {head}.",
+            v.records, v.checkpoints, v.key
+        ),
+    };
+    if !v.closed {
+        s.push(' ');
+        s.push_str(&match l {
+            Lang::En => format!("The trail is still open: the last {} record(s) come after the last signed checkpoint, so no signature vouches for them yet.", v.unsigned),
+            Lang::Nl => format!("Het logboek is nog open: de laatste {} regel(s) staan na het laatste ondertekende controlepunt; daar staat nog geen handtekening voor in.", v.unsigned),
+        });
+    }
+    s
+}
+
 /// The report for a terminal.
-pub fn to_text(r: &Report) -> String {
+pub fn to_text(r: &Report, l: Lang) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Audit report{}", period(r));
-    let _ = writeln!(s, "{} records read.\n", r.records);
-    let _ = writeln!(s, "Agreements put in force:");
+    let _ = writeln!(s, "{}{}", l.t("Audit report", "Auditrapport"), period(r, l));
+    let _ = writeln!(s, "{}\n", verification_words(&r.verification, l));
+    let _ = writeln!(s, "{} {}.\n", r.records, l.t("records in this period", "regels in deze periode"));
+    let _ = writeln!(s, "{}", l.t("Agreements put in force:", "Afspraken in werking gesteld:"));
     if r.agreements.is_empty() {
-        let _ = writeln!(s, "  none in this period");
+        let _ = writeln!(s, "  {}", l.t("none in this period", "geen in deze periode"));
     }
     for a in &r.agreements {
-        let _ = writeln!(s, "  {}  {} version {}  (sha256 {}; parties: {})", a.time, a.agreement, a.version, &a.sha256[..a.sha256.len().min(12)], a.parties.join("; "));
+        let _ = writeln!(s, "  {}  {} {} {}  (sha256 {}; {}: {})", a.time, a.agreement, l.t("version", "versie"), a.version, &a.sha256[..a.sha256.len().min(12)], l.t("parties", "partijen"), a.parties.join("; "));
     }
     if !r.refusals.is_empty() {
-        let _ = writeln!(s, "Agreements refused (the one in force stayed in force): {}", r.refusals.len());
+        let _ = writeln!(s, "{}: {}", l.t("Agreements refused (the one in force stayed in force)", "Afspraken geweigerd (de geldende afspraak bleef van kracht)"), r.refusals.len());
         for f in &r.refusals {
             let _ = writeln!(s, "  {}  {}", f.time, f.content["sha256"].as_str().unwrap_or("?"));
         }
     }
     let forwarded: u64 = r.forwarded.values().sum();
     let dropped: u64 = r.dropped.iter().map(|d| d.count).sum();
-    let _ = writeln!(s, "\nEvents received {}, outputs forwarded {forwarded}, events dropped {dropped}.", r.received);
-    let _ = writeln!(s, "\nForwarded per purpose:");
+    let _ = match l {
+        Lang::En => writeln!(s, "\nEvents received {}, passed on {forwarded} times, events stopped {dropped}.", r.received),
+        Lang::Nl => writeln!(s, "\nGegevens ontvangen {}, {forwarded} keer doorgegeven, gegevens tegengehouden {dropped}.", r.received),
+    };
+    let _ = writeln!(s, "\n{}", l.t("Passed on per purpose:", "Doorgegeven per doel:"));
     for (p, n) in &r.forwarded {
         let _ = writeln!(s, "  {p:<24} {n:>10}");
     }
-    let _ = writeln!(s, "\nDropped per reason and category:");
+    let _ = writeln!(s, "\n{}", l.t("Stopped, and why:", "Tegengehouden, en waarom:"));
     for d in &r.dropped {
-        let _ = writeln!(s, "  {:<24} {:<20} {:>10}", d.reason, d.category, d.count);
+        let _ = writeln!(s, "  {:>10}  {} ({})", d.count, reason_words(&d.reason, l), category_words(&d.category, l));
     }
-    let _ = writeln!(s, "\nPer day (UTC):        received  forwarded    dropped");
+    let _ = writeln!(s, "\n{}", l.t("Per day (UTC):        received  passed on    stopped", "Per dag (UTC):       ontvangen doorgegeven tegengehouden"));
     for d in &r.days {
         let _ = writeln!(s, "  {:<18} {:>10} {:>10} {:>10}", d.date, d.received, d.forwarded, d.dropped);
     }
-    let _ = writeln!(s, "\nPseudonym look-ups (access requests): {}", r.pseudonym_lookups.len());
-    for l in &r.pseudonym_lookups {
-        let _ = writeln!(s, "  {}  purpose {}, period {}, reason: {}", text(&l["time"]), text(&l["purpose"]), text(&l["period"]), text(&l["reason"]));
+    let _ = writeln!(s, "\n{}: {}", l.t("Pseudonym look-ups (access requests)", "Opzoekingen van pseudoniemen (inzageverzoeken)"), r.pseudonym_lookups.len());
+    for lk in &r.pseudonym_lookups {
+        let _ = match l {
+            Lang::En => writeln!(s, "  {}  purpose {}, period {}, reason: {}", text(&lk["time"]), text(&lk["purpose"]), text(&lk["period"]), text(&lk["reason"])),
+            Lang::Nl => writeln!(s, "  {}  doel {}, periode {}, reden: {}", text(&lk["time"]), text(&lk["purpose"]), text(&lk["period"]), text(&lk["reason"])),
+        };
     }
     s
 }
 
-fn period(r: &Report) -> String {
+fn period(r: &Report, l: Lang) -> String {
     match (&r.from, &r.until) {
         (None, None) => String::new(),
-        (f, u) => format!(" from {} until {}", f.as_deref().unwrap_or("the start"), u.as_deref().unwrap_or("the end")),
+        (f, u) => format!(
+            " {} {} {} {}",
+            l.t("from", "van"),
+            f.as_deref().unwrap_or(l.t("the start", "het begin")),
+            l.t("until", "tot"),
+            u.as_deref().unwrap_or(l.t("the end", "het eind"))
+        ),
     }
 }
 
@@ -211,66 +295,96 @@ fn daily(days: &[Day]) -> String {
 }
 
 /// One self-contained page: inline CSS and SVG, no scripts, no external resources.
-pub fn to_html(r: &Report) -> String {
+pub fn to_html(r: &Report, l: Lang) -> String {
     let forwarded: Vec<(String, u64)> = r.forwarded.iter().map(|(k, v)| (k.clone(), *v)).collect();
     let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
     for d in &r.dropped {
         *by_reason.entry(&d.reason).or_default() += d.count;
     }
-    let reasons: Vec<(String, u64)> = by_reason.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let reasons: Vec<(String, u64)> = by_reason.into_iter().map(|(k, v)| (reason_words(k, l), v)).collect();
     let total_fwd: u64 = r.forwarded.values().sum();
     let total_drop: u64 = r.dropped.iter().map(|d| d.count).sum();
     let mut s = String::new();
     let _ = write!(
         s,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Accord audit report</title><style>
+        r#"<!DOCTYPE html><html lang="{}"><head><meta charset="utf-8"><title>{}</title><style>
 body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222;line-height:1.45}}
 h1{{font-size:1.6em}} h2{{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}}
 table{{border-collapse:collapse}} td,th{{padding:4px 10px;border-bottom:1px solid #eee;text-align:left}}
 .n{{text-align:right;font-variant-numeric:tabular-nums}} .box{{display:inline-block;padding:10px 16px;margin:4px;background:#f4f6f8;border-radius:6px}}
-.legend span{{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px}}
+.legend span{{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px}} .verified{{background:#e8f5e9;padding:10px 14px;border-radius:6px}}
 </style></head><body>
-<h1>Accord audit report</h1><p>What the gateway enforced{}, read from its hash-chained audit trail ({} records). It shows counts only: no worker, identifier or reading appears here.</p>
-<div><span class="box">Events received<br><b>{}</b></span><span class="box">Outputs forwarded<br><b>{total_fwd}</b></span><span class="box">Events dropped<br><b>{total_drop}</b></span><span class="box">Pseudonym look-ups<br><b>{}</b></span></div>
-<h2>Agreements in force</h2>"#,
-        esc(&period(r)),
+<h1>{}</h1><p>{}{}{} ({} {}). {}</p><p class="verified">{}</p>
+<div><span class="box">{}<br><b>{}</b></span><span class="box">{}<br><b>{total_fwd}</b></span><span class="box">{}<br><b>{total_drop}</b></span><span class="box">{}<br><b>{}</b></span></div>
+<h2>{}</h2>"#,
+        l.t("en", "nl"),
+        l.t("Accord audit report", "Accord auditrapport"),
+        l.t("Accord audit report", "Accord auditrapport"),
+        l.t("What the gateway enforced", "Wat de gateway heeft afgedwongen"),
+        esc(&period(r, l)),
+        l.t(", read from its hash-chained, signed audit trail", ", gelezen uit het aaneengeschakelde, ondertekende auditlogboek"),
         r.records,
+        l.t("records", "regels"),
+        l.t("It shows counts only: no worker, identifier or reading appears here.", "Het toont alleen aantallen: geen werknemer, kenmerk of meetwaarde staat hierin."),
+        esc(&verification_words(&r.verification, l)),
+        l.t("Events received", "Gegevens ontvangen"),
         r.received,
-        r.pseudonym_lookups.len()
+        l.t("Passed on", "Doorgegeven"),
+        l.t("Stopped", "Tegengehouden"),
+        l.t("Pseudonym look-ups", "Opzoekingen van pseudoniemen"),
+        r.pseudonym_lookups.len(),
+        l.t("Agreements in force", "Afspraken van kracht")
     );
     if r.agreements.is_empty() {
-        s.push_str("<p>No agreement was (re)loaded in this period.</p>");
+        let _ = write!(s, "<p>{}</p>", l.t("No agreement was (re)loaded in this period.", "In deze periode is geen afspraak (opnieuw) geladen."));
     } else {
-        s.push_str("<table><tr><th>From</th><th>Agreement</th><th>Version</th><th>Parties</th><th>SHA-256</th></tr>");
+        let _ = write!(s, "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>SHA-256</th></tr>", l.t("From", "Vanaf"), l.t("Agreement", "Afspraak"), l.t("Version", "Versie"), l.t("Parties", "Partijen"));
         for a in &r.agreements {
             let _ = write!(s, "<tr><td>{}</td><td>{}</td><td class=n>{}</td><td>{}</td><td><code>{}</code></td></tr>", esc(&a.time), esc(&a.agreement), a.version, esc(&a.parties.join("; ")), esc(&a.sha256[..a.sha256.len().min(16)]));
         }
         s.push_str("</table>");
     }
     if !r.refusals.is_empty() {
-        let _ = write!(s, "<p>{} changed agreement(s) were refused; the agreement in force stayed in force.</p>", r.refusals.len());
+        let _ = write!(s, "<p>{} {}</p>", r.refusals.len(), l.t("changed agreement(s) were refused; the agreement in force stayed in force.", "gewijzigde afspraak/afspraken geweigerd; de geldende afspraak bleef van kracht."));
     }
-    let _ = write!(s, "<h2>Forwarded per purpose</h2>{}", bars(&forwarded, "#2e7d32"));
-    let _ = write!(s, "<h2>Dropped per reason</h2>{}", bars(&reasons, "#c62828"));
-    s.push_str("<table><tr><th>Reason</th><th>Category</th><th class=n>Events</th></tr>");
+    let _ = write!(s, "<h2>{}</h2>{}", l.t("Passed on per purpose", "Doorgegeven per doel"), bars(&forwarded, "#2e7d32"));
+    let _ = write!(s, "<h2>{}</h2>{}", l.t("Stopped, and why", "Tegengehouden, en waarom"), bars(&reasons, "#c62828"));
+    let _ = write!(s, "<table><tr><th>{}</th><th>{}</th><th class=n>{}</th></tr>", l.t("Why", "Waarom"), l.t("Kind of data", "Soort gegevens"), l.t("Events", "Aantal"));
     for d in &r.dropped {
-        let _ = write!(s, "<tr><td>{}</td><td>{}</td><td class=n>{}</td></tr>", esc(&d.reason), esc(&d.category), d.count);
+        let _ = write!(s, "<tr><td>{}</td><td>{}</td><td class=n>{}</td></tr>", esc(&reason_words(&d.reason, l)), esc(&category_words(&d.category, l)), d.count);
     }
     s.push_str("</table>");
     let _ = write!(
         s,
-        r##"<h2>Per day (UTC)</h2><div class="legend"><span style="background:#2e7d32"></span>forwarded<span style="background:#c62828"></span>dropped</div>{}"##,
+        r##"<h2>{}</h2><div class="legend"><span style="background:#2e7d32"></span>{}<span style="background:#c62828"></span>{}</div>{}"##,
+        l.t("Per day (UTC)", "Per dag (UTC)"),
+        l.t("passed on", "doorgegeven"),
+        l.t("stopped", "tegengehouden"),
         daily(&r.days)
     );
-    s.push_str("<table><tr><th>Day</th><th class=n>Received</th><th class=n>Forwarded</th><th class=n>Dropped</th></tr>");
+    let _ = write!(
+        s,
+        "<table><tr><th>{}</th><th class=n>{}</th><th class=n>{}</th><th class=n>{}</th></tr>",
+        l.t("Day", "Dag"),
+        l.t("Received", "Ontvangen"),
+        l.t("Passed on", "Doorgegeven"),
+        l.t("Stopped", "Tegengehouden")
+    );
     for d in &r.days {
         let _ = write!(s, "<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>", esc(&d.date), d.received, d.forwarded, d.dropped);
     }
-    s.push_str("</table><h2>Pseudonym look-ups</h2>");
+    let _ = write!(s, "</table><h2>{}</h2>", l.t("Pseudonym look-ups", "Opzoekingen van pseudoniemen"));
     if r.pseudonym_lookups.is_empty() {
-        s.push_str("<p>None.</p>");
+        let _ = write!(s, "<p>{}</p>", l.t("None.", "Geen."));
     } else {
-        s.push_str("<table><tr><th>When</th><th>Purpose</th><th>Period</th><th>Reason given</th></tr>");
+        let _ = write!(
+            s,
+            "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            l.t("When", "Wanneer"),
+            l.t("Purpose", "Doel"),
+            l.t("Period", "Periode"),
+            l.t("Reason given", "Opgegeven reden")
+        );
         for l in &r.pseudonym_lookups {
             let _ = write!(s, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&text(&l["time"])), esc(&text(&l["purpose"])), esc(&text(&l["period"])), esc(&text(&l["reason"])));
         }

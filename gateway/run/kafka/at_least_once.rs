@@ -133,6 +133,10 @@ impl Work<'_> {
         let Some(tp) = context.tp(m.topic(), m.partition()) else { return };
         let (offset, payload) = (m.offset(), m.payload().unwrap_or_default());
         let n = self.records.process(m.topic(), m.partition(), offset, payload);
+        if self.records.reloaded() {
+            self.batch();
+            self.last_batch = Instant::now();
+        }
         let epoch = {
             let mut state = self.shared.lock();
             let epoch = state.marks.register(tp, offset, n as u32);
@@ -206,7 +210,7 @@ impl Work<'_> {
             self.store(consumer);
             self.last_store = now;
         }
-        if now.duration_since(self.last_batch) >= self.k.limits.commit_interval {
+        if now.duration_since(self.last_batch) >= self.k.limits.commit_interval.min(super::REPORT_EVERY) {
             self.batch();
             self.last_batch = now;
         }

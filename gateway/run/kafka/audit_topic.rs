@@ -11,7 +11,7 @@
 //! never creates it): one partition gives the records a total order. Several gateways
 //! (replicas) may share it: each record's key names its trail (`HOST:FILE`), and
 //! [`verify`] checks each trail's chain on its own, with the very same checks as for
-//! a file ([`crate::report::audit::Chain`]).
+//! a file ([`crate::report::audit::Chain`]): links, checkpoint signatures, open or closed.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,7 +28,7 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::Throttle;
-use crate::report::audit::{Chain, Mirror, Verified};
+use crate::report::audit::{Chain, Expect, Mirror, Verified};
 use crate::config::Kafka;
 
 /// How long metadata and watermark requests may take.
@@ -221,9 +221,10 @@ impl TopicVerified {
 }
 
 /// Reads the audit topic from its start to its end (as it is when the reading
-/// starts; no consumer group, nothing committed) and checks every trail on it.
+/// starts; no consumer group, nothing committed) and checks every trail on it as a
+/// file is checked (links, checkpoint signatures by `expect`'s key, its earlier head).
 /// Refuses a topic with more than one partition.
-pub fn verify(k: &Kafka, topic: &str, timeout: Duration) -> Result<TopicVerified, AuditTopicError> {
+pub fn verify(k: &Kafka, topic: &str, expect: &Expect, timeout: Duration) -> Result<TopicVerified, AuditTopicError> {
     let read = |source| AuditTopicError::Read { topic: topic.to_string(), source };
     // librdkafka needs a group for `assign`; it is never joined (no subscription)
     // and nothing is committed.
@@ -267,8 +268,8 @@ pub fn verify(k: &Kafka, topic: &str, timeout: Duration) -> Result<TopicVerified
                 }
                 let key = m.key().unwrap_or_default();
                 let i = *index.entry(key.to_vec()).or_insert_with(|| {
-                    chains.push(Chain::new());
-                    found.trails.push(TrailCopy { key: String::from_utf8_lossy(key).into_owned(), first_offset: m.offset(), verified: Chain::new().verified() });
+                    chains.push(Chain::new(expect.clone()));
+                    found.trails.push(TrailCopy { key: String::from_utf8_lossy(key).into_owned(), first_offset: m.offset(), verified: Chain::new(expect.clone()).verified() });
                     chains.len() - 1
                 });
                 // The same lines as a file's: a record is a line (a newline inside

@@ -47,6 +47,11 @@ use crate::engine::Engine;
 use crate::report::tally::{Tally, Totals};
 use crate::run::reload::Engines;
 
+/// Counts are handed to the metrics (and the audit trail's tally) at least this
+/// often, so no counter is more than a second behind what was enforced (issue 13),
+/// in both delivery modes, whatever `limits.commit_interval` is.
+pub(crate) const REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A request to stop: set by a signal handler, read by the loop between records.
 #[derive(Clone, Debug, Default)]
 pub struct Shutdown(Arc<AtomicBool>);

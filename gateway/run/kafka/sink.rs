@@ -342,6 +342,13 @@ impl Records {
         }
     }
 
+    /// A new agreement came into force with the record last processed: hand the
+    /// batches over before its outputs are produced, so `accord_agreement_info`
+    /// switches with the first output of the new version.
+    pub fn reloaded(&self) -> bool {
+        self.enforcer.has_finished()
+    }
+
     /// Hands over the batches so far (one per agreement in force since the last
     /// call), and starts a new batch.
     pub fn take_batches(&mut self) -> Vec<Batch> {

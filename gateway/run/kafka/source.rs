@@ -50,7 +50,8 @@ pub struct SourceContext {
     /// tells `/readyz`.
     pub stalls: super::stall::Stalls,
     throttle: Throttle,
-    /// Consumer lag per assigned input partition, from librdkafka's statistics.
+    /// Consumer lag per assigned input partition, from librdkafka's statistics and the
+    /// done watermarks.
     stats: ConsumerStats,
 }
 
@@ -133,7 +134,8 @@ impl ClientContext for SourceContext {
     }
 
     fn stats_raw(&self, json: &[u8]) {
-        self.stats.record(json);
+        // Called inside `poll`, on the loop's thread, which never holds the lock then.
+        self.stats.record(json, |topic, partition| self.shared.lock().marks.watermark(Tp { topic: topic as u16, partition }));
     }
 }
 

@@ -2,7 +2,8 @@
 //! the producer's queue, failed deliveries.
 //!
 //! librdkafka emits a JSON document every `statistics.interval.ms` (the gateway sets
-//! 5000; a `consumer:` or `producer:` property overrides it, `0` turns it off). The
+//! 1000, so the lag gauge is never more than a second old; a `consumer:` or
+//! `producer:` property overrides it, `0` turns it off). The
 //! consumer's arrives inside `poll`, on the loop's thread; the producer's on its
 //! polling thread. Either way the work here is small and bounded: one parse of the
 //! few fields used (everything else is skipped), then a few gauge stores. Handles are
@@ -11,10 +12,14 @@
 //! numbers only, so a bounded set), then cached.
 //!
 //! - `accord_kafka_consumer_lag{topic,partition}`: records in an assigned input
-//!   partition that are not yet done. At-least-once: librdkafka's `consumer_lag`,
-//!   the partition's end (its last stable offset, since the input is read
-//!   `read_committed`) less the committed offset; until the group has committed
-//!   one, the end less the position. Exactly-once: the end less the position,
+//!   partition that are not yet done. At-least-once: the partition's end (its last
+//!   stable offset, since the input is read `read_committed`, as of the last fetch)
+//!   less the gateway's own done watermark at that moment (every record before it has
+//!   all its outputs acknowledged: what the next commit will carry), so the gauge
+//!   does not wait for a commit to be made and reported (issue 13: librdkafka's
+//!   `consumer_lag` counts from the committed offset, seconds behind); without a
+//!   watermark yet, librdkafka's `consumer_lag`; until the group has committed one,
+//!   the end less the position. Exactly-once: the end less the position,
 //!   because offsets are committed by the producer's transactions, which the
 //!   consumer's statistics never see (they would show the offset committed before the
 //!   assignment, growing for ever). A partition no longer assigned is set to 0.
@@ -30,7 +35,7 @@ use metrics::{counter, gauge, Counter, Gauge};
 use serde::Deserialize;
 
 /// How often librdkafka reports, unless the configuration says otherwise.
-pub const DEFAULT_INTERVAL_MS: &str = "5000";
+pub const DEFAULT_INTERVAL_MS: &str = "1000";
 
 /// The consumer's half: a lag gauge per assigned input partition.
 pub struct ConsumerStats {
@@ -47,8 +52,9 @@ impl ConsumerStats {
         ConsumerStats { topics, by_position, lag: Mutex::new(HashMap::new()) }
     }
 
-    /// One statistics document from the consumer.
-    pub fn record(&self, json: &[u8]) {
+    /// One statistics document from the consumer; `done` gives a partition's done
+    /// watermark (input topic index, partition), where the gateway has one.
+    pub fn record(&self, json: &[u8], done: impl Fn(usize, i32) -> Option<i64>) {
         let Ok(stats) = serde_json::from_slice::<ConsumerJson>(json) else { return };
         let mut lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
         let mut assigned: Vec<(usize, i32)> = Vec::new();
@@ -56,7 +62,8 @@ impl ConsumerStats {
             // Only the configured inputs: a label value never comes from elsewhere.
             let Some(t) = self.topics.iter().position(|c| c == name) else { continue };
             for p in topic.partitions.values() {
-                let Some(n) = p.lag(self.by_position) else { continue };
+                let done = if self.by_position { None } else { done(t, p.partition) };
+                let Some(n) = p.lag(self.by_position, done) else { continue };
                 let gauge = lag.entry((t, p.partition)).or_insert_with(|| {
                     gauge!("accord_kafka_consumer_lag", "topic" => self.topics[t].clone(), "partition" => p.partition.to_string())
                 });
@@ -163,15 +170,19 @@ impl Default for PartitionJson {
 }
 
 impl PartitionJson {
-    /// The lag of an assigned partition, when its offsets are known.
-    fn lag(&self, by_position: bool) -> Option<i64> {
+    /// The lag of an assigned partition, when its offsets are known; `done`: the
+    /// gateway's done watermark (at-least-once).
+    fn lag(&self, by_position: bool, done: Option<i64>) -> Option<i64> {
         if self.partition < 0 || !self.desired {
             return None;
+        }
+        let end = if self.ls_offset >= 0 { self.ls_offset } else { self.hi_offset };
+        if let (false, Some(done), true) = (by_position, done, end >= 0) {
+            return Some((end - done.max(self.committed_offset)).max(0));
         }
         if !by_position && self.consumer_lag >= 0 {
             return Some(self.consumer_lag);
         }
-        let end = if self.ls_offset >= 0 { self.ls_offset } else { self.hi_offset };
         // The next record to read: after the last one handed to the gateway, else
         // where reading starts (the committed offset, else the oldest retained).
         let from = [self.app_offset, self.committed_offset, self.lo_offset].into_iter().find(|o| *o >= 0)?;
@@ -202,25 +213,27 @@ mod tests {
 
     #[test]
     fn lag_is_counted_only_for_assigned_partitions() {
-        assert_eq!(partition("0").lag(false), Some(12), "librdkafka's lag from the committed offset");
-        assert_eq!(partition("0").lag(true), Some(2), "exactly-once: from the position");
-        assert_eq!(partition("1").lag(false), Some(35), "nothing committed or read yet: from the oldest retained");
-        assert_eq!(partition("2").lag(false), None, "not assigned");
-        assert_eq!(partition("-1").lag(false), None, "librdkafka's internal partition");
+        assert_eq!(partition("0").lag(false, None), Some(12), "librdkafka's lag from the committed offset");
+        assert_eq!(partition("0").lag(false, Some(112)), Some(0), "issue 13: everything done is no lag, committed or not yet");
+        assert_eq!(partition("0").lag(false, Some(105)), Some(7), "from the done watermark");
+        assert_eq!(partition("0").lag(true, Some(112)), Some(2), "exactly-once: from the position");
+        assert_eq!(partition("1").lag(false, None), Some(35), "nothing committed or read yet: from the oldest retained");
+        assert_eq!(partition("2").lag(false, Some(3)), None, "not assigned");
+        assert_eq!(partition("-1").lag(false, None), None, "librdkafka's internal partition");
     }
 
     #[test]
     fn a_document_sets_the_gauges_and_anything_unreadable_is_ignored() {
         // Without a recorder the handles are no-ops: this checks the walk, not the values.
         let c = ConsumerStats::new(vec!["sensors.raw".into()], false);
-        c.record(CONSUMER.as_bytes());
+        c.record(CONSUMER.as_bytes(), |_, _| None);
         let seen: Vec<(usize, i32)> = {
             let mut v: Vec<_> = c.lag.lock().unwrap().keys().copied().collect();
             v.sort();
             v
         };
         assert_eq!(seen, [(0, 0), (0, 1)], "only the configured input's assigned partitions get a gauge");
-        c.record(b"not json");
+        c.record(b"not json", |_, _| Some(0));
     }
 
     #[test]

@@ -69,6 +69,7 @@ app.kubernetes.io/part-of: accord
 {{/* Where the pod finds its files. */}}
 {{- define "accord.configDir" -}}/etc/accord{{- end }}
 {{- define "accord.keyDir" -}}/var/run/secrets/accord{{- end }}
+{{- define "accord.auditKeyDir" -}}/var/run/secrets/accord-audit{{- end }}
 
 {{/*
 config.limits.drainTimeout in whole seconds (rounded up). The gateway takes `500ms`,
@@ -134,6 +135,13 @@ says what to set.
 {{- end }}
 {{- if and $p.id $p.idSecretKey }}
 {{- fail "set pseudonymKey.id or pseudonymKey.idSecretKey, not both" }}
+{{- end }}
+{{- $audit := .Values.audit }}
+{{- if and $audit.enabled (not $audit.signingKey.existingSecret) }}
+{{- fail "audit.signingKey.existingSecret is required when audit.enabled: the Secret holding the audit key that signs the trail's checkpoints (a trail without them never verifies). Create it with: accord keygen --audit --out ./audit-key && kubectl create secret generic accord-audit-key --from-file=audit.key=./audit-key/audit.key" }}
+{{- end }}
+{{- if and $audit.enabled (eq $audit.signingKey.existingSecret $p.existingSecret) }}
+{{- fail "audit.signingKey.existingSecret names the pseudonym key's Secret: keep the audit key in a Secret of its own, apart from those who run the pipeline" }}
 {{- end }}
 {{- $drain := include "accord.drainSeconds" . | atoi }}
 {{- if lt (int .Values.terminationGracePeriodSeconds) (add $drain 15) }}
