@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use accord::report::admin::{self, Health, Metrics};
+use accord::report::admin::{self, Health};
 use accord::agreement::Agreement;
 use accord::report::audit::checkpoint::Checkpoints;
 use accord::report::audit::{self, AuditError, AuditTrail, Kind};
@@ -17,7 +17,7 @@ use accord::config::Config;
 use accord::run::kafka::audit_topic::AuditTopic;
 use accord::engine::Engine;
 use accord::report::tally::Totals;
-use accord::report::observe::Observer;
+use accord::report::observe::Observers;
 use accord::report::tally::Tally;
 
 use super::Failure;
@@ -50,11 +50,8 @@ pub struct ObserveArgs {
 /// A running observation: the observer for batches, and the trail for the records
 /// around them.
 pub struct Observing {
-    observer: Option<Observer>,
+    observers: Observers,
     pub trail: Option<Arc<AuditTrail>>,
-    input: String,
-    metrics: bool,
-    interval: Duration,
     /// What `/readyz` answers.
     pub health: Arc<Health>,
     /// Appends the periodic checkpoints while the gateway runs.
@@ -89,9 +86,8 @@ impl ObserveArgs {
     /// As [`ObserveArgs::start`]; with `needs_kafka`, `/readyz` also waits for an
     /// assignment (the returned [`Observing::health`] is told).
     pub fn start_with(&self, agreement: &Arc<Agreement>, mode: &str, input: &str, needs_kafka: bool) -> Result<Observing, Failure> {
-        let metrics = (self.admin.is_some() || self.audit.is_some()).then(|| Metrics::new(agreement, input));
-        if let Some(m) = &metrics {
-            m.set_in_force(true);
+        let metrics = self.admin.is_some() || self.audit.is_some();
+        if metrics {
             admin::count_reload(true);
         }
         let health = Health::new(needs_kafka);
@@ -127,39 +123,21 @@ impl ObserveArgs {
             }
             _ => None,
         };
-        let observer = Observer::new(agreement.clone(), metrics, trail.clone(), interval);
-        Ok(Observing { observer: Some(observer), trail, input: input.to_string(), metrics: self.admin.is_some() || self.audit.is_some(), interval, health, checkpoints })
+        let observers = Observers::new(agreement.clone(), metrics.then_some(input), trail.clone(), interval);
+        Ok(Observing { observers, trail, health, checkpoints })
     }
 }
 
 impl Observing {
-    /// One batch, decided by `engine`: a new agreement gets its own metric handles
-    /// and counters records (the reload itself is recorded by `accord::run::reload`).
+    /// One batch, decided by `engine` (see [`Observers::batch`]).
     pub fn batch(&mut self, engine: &Engine, t: &Tally, elapsed: Duration) -> Result<(), AuditError> {
-        let current = self.observer.as_ref().map(|o| o.agreement().clone());
-        if current.is_some_and(|a| !Arc::ptr_eq(&a, engine.agreement())) {
-            if let Some(old) = self.observer.take() {
-                old.retire()?;
-            }
-            let metrics = self.metrics.then(|| {
-                let m = Metrics::new(engine.agreement(), &self.input);
-                m.set_in_force(true);
-                m
-            });
-            self.observer = Some(Observer::new(engine.agreement().clone(), metrics, self.trail.clone(), self.interval));
-        }
-        match &mut self.observer {
-            Some(o) => o.batch(t, elapsed),
-            None => Ok(()),
-        }
+        self.observers.batch(engine, t, elapsed)
     }
 
     /// The last counters, `gateway_stopped` and the last checkpoint.
     pub fn finish(mut self, totals: &Totals) -> Result<(), Failure> {
         drop(self.checkpoints.take());
-        if let Some(o) = &mut self.observer {
-            o.flush()?;
-        }
+        self.observers.flush()?;
         if let Some(trail) = &self.trail {
             trail.append(Kind::GatewayStopped, serde_json::json!({"reason": "input ended", "received": totals.received(), "forwarded_events": totals.forwarded_events(), "dropped": totals.dropped_total()}))?;
             if trail.checkpoint()?.is_some() {
