@@ -274,7 +274,7 @@ fn child(mode: &str, config: &str, pass_topic: &str) {
     }
     let config = Config::load(config.as_ref()).unwrap_or_else(|e| panic!("{e}"));
     let engines = Arc::new(Arc::new(engine(&config.agreement)));
-    let summary = Pipeline { kafka: &config.kafka, engines, shutdown, on_batch: None, health: None }.run().unwrap_or_else(|e| panic!("{e}"));
+    let summary = Pipeline { kafka: &config.kafka, engines, shutdown, on_batch: None, health: None, suppressions: None }.run().unwrap_or_else(|e| panic!("{e}"));
     eprintln!("kafka_e2e child {mode}: {} records", summary.records);
 }
 

@@ -27,6 +27,31 @@ pub fn engine() -> Engine {
     Engine::new(Arc::new(agreement), Arc::new(Pseudonymiser::new(key)))
 }
 
+/// The example agreement without its `instruments` section (as before issue 14).
+pub fn engine_without_instruments() -> Engine {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("examples/agreement.yaml")).unwrap();
+    let start = text.find("\ninstruments:\n").expect("the example lists instruments");
+    let end = start + text[start..].find("\nrules:\n").expect("rules follow");
+    let text = format!("{}{}", &text[..start], &text[end..]);
+    let agreement = Agreement::parse(text.as_bytes()).unwrap().agreement;
+    assert!(agreement.instruments.is_none());
+    let key = Key::new(&std::fs::read(Path::new(ROOT).join("examples/demo.key")).unwrap(), "demo-2026").unwrap();
+    Engine::new(Arc::new(agreement), Arc::new(Pseudonymiser::new(key)))
+}
+
+/// `n` suppressions in force: all but ten for people outside the workload's 2,000
+/// workers (every look-up still computes the digest and looks it up), ten for workers
+/// of the workload, for `planning` only.
+pub fn suppressions(engine: &Engine, n: usize) -> accord::engine::Suppressions {
+    use accord::engine::suppress::Entry;
+    let entries = (0..n).map(|i| {
+        let (who, purposes) = if i < 10 { (format!("emp-{:05}", i * 37), r#","purposes":["planning"]"#) } else { (format!("ext-{i:05}"), "") };
+        let subject = engine.pseudonymiser().suppression_subject(&who);
+        Entry::parse(format!(r#"{{"subject":"{subject}","reason":"objection"{purposes}}}"#).as_bytes()).unwrap()
+    });
+    accord::engine::Suppressions::new("demo-2026", entries.collect::<Vec<_>>())
+}
+
 /// `n` events as JSON lines into `out`.
 pub fn write_events(n: usize, out: &mut impl Write) -> std::io::Result<u64> {
     let lines = example_lines();

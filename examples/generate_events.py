@@ -14,12 +14,14 @@ Every event is built with the outcome it is meant to have. A small independent
 model of SPEC 2.1 (classify() below, holding the parts of agreement.yaml that
 decide drops) checks each one before anything is written, so the intended
 outcomes follow the step order of the SPEC: decode, agreement in force,
-prohibited category, special category, first matching rule, schedule.
+prohibited category, special category, approved instrument and its quality,
+first matching rule, schedule.
 
 Usage: python3 examples/generate_events.py
 """
 
 import json
+from fnmatch import fnmatchcase
 import random
 import re
 import sys
@@ -61,6 +63,14 @@ RULES = [
     ("heat-stress", ["wearable"], ["health"], None, ["safety"]),
     ("shift-location", ["tracker"], ["location"], "warehouse_shifts", ["planning"]),
     ("pc-activity", ["computer_activity"], ["activity"], "working_hours", ["it_security"]),
+]
+INSTRUMENTS = [
+    # (source, device globs, valid until, {top-level attribute: (min, max)}), in file order
+    ("tracker", ["trk-*"], datetime(2027, 6, 30, tzinfo=UTC), {"lat": (52.0, 52.2), "lon": (5.0, 5.25)}),
+    ("access_pass", ["rdr-*"], datetime(2027, 12, 31, tzinfo=UTC), {}),
+    ("wearable", ["wbl-01??"], datetime(2026, 7, 1, tzinfo=UTC), {}),
+    ("computer_activity", ["wpc-*"], datetime(2027, 1, 31, tzinfo=UTC),
+     {"active_minutes": (0, 60), "idle_minutes": (0, 60)}),
 ]
 
 RFC3339 = re.compile(
@@ -121,6 +131,21 @@ def classify(line):
         allowed = SPECIAL_ALLOWED.get(cat, set())
         if not allowed:
             return "special_category", None
+    # 4a. the first instrument for the source and device, still validated
+    for source, globs, until, quality in INSTRUMENTS:
+        device = ev.get("device_id")
+        if source == ev["source"] and device is not None and any(fnmatchcase(device, g) for g in globs):
+            break
+    else:
+        return "unapproved_instrument", None
+    if at >= until:
+        return "unapproved_instrument", None
+    # 4b. every quality bound met (a missing or non-numeric value fails)
+    attrs = ev.get("attributes") or {}
+    for path, (lo, hi) in quality.items():
+        v = attrs.get(path)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v <= hi):
+            return "below_quality", None
     # 5. first rule matching source and category exactly
     for name, sources, categories, during, purposes in RULES:
         if ev["source"] in sources and ev["category"] in categories:
@@ -545,27 +570,27 @@ add(camera_event(rng.choice(warehouse), rnd_weekday_time(), "BIOMETRIC", {"iris_
 for _ in range(3):
     add(camera_event(rng.choice(warehouse), rnd_weekday_time(), "video",
                      {"clip": f"s3://cctv/dock-a/{rng.randrange(10**6):06d}.mp4", "seconds": 30}),
-        "no_matching_rule", "camera video")
+        "unapproved_instrument", "camera video: no camera is an approved instrument")
 add(camera_event(rng.choice(warehouse), rnd_weekday_time(), "occupancy", {"zone": "canteen", "people": 14}),
-    "no_matching_rule", "camera occupancy")
+    "unapproved_instrument", "camera occupancy: no camera is an approved instrument")
 add(event(next_id("vnd"), "vending_machine", "vm-kantine-1", rng.choice(workers), "purchase",
           fmt(rnd_weekday_time()), {"item": "koffie", "price_eur": 0.6}),
-    "no_matching_rule", "unknown source vending_machine")
+    "unapproved_instrument", "unknown source vending_machine: not an approved instrument")
 add(event(next_id("lkr"), "smart_locker", "lkr-03", rng.choice(workers), "access",
           fmt(rnd_weekday_time()), {"locker": 117, "action": "open"}),
-    "no_matching_rule", "unknown source smart_locker")
+    "unapproved_instrument", "unknown source smart_locker: not an approved instrument")
 add(event(next_id("acc"), "access-pass", "rdr-d01", rng.choice(warehouse), "access",
           fmt(rnd_weekday_time()), {"door": "D01 dock A", "direction": "in"}),
-    "no_matching_rule", "source access-pass (hyphen) is not access_pass")
+    "unapproved_instrument", "source access-pass (hyphen): no instrument is for it")
 ev = location_event(pickers[0], random_time(WEEKDAYS[1], 9 * 60, 12 * 60))
 ev["source"] = "Tracker"
-add(ev, "no_matching_rule", "source Tracker: rule matching is case-sensitive")
+add(ev, "unapproved_instrument", "source Tracker: no instrument is for it (compared exactly)")
 ev = location_event(pickers[8], random_time(WEEKDAYS[2], 9 * 60, 12 * 60))
 ev["category"] = "Location"
 add(ev, "no_matching_rule", "category Location: rule matching is case-sensitive")
 add(event(next_id("loc"), "tracker", tracker_of[drivers[9]], drivers[9], "temperature",
           fmt(random_time(WEEKDAYS[3], 7 * 60, 13 * 60)), {"zone": "cold-store", "ambient_c": -21.5}),
-    "no_matching_rule", "tracker ambient temperature: no rule")
+    "below_quality", "tracker ambient temperature: no position, so the tag's quality bounds fail (4b before 5)")
 for _ in range(2):
     w = rng.choice(heat_staff)
     add(event(next_id("wbl"), "wearable", wearable_of[w], w, "heart_rate",
@@ -580,7 +605,7 @@ add(event(next_id("acc"), "access_pass", "rdr-rec", "visitor-0093", "visitor",
     "no_matching_rule", "visitor pass: no rule")
 add(event(next_id("pca"), "computer_activity", rng.choice(PCS), rng.choice(office), "app_usage",
           fmt(rnd_weekday_time(8 * 60, 17 * 60), "z_ms"), {"app": "excel.exe", "minutes": 42}),
-    "no_matching_rule", "computer_activity app_usage: the rule lists only activity")
+    "below_quality", "computer_activity app_usage: no active_minutes, so the agent's quality bounds fail (4b before 5)")
 
 # agreement_not_in_force: outside [2026-01-01T00:00Z, 2027-01-01T00:00Z).
 add(location_event(drivers[2], datetime(2025, 12, 31, 23, 59, 59, tzinfo=CET)), "agreement_not_in_force",
@@ -654,6 +679,43 @@ ordered = list(in_week)
 for e in stray + undated:
     ordered.insert(rng.randrange(1, len(ordered)), e)
 
+# Instruments (SPEC 2.6), appended after the week so that the lines above keep their
+# numbers: a tag nobody approved, a tracker with no device id, a fix off the site, an
+# agent's impossible reading, a band outside the approved series, and an approved
+# band after its validation expired.
+def appended(eid, source, device, category, at, attributes, outcome, note):
+    ev = {"event_id": eid, "source": source}
+    if device is not None:
+        ev["device_id"] = device
+    ev.update({"subject_id": "emp-00417", "category": category, "occurred_at": at, "attributes": attributes})
+    ordered.append((parse_rfc3339(at), json.dumps(ev, ensure_ascii=False), outcome, note))
+
+
+appended("ins-000001", "tracker", "gps-0007", "location", "2026-03-03T10:15:00+01:00",
+         {"zone": "dock-A", "lat": 52.09342, "lon": 5.11865, "accuracy_m": 8.0},
+         "unapproved_instrument", "a GPS logger: not an approved instrument")
+appended("ins-000002", "tracker", None, "location", "2026-03-03T10:16:00+01:00",
+         {"zone": "dock-A", "lat": 52.09342, "lon": 5.11865, "accuracy_m": 1.0},
+         "unapproved_instrument", "no device_id, and the tag instrument lists devices")
+appended("ins-000003", "tracker", "trk-0031", "location", "2026-03-03T10:17:00+01:00",
+         {"zone": "dock-A", "lat": 52.59342, "lon": 5.11865, "accuracy_m": 1.0},
+         "below_quality", "a fix 55 km off the site: outside the tag's quality bounds")
+appended("ins-000004", "computer_activity", "wpc-02", "activity", "2026-03-03T11:00:00+01:00",
+         {"app_category": "office", "active_minutes": 75, "idle_minutes": 0, "session": "s-1", "host": "wpc-02"},
+         "below_quality", "75 active minutes in an hour: outside the agent's quality bounds")
+appended("ins-000005", "computer_activity", "wpc-02", "activity", "2026-03-03T12:00:00+01:00",
+         {"app_category": "office", "active_minutes": "most", "idle_minutes": 0, "session": "s-1", "host": "wpc-02"},
+         "below_quality", "a non-numeric reading fails a quality bound")
+appended("ins-000006", "wearable", "wbl-0200", "health", "2026-03-03T12:30:00+01:00",
+         {"zone": "mezzanine", "alarm": False, "heat_stress_index": 24.0},
+         "unapproved_instrument", "a band outside the approved series wbl-01??")
+appended("ins-000007", "wearable", "wbl-0101", "health", "2026-07-01T12:30:00+02:00",
+         {"zone": "mezzanine", "alarm": False, "heat_stress_index": 24.0},
+         "unapproved_instrument", "an approved band after its validation expired (2026-07-01)")
+appended("ins-000008", "wearable", "wbl-0101", "health", "2026-06-30T23:59:59Z",
+         {"zone": "mezzanine", "alarm": True, "heat_stress_index": 31.0},
+         "forwarded", "the same band the second before its validation expires")
+
 # Check every intended outcome against the model of SPEC 2.1.
 problems = []
 for n, (_, line, outcome, note) in enumerate(ordered, 1):
@@ -681,7 +743,7 @@ with open(HERE / "expected-drops.txt", "w", encoding="utf-8", newline="\n") as f
 
 # Summary.
 REASONS = ["malformed", "agreement_not_in_force", "prohibited_category", "special_category",
-           "no_matching_rule", "outside_schedule"]
+           "unapproved_instrument", "below_quality", "no_matching_rule", "outside_schedule"]
 rules_count = {}
 for _, line, outcome, _ in ordered:
     if outcome == "forwarded":

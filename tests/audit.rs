@@ -476,7 +476,7 @@ fn the_log_is_json_lines_without_identifiers() {
         assert!(l["level"].is_string() && l["message"].is_string() && l["timestamp"].is_string(), "{l}");
     }
     let finished = lines.iter().find(|l| l["message"] == "run finished").expect("a closing event");
-    assert_eq!(finished["received"], 357);
+    assert_eq!(finished["received"], 365);
     assert_nothing_identifying(&log, "the JSON log");
 }
 

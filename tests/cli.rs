@@ -428,7 +428,7 @@ fn issue_15_explain_takes_one_event_and_says_how_to_pick_it() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
-        format!("accord: error: {} holds 357 lines of events, and explain takes one: pick it with --line N (e.g. --line 1), or put that one event in a file of its own\n", example("events.jsonl").display())
+        format!("accord: error: {} holds 365 lines of events, and explain takes one: pick it with --line N (e.g. --line 1), or put that one event in a file of its own\n", example("events.jsonl").display())
     );
     assert!(out.stdout.is_empty());
 
@@ -440,9 +440,9 @@ fn issue_15_explain_takes_one_event_and_says_how_to_pick_it() {
     assert!(s.starts_with(&format!("Line 50 of {}.\n", example("events.jsonl").display())), "{s}");
     assert!(s.contains(&format!("Event `{}`", line50["event_id"].as_str().unwrap())), "{s}");
 
-    let out = explain(&["--line", "358"]);
+    let out = explain(&["--line", "366"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("has 357 line(s), so there is no line 358; give --line a number from 1 to 357"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("has 365 line(s), so there is no line 366; give --line a number from 1 to 365"), "{}", text(&out.stderr));
     let out = explain(&["--line", "0"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 
@@ -531,7 +531,7 @@ fn issue_15_errors_and_the_summary_are_plain_text_when_stderr_is_not_a_terminal(
     let out = run_examples().env_remove("ACCORD_LOG_FORMAT").arg("--input").arg(example("events.jsonl")).arg("--output").arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let err = text(&out.stderr);
-    assert!(err.lines().any(|l| l == "received         357"), "{err}");
+    assert!(err.lines().any(|l| l == "received         365"), "{err}");
     assert!(err.lines().any(|l| l.trim_start().starts_with("safety ") && l.ends_with("-> accord.safety")), "the per-purpose table is missing:\n{err}");
     // The log lines stay JSON; the closing event is there for collectors.
     for l in err.lines().filter(|l| l.starts_with('{')) {

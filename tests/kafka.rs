@@ -1207,6 +1207,159 @@ fn the_audit_topic_holds_each_trail_and_verify_finds_tampering() {
     assert!(stderr.contains("has 2 partitions; it must have exactly one"), "{stderr}");
 }
 
+// ------------------------------------------------ suppressions (issue 14) --
+
+/// Creates a compacted topic, as the suppressions topic must be.
+fn create_compacted(topic: &str, partitions: i32) {
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in futures::executor::block_on(admin().create_topics(&[new], &opts)).expect("topic created") {
+        r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+    }
+}
+
+/// A clocking event for payroll (identified: the worker is in the clear in the output).
+fn clocking(id: &str, worker: &str) -> String {
+    format!(r#"{{"event_id":"{id}","source":"access_pass","device_id":"rdr-ts-1","subject_id":"{worker}","category":"clocking","occurred_at":"2026-03-03T08:00:00+01:00","attributes":{{"turnstile":"T1","direction":"in"}}}}"#)
+}
+
+/// `accord_suppressions` on a gateway's `/metrics`, if served yet.
+fn suppressions_gauge(addr: &str) -> Option<f64> {
+    let (status, text) = http_get(addr, "/metrics");
+    if status != 200 {
+        return None;
+    }
+    text.lines().find_map(|l| l.strip_prefix("accord_suppressions ")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits until every gateway's gauge reads `n`; the time each took, from `since`.
+fn gauges_reach(addrs: &[String], n: f64, since: Instant) -> Vec<Duration> {
+    addrs
+        .iter()
+        .map(|a| {
+            loop {
+                if suppressions_gauge(a) == Some(n) {
+                    return since.elapsed();
+                }
+                assert!(since.elapsed() < Duration::from_secs(10), "accord_suppressions on {a} did not reach {n}");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+        .collect()
+}
+
+/// SPEC 2.7 in Kafka mode, across two replicas and a restart: an entry written while
+/// events flow is honoured for every record produced (so processed) from 1 s after the
+/// broker acknowledged it, a lift ends it as fast, a restarted replica honours it from
+/// its first record, and the topic holds no raw identifier. The delays are printed.
+#[test]
+fn suppressions_topic_is_honoured_within_a_second_on_every_replica_and_after_a_restart() {
+    use accord::engine::suppress::Entry;
+    use accord::pseudonym::{Key, Pseudonymiser};
+    let _broker = shared_broker();
+    let site = Site::new("suppress", 4);
+    let topic = format!("suppressions.{}", site.id);
+    create_compacted(&topic, 2);
+    let group = unique("suppress");
+    let extra = format!("suppressions:\n  topic: {topic}\n");
+    let (config_a, config_b) = (site.config_with_metrics("a", &group, &extra), site.config_with_metrics("b", &group, &extra));
+    let kafka = accord::config::Config::load(&config_a).unwrap().kafka;
+    let (worker, other) = ("emp-00492", "emp-00448");
+    let pseudonymiser = Pseudonymiser::new(Key::new(&common::demo_key(), DEMO_KEY_ID).unwrap());
+    let subject = pseudonymiser.suppression_subject(worker);
+    let entry = Entry::parse(format!(r#"{{"subject":"{subject}","reason":"objection"}}"#).as_bytes()).unwrap();
+
+    let mut a = Gateway::start("gateway a", &config_a);
+    let mut b = Gateway::start("gateway b", &config_b);
+    let addrs = [a.admin_address(), b.admin_address()];
+    let start = Instant::now();
+    while a.holds().is_empty() || b.holds().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the two gateways did not share the partitions");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let payroll = site.topic("payroll");
+    let mut reader = Reader::new(&[payroll.as_str()], false);
+
+    // Events flow: one for each worker every 5 ms, each id holding its send time (ms).
+    let t0 = Instant::now();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer_thread = {
+        let (stop, input, partitions) = (stop.clone(), site.input.clone(), site.partitions);
+        std::thread::spawn(move || {
+            let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new().set("bootstrap.servers", bootstrap()).set("linger.ms", "0").create().unwrap();
+            let mut sent = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ms = t0.elapsed().as_millis();
+                for (w, tag) in [(worker, "w"), (other, "x")] {
+                    let payload = clocking(&format!("{tag}-{ms}-{sent}"), w);
+                    let record = BaseRecord::<(), str>::to(&input).payload(&payload).partition((sent % partitions as usize) as i32);
+                    producer.send(record).map_err(|(e, _)| e).unwrap();
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            producer.flush(Duration::from_secs(30)).unwrap();
+            sent
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    accord::run::kafka::suppressions::write(&kafka, &topic, &entry, false).unwrap();
+    let acked = t0.elapsed().as_millis();
+    let honoured = gauges_reach(&addrs, 1.0, Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    // The lift may be in force from the moment it is sent; the entry until then.
+    let lifting = t0.elapsed().as_millis();
+    accord::run::kafka::suppressions::write(&kafka, &topic, &entry, true).unwrap();
+    let lifted = t0.elapsed().as_millis();
+    let lifted_in = gauges_reach(&addrs, 0.0, Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = producer_thread.join().unwrap();
+    reader.until(Duration::from_secs(60), "every other worker's output", |recs| recs.iter().filter(|r| r.payload.contains(other)).count() * 2 >= sent);
+
+    // Which of the worker's events went out, by their send time.
+    let sent_at = |r: &Rec| -> u128 {
+        let v: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
+        v["event_id"].as_str().unwrap().split('-').nth(1).unwrap().parse().unwrap()
+    };
+    let out: Vec<u128> = reader.recs.iter().filter(|r| r.payload.contains(worker)).map(sent_at).collect();
+    let leaked: Vec<u128> = out.iter().copied().filter(|t| *t >= acked + 1000 && *t < lifting).collect();
+    assert!(leaked.is_empty(), "{} of the worker's events sent 1 s after the acknowledgement (at {acked} ms) still left: {leaked:?}", leaked.len());
+    let last_leak = out.iter().copied().filter(|t| *t >= acked && *t < lifting).max();
+    let after_lift: Vec<u128> = out.iter().copied().filter(|t| *t >= lifted + 1000).collect();
+    assert!(!after_lift.is_empty() && out.iter().any(|t| *t < acked), "the worker's events flow before the entry and after the lift");
+    let first_after_lift = out.iter().copied().filter(|t| *t >= lifted).min().unwrap();
+    eprintln!(
+        "suppression: acknowledged at {acked} ms; gauges of both replicas set after {honoured:?}; last of the worker's events out was sent {} ms after the acknowledgement; \
+         lift sent at {lifting} ms and acknowledged at {lifted} ms, gauges after {lifted_in:?}, first event out again sent {} ms after the lift",
+        last_leak.map_or(0, |t| t as i128 - acked as i128),
+        first_after_lift as i128 - lifted as i128
+    );
+
+    // A restart: the entry is written while no replica runs, then a backlog waits; the
+    // new replica reads the topic before its first record, so none of it leaves.
+    a.kill_9();
+    b.kill_9();
+    accord::run::kafka::suppressions::write(&kafka, &topic, &entry, false).unwrap();
+    let backlog: Vec<String> = (0..200).map(|i| clocking(&format!("{}-{i}", if i % 2 == 0 { "wb" } else { "xb" }), if i % 2 == 0 { worker } else { other })).collect();
+    produce(&site.input, site.partitions, &backlog);
+    let mut c = Gateway::start("gateway c", &config_a);
+    reader.until(Duration::from_secs(90), "the backlog of the other worker", |recs| recs.iter().filter(|r| r.payload.contains("\"xb-")).count() >= 100);
+    reader.poll_for(Duration::from_secs(1));
+    assert_eq!(reader.recs.iter().filter(|r| r.payload.contains("\"wb-")).count(), 0, "a restarted replica let the worker's backlog out");
+    assert!(c.terminate(Duration::from_secs(30)).success());
+
+    // The topic: keys and values hold the keyed digest, never the worker's id.
+    let mut topic_reader = Reader::new(&[topic.as_str()], false);
+    topic_reader.until(Duration::from_secs(30), "the suppressions topic", |recs| recs.len() >= 3);
+    for r in &topic_reader.recs {
+        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+        assert_eq!(key, format!("{subject}/objection"));
+        assert!(!key.contains(worker) && !r.payload.contains(worker) && !r.payload.contains("emp-"), "{key} {}", r.payload);
+    }
+    assert!(topic_reader.recs.iter().any(|r| r.bytes.is_empty()), "the lift is a tombstone");
+}
+
 // ------------------------------------------- fresh metrics in Kafka mode (issue 13) --
 
 /// Issue 13: with librdkafka's statistics at the gateway's default, one second after

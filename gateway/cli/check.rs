@@ -43,5 +43,11 @@ pub fn run(args: Args) -> Outcome {
         let purposes: Vec<&str> = r.purposes.iter().map(|p| a.purposes[*p as usize].name.as_str()).collect();
         println!("    {:<20} line {:<4} -> {}", r.name, r.line, purposes.join(", "));
     }
+    if let Some(list) = &a.instruments {
+        println!("  instruments: {} approved (others are dropped)", list.len());
+        for i in list {
+            println!("    {:<20} line {:<4} {} until {}", i.name, i.line, i.source, i.valid_until.format("%Y-%m-%d %H:%M UTC"));
+        }
+    }
     Ok(())
 }

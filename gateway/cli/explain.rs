@@ -30,6 +30,9 @@ pub struct Args {
     /// --key-file.
     #[arg(long, value_name = "ID", requires = "key_file")]
     key_id: Option<String>,
+    /// Apply the suppressions of this file (step 6a); needs the gateway's key.
+    #[arg(long, value_name = "FILE", requires = "key_file")]
+    suppressions: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Outcome {
@@ -50,7 +53,17 @@ pub fn run(args: Args) -> Outcome {
     if let Some(n) = args.line {
         text.push_str(&format!("Line {n} of {}.\n", args.event.display()));
     }
-    text.push_str(&accord::dpo::explain::explain(&engine, event));
+    let suppressions = match (&args.suppressions, &args.key_id) {
+        (Some(path), Some(key_id)) => {
+            let loaded = accord::run::suppressions::read_file(path, key_id).with_context(|| format!("cannot read the suppressions {}", path.display()))?;
+            for why in &loaded.refused {
+                eprintln!("accord: {why}");
+            }
+            accord::engine::Suppressions::new(key_id, loaded.entries)
+        }
+        _ => accord::engine::Suppressions::default(),
+    };
+    text.push_str(&accord::dpo::explain::explain_with(&engine, event, &suppressions));
     if args.key_file.is_none() {
         text.push_str("(Pseudonyms above use a placeholder key `explain`; give --key-file and --key-id for the gateway's.)\n");
     }

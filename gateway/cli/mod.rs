@@ -14,6 +14,7 @@ mod pseudonym;
 mod render;
 mod run;
 mod sign;
+mod suppress;
 mod test;
 mod verify;
 
@@ -52,6 +53,9 @@ enum Command {
     Explain(explain::Args),
     /// Compute a worker's pseudonym for one purpose (for access requests).
     Pseudonym(pseudonym::Args),
+    /// Write (or lift) a worker's suppression: an objection, a restriction, or a privacy
+    /// switch (to a suppressions file, or to the gateway's topic).
+    Suppress(suppress::Args),
     /// Run file mode on the built-in example site (no files or broker needed).
     Demo(demo::Args),
     /// Verify an audit trail, or report what it says about a period.
@@ -95,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Pseudonym(args) => pseudonym::run(args),
+        Command::Suppress(args) => suppress::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Test(args) => test::run(args),

@@ -51,6 +51,10 @@ pub struct Args {
     #[arg(long, value_name = "DIR|-", required_unless_present = "config")]
     output: Option<String>,
     /// Encoding of input and output: JSON Lines, or varint length-delimited protobuf.
+    /// Suppressions in force (SPEC 2.7): JSON Lines, one entry per line, written by
+    /// `accord suppress`. An invalid line is refused at its line; the rest stay in force.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    suppressions: Option<PathBuf>,
     #[arg(long, default_value = "json", value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(Format::NAMES), |s| s.parse::<Format>().expect("a listed format")))]
     format: Format,
     #[command(flatten)]
@@ -74,7 +78,16 @@ fn run_file(args: Args) -> Outcome {
     };
     let agreement_path = agreement;
     let agreement = load_agreement(&agreement_path)?;
-    let engine = Engine::new(agreement.clone(), KeyArgs { key_file, key_id }.pseudonymiser()?);
+    let engine = Engine::new(agreement.clone(), KeyArgs { key_file, key_id: key_id.clone() }.pseudonymiser()?);
+    let suppressions = accord::run::suppressions::none();
+    if let Some(path) = &args.suppressions {
+        let loaded = accord::run::suppressions::read_file(path, &key_id).with_context(|| format!("cannot read the suppressions {}", path.display()))?;
+        for why in &loaded.refused {
+            eprintln!("accord: {why}");
+        }
+        tracing::info!(in_force = loaded.entries.len(), refused = loaded.refused.len(), "suppressions read");
+        accord::run::suppressions::swap(&suppressions, accord::engine::Suppressions::new(&key_id, loaded.entries));
+    }
     let mut input_stream = filemode::Input::open(&input).with_context(|| format!("cannot open the input {input}"))?;
     let mut sink = if output == "-" {
         Sink::Stream { out: Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock())), notes: Box::new(io::stderr()) }
@@ -82,6 +95,7 @@ fn run_file(args: Args) -> Outcome {
         Sink::dir(output.as_ref(), &engine, args.format).with_context(|| format!("cannot write to the output directory {output} (give --output a directory, created if missing, or `-` for stdout)"))?
     };
     let mut observing = args.observe.start(&agreement, "file", if input == "-" { "stdin" } else { "file" })?;
+    accord::run::suppressions::gauge(suppressions.load().len());
     // The agreement file is watched: a valid change comes into force between two events.
     let live = Live::new(&agreement_path, Arc::new(engine), None, observing.trail.clone());
     let stop = Arc::new(AtomicBool::new(false));
@@ -92,7 +106,7 @@ fn run_file(args: Args) -> Outcome {
             audit_error.get_or_insert(e);
         }
     };
-    let result = filemode::run(live.clone(), &mut input_stream, args.format, &mut sink, args.format, &mut observe);
+    let result = filemode::run_with(live.clone(), suppressions, &mut input_stream, args.format, &mut sink, args.format, &mut observe);
     stop.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     let tally = result.map_err(|e| {
@@ -162,6 +176,16 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
     };
     let engines: Arc<dyn accord::run::reload::Engines + Send + Sync> = live.clone();
 
+    // Every replica reads the suppressions topic to its end before it takes its first
+    // input record, then follows it (SPEC 2.7).
+    let (suppressions, _follower) = match &config.suppressions_topic {
+        Some(topic) => {
+            let live = accord::run::suppressions::none();
+            let follower = accord::run::kafka::suppressions::Follower::start(&config.kafka, topic, &config.key_id, live.clone(), Duration::from_secs(120))?;
+            (Some(live), Some(follower))
+        }
+        None => (None, None),
+    };
     let kafka = config.kafka.clone();
     let grace = kafka.limits.drain_timeout + Duration::from_secs(10);
     let shutdown = Shutdown::new();
@@ -187,7 +211,7 @@ fn run_kafka(path: &std::path::Path, observe: super::observe::ObserveArgs) -> Ou
             }
         })
     };
-    let summary = Pipeline { kafka: &kafka, engines, shutdown, on_batch: Some(on_batch), health: Some(health) }.run();
+    let summary = Pipeline { kafka: &kafka, engines, shutdown, on_batch: Some(on_batch), health: Some(health), suppressions }.run();
     signals_handle.close();
     let _ = listener.join();
     stop_watching.store(true, Ordering::Relaxed);

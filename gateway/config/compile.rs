@@ -118,6 +118,7 @@ pub(super) fn compile(raw: Raw, source: &str, env: &impl Fn(&str) -> Option<Stri
         key_file: PathBuf::from(key_file?.0),
         key_id: key_id?.0,
         admin,
+        suppressions_topic: raw.suppressions.as_ref().and_then(|t| compile_suppressions(t, kafka.as_ref(), raw.audit.as_ref(), p)),
         audit: compile_audit(raw.audit.as_ref(), kafka.as_ref(), p),
         kafka: kafka?,
         required_signatures,
@@ -165,6 +166,28 @@ fn compile_audit(raw: Option<&Spanned<RawAudit>>, kafka: Option<&Kafka>, p: &mut
         }
     }
     audit
+}
+
+/// The suppressions topic: a valid name that no other stream of the gateway uses.
+fn compile_suppressions(t: &Spanned<String>, kafka: Option<&Kafka>, audit: Option<&Spanned<RawAudit>>, p: &mut Vec<Problem>) -> Option<String> {
+    let why = if !accord_core::valid::topic(&t.value) {
+        Some("is not a Kafka topic name (1 to 249 of a-z, A-Z, 0-9, `.`, `_`, `-`)")
+    } else if kafka.is_some_and(|k| k.topics.contains(&t.value)) {
+        Some("is also an input topic; suppressions would be read as events")
+    } else if kafka.is_some_and(|k| k.quarantine_topic == t.value) {
+        Some("is also the quarantine topic; give suppressions a topic of their own")
+    } else if audit.and_then(|a| a.value.topic.as_ref()).is_some_and(|a| a.value == t.value) {
+        Some("is also the audit topic; give suppressions a topic of their own")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => {
+            problem(p, &t.referenced, format!("`suppressions.topic` `{}` {why}", t.value));
+            None
+        }
+        None => Some(t.value.clone()),
+    }
 }
 
 fn compile_limits(raw: Option<&RawLimits>, p: &mut Vec<Problem>) -> Limits {

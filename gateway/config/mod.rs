@@ -68,6 +68,8 @@ pub struct Config {
     pub log_format: Option<crate::report::log::LogFormat>,
     /// The audit trail (`audit:`); the command line's `--audit` wins over its file.
     pub audit: Audit,
+    /// The compacted topic of workers' suppressions (`suppressions.topic`, SPEC 2.7).
+    pub suppressions_topic: Option<String>,
 }
 
 /// Where the audit trail goes in Kafka mode.

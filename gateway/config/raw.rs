@@ -53,6 +53,8 @@ pub struct Raw {
     pub agreement_signatures: Option<Spanned<RawSignatures>>,
     pub audit: Option<Spanned<RawAudit>>,
     pub log: Option<RawLog>,
+    /// `suppressions.topic`: the compacted topic of workers' suppressions (SPEC 2.7).
+    pub suppressions: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -181,7 +183,7 @@ impl Reader {
             return raw;
         }
         let Some(entries) = self.map(node, "the gateway configuration") else { return raw };
-        let known = ["agreement", "pseudonym_key", "admin", "kafka", "limits", "agreement_signatures", "audit", "log"];
+        let known = ["agreement", "pseudonym_key", "admin", "kafka", "limits", "agreement_signatures", "audit", "log", "suppressions"];
         for (k, v) in known_keys(&mut self.diags, entries, &known, "in the gateway configuration") {
             match k {
                 "agreement" => raw.agreement = self.text(v, "`agreement`"),
@@ -191,6 +193,16 @@ impl Reader {
                 "limits" => raw.limits = self.limits(v),
                 "agreement_signatures" => raw.agreement_signatures = self.signatures(v).map(|s| at(s, v)),
                 "audit" => raw.audit = self.audit(v).map(|a| at(a, v)),
+                "suppressions" => {
+                    if let Some(entries) = self.map(v, "`suppressions`") {
+                        for (_, t) in known_keys(&mut self.diags, entries, &["topic"], "in `suppressions`") {
+                            raw.suppressions = self.text(t, "`suppressions.topic`");
+                        }
+                    }
+                    if raw.suppressions.is_none() && !self.diags.has_errors() {
+                        self.diags.error(v.span, "`suppressions` needs a `topic`: the compacted topic `accord suppress` writes to");
+                    }
+                }
                 _ => raw.log = self.log(v),
             }
         }

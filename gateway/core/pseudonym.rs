@@ -128,6 +128,22 @@ impl Pseudonymiser {
         out.extend_from_slice(&hex);
     }
 
+    /// The 32 hex digits of a suppression's subject (SPEC 2.7): the HMAC of
+    /// `"accord-suppression" 0x00 SUBJECT_ID`, never rotated; remembered in `cache`.
+    pub fn suppression_hex(&self, subject_id: &[u8], msg: &mut Vec<u8>, cache: &mut Cache) -> [u8; 32] {
+        msg.clear();
+        msg.extend_from_slice(SUPPRESSION_DOMAIN);
+        msg.push(0);
+        msg.extend_from_slice(subject_id);
+        cache.get_or_insert(self.fingerprint, msg, || self.key.digest_hex(msg))
+    }
+
+    /// A suppression's `subject`, `KEY_ID:HEX` (for `accord suppress`).
+    pub fn suppression_subject(&self, subject_id: &str) -> String {
+        let hex = self.suppression_hex(subject_id.as_bytes(), &mut Vec::new(), &mut Cache::disabled());
+        format!("{}:{}", self.key.id, std::str::from_utf8(&hex).expect("hex is ASCII"))
+    }
+
     /// The pseudonym as a string (for the CLI and tests), computed without a cache.
     pub fn pseudonym(&self, agreement: &Agreement, purpose: &str, at: Option<DateTime<Utc>>, value: &str) -> String {
         let mut msg = Vec::new();
@@ -137,6 +153,9 @@ impl Pseudonymiser {
         String::from_utf8(out).expect("key ids and hex are ASCII")
     }
 }
+
+/// The domain of suppression subjects (SPEC 2.7).
+pub const SUPPRESSION_DOMAIN: &[u8] = b"accord-suppression";
 
 /// The longest message a cache slot holds; longer ones are computed every time.
 const SLOT_MESSAGE: usize = 72;

@@ -31,6 +31,7 @@ pub enum Section {
     Categories,
     Schedules,
     Pseudonymisation,
+    Instruments,
     Rules,
 }
 
@@ -42,6 +43,7 @@ impl Section {
             Section::Categories => "What is never collected, and the exceptions",
             Section::Schedules => "Schedules",
             Section::Pseudonymisation => "Pseudonyms",
+            Section::Instruments => "Approved instruments",
             Section::Rules => "Rules",
         }
     }
@@ -62,6 +64,9 @@ pub fn compare(old: &Agreement, new: &Agreement) -> Vec<Change> {
     categories(old, new, &mut c);
     schedules(old, new, &mut c);
     pseudonymisation(old, new, &mut c);
+    for text in super::instruments::changes(old, new) {
+        c.push(Section::Instruments, text);
+    }
     rules(old, new, &mut c);
     if old.version == new.version && c.list.iter().any(|ch| ch.section != Section::Agreement) {
         c.push(

@@ -10,13 +10,18 @@ use chrono::{Datelike, Utc};
 
 use crate::agreement::taxonomy::Class;
 use crate::agreement::{Agreement, FieldOp, Rule};
-use crate::engine::{DropReason, Engine, FieldNote, Outputs, Trace, Treatment};
+use crate::engine::{DropReason, Engine, FieldNote, Outputs, Suppressions, Trace, Treatment};
 use super::hhmm;
 
 const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
 /// The explanation of one JSON event, as text.
 pub fn explain(engine: &Engine, input: &[u8]) -> String {
+    explain_with(engine, input, &crate::engine::suppress::NONE)
+}
+
+/// The explanation of one JSON event under these suppressions.
+pub fn explain_with(engine: &Engine, input: &[u8], suppressions: &Suppressions) -> String {
     let a = &**engine.agreement();
     let mut s = String::new();
     let w = &mut s;
@@ -69,6 +74,29 @@ pub fn explain(engine: &Engine, input: &[u8]) -> String {
         }
     }
 
+    // 4a and 4b.
+    if let (Some(list), Some((found, dropped_as))) = (&a.instruments, trace.instrument) {
+        let Some(i) = found.map(|i| &list[i as usize]) else {
+            let device = if event.device_id.is_some() { "its device" } else { "an event without a device" };
+            let _ = writeln!(w, "4a. Instrument: none of the {} approved instrument(s) is for source `{}` and {device}.", list.len(), event.source);
+            return dropped(s, DropReason::UnapprovedInstrument, "only approved instruments may feed the gateway");
+        };
+        if dropped_as == Some(DropReason::UnapprovedInstrument) {
+            let _ = writeln!(w, "4a. Instrument: `{}` (line {}), but its validation ({}) expired on {}.", i.name, i.line, i.reference, i.valid_until.to_rfc3339());
+            return dropped(s, DropReason::UnapprovedInstrument, "an instrument whose validation has expired is no longer approved");
+        }
+        let fields = if i.fields.is_some() { format!("it may send only: {}", i.fields_list().join(", ")) } else { "it may send any attribute".to_string() };
+        let _ = writeln!(w, "4a. Instrument: `{}` (line {}), validated by {} until {}; {fields}.", i.name, i.line, i.reference, i.valid_until.to_rfc3339());
+        let bounds: Vec<String> = i.quality.iter().map(|b| format!("`{}` {}", b.path, b.describe())).collect();
+        if dropped_as == Some(DropReason::BelowQuality) {
+            let _ = writeln!(w, "4b. Quality: not met; required: {} (a missing or non-numeric value fails).", bounds.join(", "));
+            return dropped(s, DropReason::BelowQuality, "readings below the agreed quality are not used");
+        }
+        if !bounds.is_empty() {
+            let _ = writeln!(w, "4b. Quality: met ({}).", bounds.join(", "));
+        }
+    }
+
     // 5. Every rule before the deciding one (all of them, when none decides) did not match.
     let skipped: Vec<String> = a.rules[..trace.rule.unwrap_or(a.rules.len())]
         .iter()
@@ -118,10 +146,39 @@ pub fn explain(engine: &Engine, input: &[u8]) -> String {
         }
     }
 
-    // 7 and 8.
+    // 6a.
     let decision = verdict.expect("every drop returned above");
     let mut outputs = Outputs::default();
+    let decision = if suppressions.is_empty() {
+        let _ = writeln!(w, "6a. Suppressions: none given.");
+        decision
+    } else {
+        match engine.suppress(&event, decision, suppressions, &mut outputs) {
+            Err(_) => {
+                let _ = writeln!(w, "6a. Suppressions: this worker's suppression covers every remaining purpose ({}).", purpose_names(a, decision.purposes));
+                return dropped(s, DropReason::Suppressed, "the worker objected, a restriction is in force, or their privacy switch is on");
+            }
+            Ok(d) if d.purposes != decision.purposes => {
+                let _ = writeln!(w, "6a. Suppressions: this worker's suppression removes {}.", purpose_names(a, decision.purposes & !d.purposes));
+                d
+            }
+            Ok(d) => {
+                let _ = writeln!(w, "6a. Suppressions: none covers this worker at this time.");
+                d
+            }
+        }
+    };
+
+    // 7 and 8.
     let mut notes: Vec<FieldNote> = Vec::new();
+    let mut fields = Vec::new();
+    let event = match engine.restrict(event, &decision, &mut fields) {
+        Ok(e) => e,
+        Err(m) => {
+            let _ = writeln!(w, "7. Output: the attributes cannot be read ({m}).");
+            return dropped(s, DropReason::Malformed, "a value the rule needs is not valid");
+        }
+    };
     if let Err(m) = engine.write_outputs(&event, decision, &mut outputs, Some(&mut notes)) {
         let _ = writeln!(w, "7. Output: the attributes cannot be read ({m}).");
         return dropped(s, DropReason::Malformed, "a value the rule needs is not valid");

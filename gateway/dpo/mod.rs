@@ -13,6 +13,7 @@
 
 pub mod cases;
 pub mod explain;
+pub mod instruments;
 pub mod signing;
 pub mod diff;
 pub mod render;

@@ -55,6 +55,7 @@ fn describe() {
     describe_counter!("accord_agreement_reloads_total", "Agreement loads, by result (loaded or refused).");
     describe_histogram!("accord_processing_seconds", "Time spent enforcing one batch of events (work only, never the wait for input).");
     describe_gauge!("accord_kafka_consumer_lag", "Records in an assigned input partition not yet done (its end as of the last fetch less the done watermark, every second; 0 once unassigned).");
+    describe_gauge!("accord_suppressions", "Suppressions in force (objections, restrictions, privacy switches; SPEC 2.7).");
     describe_gauge!("accord_kafka_producer_queue_messages", "Records waiting in librdkafka's producer queues.");
     describe_gauge!("accord_kafka_producer_queue_bytes", "Bytes of the records waiting in librdkafka's producer queues.");
     describe_counter!("accord_kafka_delivery_errors_total", "Outputs whose delivery failed (each is retried, or its transaction aborted).");

@@ -72,6 +72,8 @@ pub struct Enforcer {
     busy: Duration,
     /// Batches ended by a reload, not yet handed over.
     finished: Vec<Batch>,
+    /// The suppressions in force (SPEC 2.7), read once per record.
+    suppressions: crate::run::suppressions::Live,
     /// Inputs in the Confluent wire format: the header is checked and skipped.
     input_framed: bool,
     /// Outputs in the Confluent wire format, with this schema id.
@@ -97,9 +99,15 @@ impl Enforcer {
             ranges: Vec::new(),
             busy: Duration::ZERO,
             finished: Vec::new(),
+            suppressions: crate::run::suppressions::none(),
             input_framed: false,
             output_schema_id: None,
         }
+    }
+
+    /// Enforces under the suppressions this cell holds from now on.
+    pub fn set_suppressions(&mut self, live: crate::run::suppressions::Live) {
+        self.suppressions = live;
     }
 
     /// Framing (SPEC 4): inputs in the Confluent Schema Registry wire format (a record
@@ -143,7 +151,8 @@ impl Enforcer {
         } else {
             record
         };
-        let mut verdict = self.engine.process(record, self.input, &mut self.outputs);
+        let suppressions = self.suppressions.load();
+        let mut verdict = self.engine.process_with(record, self.input, &suppressions, &mut self.outputs);
         if let Verdict::Forwarded(_) = verdict {
             if let Err(why) = self.encode() {
                 // Fail closed: what cannot be encoded does not leave.

@@ -136,8 +136,22 @@ pub type Observe<'a> = dyn FnMut(&Engine, &Tally, Duration) + 'a;
 /// reloaded agreement comes into force between two events, so every event is decided
 /// by one version. `observe` receives each batch (metrics, audit).
 pub fn run(engines: Arc<dyn Engines + Send + Sync>, input: &mut Input<'_>, in_format: Format, sink: &mut Sink, out_format: Format, observe: &mut Observe<'_>) -> io::Result<Totals> {
+    run_with(engines, crate::run::suppressions::none(), input, in_format, sink, out_format, observe)
+}
+
+/// [`run`] under the suppressions (SPEC 2.7) the `suppressions` cell holds.
+pub fn run_with(
+    engines: Arc<dyn Engines + Send + Sync>,
+    suppressions: crate::run::suppressions::Live,
+    input: &mut Input<'_>,
+    in_format: Format,
+    sink: &mut Sink,
+    out_format: Format,
+    observe: &mut Observe<'_>,
+) -> io::Result<Totals> {
     let mut totals = Totals::default();
     let mut enforcer = Enforcer::new(engines, in_format, Encoding { format: out_format, length_delimited: true });
+    enforcer.set_suppressions(suppressions);
     let mut hand_over = |enforcer: &mut Enforcer, totals: &mut Totals| {
         for b in enforcer.take_batches() {
             observe(&b.engine, &b.tally, b.busy);

@@ -6,8 +6,10 @@
 //! - [`filemode`]: files or stdin in, files or stdout out.
 //! - [`kafka`]: topics in, topics out, with at-least-once or exactly-once delivery.
 //! - [`reload`]: the agreement in force, swapped when its file changes.
+//! - [`suppressions`]: the workers' suppressions in force, swapped when they change.
 
 pub mod enforce;
 pub mod filemode;
 pub mod kafka;
 pub mod reload;
+pub mod suppressions;

@@ -27,11 +27,16 @@ pub fn compile(doc: &Doc, sha256: String, diags: &mut Diagnostics) -> Option<Agr
     let (domain, rotate) = c.pseudonymisation();
     let rules = c.rules(&purposes, &schedules, &taxonomy, &special_allowed);
     c.warn_unused_purposes(&purposes, &rules);
+    let instruments = super::instruments::compile(doc, c.diags);
     let (id, version, parties, valid_from, valid_until) = header?;
     if c.diags.has_errors() {
         return None;
     }
-    let rules = rules.into_iter().map(|(rule, _)| rule).collect();
+    let rules: Vec<Rule> = rules.into_iter().map(|(rule, _)| rule).collect();
+    let mut instruments = instruments;
+    if let Some(list) = &mut instruments {
+        super::instruments::mark_rules(list, &rules);
+    }
     Some(Agreement {
         id,
         version,
@@ -45,6 +50,7 @@ pub fn compile(doc: &Doc, sha256: String, diags: &mut Diagnostics) -> Option<Agr
         domain,
         rotate,
         rules,
+        instruments,
         sha256,
     })
 }

@@ -31,6 +31,8 @@ pub struct Agreement {
     pub domain: Domain,
     pub rotate: Option<Rotate>,
     pub rules: Vec<Rule>,
+    /// The approved instruments (SPEC 2.6), in file order; `None`: no such section.
+    pub instruments: Option<Vec<super::instruments::Instrument>>,
     /// SHA-256 of the file's exact bytes, lowercase hex.
     pub sha256: String,
 }

@@ -11,6 +11,7 @@
 pub mod compile;
 pub mod compiled;
 pub mod diagnostic;
+pub mod instruments;
 pub mod model;
 pub mod taxonomy;
 pub mod yaml;

@@ -25,6 +25,8 @@ pub struct Doc {
     pub schedules: Vec<ScheduleDoc>,
     pub pseudonymisation: PseudonymisationDoc,
     pub rules: Vec<RuleDoc>,
+    /// `None`: no `instruments` section, every instrument admitted (SPEC 2.6).
+    pub instruments: Option<Vec<super::instruments::InstrumentDoc>>,
     /// Where the `purposes:` and `rules:` keys stand (for "missing" messages).
     pub purposes_span: Option<Span>,
     pub rules_span: Option<Span>,
@@ -107,7 +109,7 @@ pub fn read(root: &Node, diags: &mut Diagnostics) -> Doc {
     let mut doc = Doc::default();
     let mut r = Reader { diags };
     let Some(entries) = r.map(root, "the agreement file") else { return doc };
-    for (key, value) in r.keys(entries, &["agreement", "purposes", "categories", "schedules", "pseudonymisation", "rules"], "at the top of the file") {
+    for (key, value) in r.keys(entries, &["agreement", "purposes", "categories", "schedules", "pseudonymisation", "instruments", "rules"], "at the top of the file") {
         match key {
             "agreement" => doc.header = r.header(value),
             "purposes" => {
@@ -121,6 +123,7 @@ pub fn read(root: &Node, diags: &mut Diagnostics) -> Doc {
                 }
             }
             "categories" => doc.categories = r.categories(value),
+            "instruments" => doc.instruments = Some(super::instruments::read(&mut r, value)),
             "schedules" => {
                 if let Some(items) = r.map(value, "`schedules`") {
                     for (k, v) in items {
@@ -155,12 +158,12 @@ pub fn read(root: &Node, diags: &mut Diagnostics) -> Doc {
     doc
 }
 
-struct Reader<'d> {
-    diags: &'d mut Diagnostics,
+pub(super) struct Reader<'d> {
+    pub(super) diags: &'d mut Diagnostics,
 }
 
 impl Reader<'_> {
-    fn map<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [(Node, Node)]> {
+    pub(super) fn map<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [(Node, Node)]> {
         match &node.kind {
             NodeKind::Map(entries) => Some(entries),
             _ if node.is_null() => Some(&[]),
@@ -171,7 +174,7 @@ impl Reader<'_> {
         }
     }
 
-    fn seq<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [Node]> {
+    pub(super) fn seq<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [Node]> {
         match &node.kind {
             NodeKind::Seq(items) => Some(items),
             _ if node.is_null() => Some(&[]),
@@ -182,7 +185,7 @@ impl Reader<'_> {
         }
     }
 
-    fn text(&mut self, node: &Node, what: &str) -> Option<Text> {
+    pub(super) fn text(&mut self, node: &Node, what: &str) -> Option<Text> {
         match &node.kind {
             NodeKind::Scalar { text, .. } if !node.is_null() => Some(Spanned { value: text.clone(), span: node.span }),
             _ => {
@@ -192,7 +195,7 @@ impl Reader<'_> {
         }
     }
 
-    fn texts(&mut self, node: &Node, what: &str) -> Vec<Text> {
+    pub(super) fn texts(&mut self, node: &Node, what: &str) -> Vec<Text> {
         match &node.kind {
             // A single value where a list is expected is almost always meant as a list of one.
             NodeKind::Scalar { .. } if !node.is_null() => self.text(node, what).into_iter().collect(),
@@ -211,7 +214,7 @@ impl Reader<'_> {
         }
     }
 
-    fn keys<'n>(&mut self, entries: &'n [(Node, Node)], known: &[&'static str], place: &str) -> Vec<(&'static str, &'n Node)> {
+    pub(super) fn keys<'n>(&mut self, entries: &'n [(Node, Node)], known: &[&'static str], place: &str) -> Vec<(&'static str, &'n Node)> {
         known_keys(self.diags, entries, known, place)
     }
 

@@ -2,12 +2,15 @@
 //! global state; it takes a compiled agreement and an event and returns outputs or a
 //! drop reason.
 //!
-//! [`Engine::decide`] runs steps 2 to 6 (in force? prohibited? special? which rule?
-//! in schedule?) and [`Engine::process`] adds decoding (step 1) and writes one output
-//! per purpose into an [`Outputs`] the caller owns and reuses (steps 7 and 8, in
-//! `transform.rs`). A shell feeds it bytes and ships the ranges it returns.
+//! [`Engine::decide`] runs steps 2 to 6 (in force? prohibited? special? approved
+//! instrument of the agreed quality? which rule? in schedule?), [`Engine::suppress`]
+//! step 6a against a read-only suppression set the caller hands in (`suppress.rs`),
+//! and [`Engine::process`] adds decoding (step 1) and writes one output per purpose
+//! into an [`Outputs`] the caller owns and reuses (steps 7 and 8, in `transform.rs`). A shell feeds it bytes and ships the ranges it returns.
 
 pub mod generalise;
+mod instrument;
+pub mod suppress;
 mod transform;
 
 use std::ops::Range;
@@ -20,6 +23,7 @@ use crate::agreement::{Agreement, PurposeId, PurposeSet, Schedule};
 use crate::event::{json, proto, Event, Format, Malformed};
 use crate::pseudonym::Pseudonymiser;
 
+pub use suppress::Suppressions;
 pub use transform::{FieldNote, Treatment};
 
 /// Why an event was dropped: SPEC 2.1's reasons, the only label values of
@@ -30,18 +34,24 @@ pub enum DropReason {
     AgreementNotInForce,
     ProhibitedCategory,
     SpecialCategory,
+    UnapprovedInstrument,
+    BelowQuality,
     NoMatchingRule,
     OutsideSchedule,
+    Suppressed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::Malformed,
         DropReason::AgreementNotInForce,
         DropReason::ProhibitedCategory,
         DropReason::SpecialCategory,
+        DropReason::UnapprovedInstrument,
+        DropReason::BelowQuality,
         DropReason::NoMatchingRule,
         DropReason::OutsideSchedule,
+        DropReason::Suppressed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,8 +60,11 @@ impl DropReason {
             DropReason::AgreementNotInForce => "agreement_not_in_force",
             DropReason::ProhibitedCategory => "prohibited_category",
             DropReason::SpecialCategory => "special_category",
+            DropReason::UnapprovedInstrument => "unapproved_instrument",
+            DropReason::BelowQuality => "below_quality",
             DropReason::NoMatchingRule => "no_matching_rule",
             DropReason::OutsideSchedule => "outside_schedule",
+            DropReason::Suppressed => "suppressed",
         }
     }
 }
@@ -76,8 +89,12 @@ pub struct Dropped {
 pub struct Decision {
     /// Index into the agreement's rules.
     pub rule: usize,
-    /// The rule's purposes, narrowed by a special-category exception.
+    /// The rule's purposes, narrowed by a special-category exception (and, after
+    /// step 6a, by suppressions).
     pub purposes: PurposeSet,
+    /// The approved instrument that admitted the event (index into
+    /// `Agreement::instruments`), if the agreement lists instruments.
+    pub instrument: Option<u16>,
 }
 
 /// What steps 2 to 6 found for one event, step by step, as far as it got.
@@ -93,6 +110,9 @@ pub struct Trace {
     pub rule: Option<usize>,
     /// Step 6: the rule's schedule, and whether `occurred_at` is within it.
     pub schedule: Option<(usize, bool)>,
+    /// Steps 4a and 4b, when the agreement lists instruments: the first instrument for
+    /// the event's source and device, if any, and why the event dropped there, if it did.
+    pub instrument: Option<(Option<u16>, Option<DropReason>)>,
 }
 
 /// The result of one event.
@@ -132,6 +152,8 @@ pub struct Outputs {
     keys: Vec<u8>,
     msg: Vec<u8>,
     proto_json: Vec<u8>,
+    /// The attributes an instrument's `fields` let through.
+    fields: Vec<u8>,
     /// Pseudonyms already computed: see [`crate::pseudonym::Cache`].
     pub cache: crate::pseudonym::Cache,
 }
@@ -196,16 +218,22 @@ impl Engine {
         &self.pseudonymiser
     }
 
-    /// Steps 1 to 8 for one encoded event: `out` is cleared and holds the outputs.
+    /// Steps 1 to 8 for one encoded event, without suppressions: `out` is cleared and
+    /// holds the outputs.
     pub fn process(&self, input: &[u8], format: Format, out: &mut Outputs) -> Verdict {
+        self.process_with(input, format, &suppress::NONE, out)
+    }
+
+    /// Steps 1 to 8 for one encoded event, with the suppressions in force.
+    pub fn process_with(&self, input: &[u8], format: Format, suppressions: &Suppressions, out: &mut Outputs) -> Verdict {
         out.clear();
         match format {
-            Format::Json => self.process_json(input, out),
+            Format::Json => self.process_json(input, suppressions, out),
             Format::Proto | Format::Avro => {
                 let mut json = std::mem::take(&mut out.proto_json);
                 let decoded = if format == Format::Proto { proto::to_json(input, &mut json) } else { crate::event::avro::to_json(input, &mut json) };
                 let verdict = match decoded {
-                    Ok(()) => self.process_json(&json, out),
+                    Ok(()) => self.process_json(&json, suppressions, out),
                     Err(m) => Verdict::Dropped(malformed(m)),
                 };
                 out.proto_json = json;
@@ -214,16 +242,19 @@ impl Engine {
         }
     }
 
-    fn process_json(&self, input: &[u8], out: &mut Outputs) -> Verdict {
+    fn process_json(&self, input: &[u8], suppressions: &Suppressions, out: &mut Outputs) -> Verdict {
         let event = match json::decode(input) {
             Ok(e) => e,
             Err(m) => return Verdict::Dropped(malformed(m)),
         };
-        let decision = match self.decide(&event) {
+        let decision = match self.decide(&event).and_then(|d| self.suppress(&event, d, suppressions, out)) {
             Ok(d) => d,
             Err(d) => return Verdict::Dropped(d),
         };
-        match self.write_outputs(&event, decision, out, None) {
+        let mut fields = std::mem::take(&mut out.fields);
+        let written = self.restrict(event, &decision, &mut fields).and_then(|event| self.write_outputs(&event, decision, out, None));
+        out.fields = fields;
+        match written {
             Ok(()) => Verdict::Forwarded(decision),
             Err(m) => {
                 out.clear();
@@ -272,6 +303,19 @@ impl Engine {
                 Class::Ordinary => {}
             }
         }
+        // 4a and 4b. An approved instrument, of the agreed quality?
+        let instrument = match self.admit(event) {
+            Ok(i) => {
+                if a.instruments.is_some() {
+                    note(&|t| t.instrument = Some((i, None)));
+                }
+                i
+            }
+            Err((reason, i)) => {
+                note(&|t| t.instrument = Some((i, Some(reason))));
+                return Err(drop(reason));
+            }
+        };
         // 5. The first rule that lists the source and the category.
         let Some(rule) = a.rules.iter().position(|r| r.matches(&event.source, &event.category)) else {
             return Err(drop(DropReason::NoMatchingRule));
@@ -290,7 +334,7 @@ impl Engine {
                 return Err(drop(DropReason::OutsideSchedule));
             }
         }
-        Ok(Decision { rule, purposes })
+        Ok(Decision { rule, purposes, instrument })
     }
 
     /// Decodes one JSON event (step 1), for callers that want the event itself.

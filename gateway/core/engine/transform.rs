@@ -357,7 +357,7 @@ fn unquote(raw: &RawValue) -> Result<Cow<'_, str>, ()> {
     serde_json::from_str::<String>(text).map(Cow::Owned).map_err(|_| ())
 }
 
-fn write_str(buf: &mut Vec<u8>, s: &str) {
+pub(super) fn write_str(buf: &mut Vec<u8>, s: &str) {
     // Fast path: nothing to escape.
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         buf.push(b'"');
@@ -381,7 +381,7 @@ fn write_f64(buf: &mut Vec<u8>, x: f64) {
 static EVERYTHING: Selector = Selector { op: None, children: Vec::new(), allowed: None };
 
 /// Calls `f` for each element of a raw JSON array, in order.
-fn for_each_element<'a, F>(raw: &'a RawValue, mut f: F) -> Result<(), Malformed>
+pub(super) fn for_each_element<'a, F>(raw: &'a RawValue, mut f: F) -> Result<(), Malformed>
 where
     F: FnMut(&'a RawValue) -> Result<(), Malformed>,
 {
@@ -389,7 +389,7 @@ where
 }
 
 /// Calls `f` for each member of a raw JSON object, in order, without building a tree.
-fn for_each_member<'a, F>(raw: &'a RawValue, mut f: F) -> Result<(), Malformed>
+pub(super) fn for_each_member<'a, F>(raw: &'a RawValue, mut f: F) -> Result<(), Malformed>
 where
     F: FnMut(&str, &'a RawValue) -> Result<(), Malformed>,
 {

@@ -99,6 +99,7 @@ pub fn render(a: &Agreement, lang: Lang) -> String {
 
     purposes(a, l, &mut h);
     sensors(a, l, &mut h);
+    h.push_str(&crate::dpo::instruments::section(a, l));
     never(a, l, &mut h);
     special(a, l, &mut h);
     protection(a, l, &mut h);

@@ -47,6 +47,8 @@ pub enum Kind {
     PseudonymLookup,
     /// A signed checkpoint ([`checkpoint`]).
     Checkpoint,
+    /// A suppression written or lifted (SPEC 2.7): reason, purposes, window; never the subject.
+    Suppression,
 }
 
 /// One record as it is written (the `hash` field follows it on the line).

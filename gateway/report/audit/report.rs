@@ -33,6 +33,8 @@ pub struct Report {
     pub dropped: Vec<Dropped>,
     pub days: Vec<Day>,
     pub pseudonym_lookups: Vec<Value>,
+    /// Suppressions written or lifted (reason, purposes, window; never the subject).
+    pub suppressions: Vec<Value>,
 }
 
 /// The trail's verification, as the report states it.
@@ -108,6 +110,7 @@ pub fn build(verification: Verification, records: &[Record], from: Option<DateTi
             }),
             Kind::AgreementRefused => r.refusals.push(Refusal { time: rec.time.clone(), content: c.clone() }),
             Kind::GatewayStarted => r.gateway_starts += 1,
+            Kind::Suppression => r.suppressions.push(serde_json::json!({"time": rec.time, "act": c["act"], "reason": c["reason"], "purposes": c["purposes"], "from": c["from"], "until": c["until"]})),
             Kind::PseudonymLookup => r.pseudonym_lookups.push(serde_json::json!({"time": rec.time, "purpose": c["purpose"], "period": c["period"], "reason": c["reason"]})),
             Kind::Counters => {
                 let date = rec.time.get(..10).unwrap_or_default().to_string();
@@ -225,6 +228,12 @@ pub fn to_text(r: &Report, l: Lang) -> String {
             Lang::En => writeln!(s, "  {}  purpose {}, period {}, reason: {}", text(&lk["time"]), text(&lk["purpose"]), text(&lk["period"]), text(&lk["reason"])),
             Lang::Nl => writeln!(s, "  {}  doel {}, periode {}, reden: {}", text(&lk["time"]), text(&lk["purpose"]), text(&lk["period"]), text(&lk["reason"])),
         };
+    }
+    if !r.suppressions.is_empty() {
+        let _ = writeln!(s, "\nSuppressions written or lifted (objections, restrictions, privacy switches): {}", r.suppressions.len());
+        for l in &r.suppressions {
+            let _ = writeln!(s, "  {}  {} {}, purposes {}, from {} until {}", text(&l["time"]), text(&l["act"]), text(&l["reason"]), l["purposes"], text(&l["from"]), text(&l["until"]));
+        }
     }
     s
 }

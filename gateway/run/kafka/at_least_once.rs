@@ -43,6 +43,9 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
 
     let mut records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
     records.set_framing(k.input_framing, k.output_schema_id);
+    if let Some(live) = p.suppressions {
+        records.set_suppressions(live);
+    }
     let mut work = Work {
         k,
         producer,

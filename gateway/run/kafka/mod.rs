@@ -12,6 +12,7 @@
 //! - [`audit_topic`]: the audit trail's copy on a topic, and its verification.
 //! - [`client`]: librdkafka plumbing: properties in layers, subscribing, polling, logs.
 //! - [`txn`]: the open transaction of exactly-once delivery.
+//! - [`suppressions`]: the workers' suppressions topic, read by every replica.
 //! - [`at_least_once`] and [`exactly_once`]: the two loops, one per delivery mode.
 //!
 //! One thread consumes, runs the enforcement step ([`crate::run::enforce`]) and
@@ -34,6 +35,7 @@ pub mod source;
 pub mod stall;
 pub mod stats;
 pub mod txn;
+pub mod suppressions;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -118,6 +120,8 @@ pub struct Pipeline<'a> {
     pub on_batch: Option<OnBatch>,
     /// Told whether partitions are assigned (`/readyz`).
     pub health: Option<Arc<crate::report::admin::Health>>,
+    /// The suppressions in force (SPEC 2.7), kept current by a [`suppressions::Follower`].
+    pub suppressions: Option<crate::run::suppressions::Live>,
 }
 
 impl Pipeline<'_> {

@@ -268,6 +268,11 @@ pub struct Records {
 }
 
 impl Records {
+    /// Enforces under the suppressions this cell holds (SPEC 2.7).
+    pub fn set_suppressions(&mut self, live: crate::run::suppressions::Live) {
+        self.enforcer.set_suppressions(live);
+    }
+
     pub fn new(engines: Arc<dyn Engines + Send + Sync>, input: Format, output: Format, quarantine_topic: &str) -> Records {
         let enforcer = Enforcer::new(engines, input, Encoding { format: output, length_delimited: false });
         let mut records = Records {

@@ -189,6 +189,7 @@ anyway, so what runs is what this file says.
     "admin" (dict "address" (include "accord.adminAddress" .))
     "kafka" $kafka
     "limits" (dict "max_in_flight" (int64 $l.maxInFlight) "commit_interval" (toString $l.commitInterval) "drain_timeout" (toString $l.drainTimeout)) }}
+{{- if .Values.config.suppressionsTopic }}{{ $_ := set $config "suppressions" (dict "topic" .Values.config.suppressionsTopic) }}{{ end }}
 {{- $config = mergeOverwrite $config (deepCopy .Values.config.extra) }}
 {{- toYaml $config }}
 {{- end }}
