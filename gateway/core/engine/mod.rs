@@ -237,9 +237,10 @@ impl Engine {
         out.clear();
         match format {
             Format::Json => self.process_json(input, suppressions, out),
-            Format::Proto => {
+            Format::Proto | Format::Avro => {
                 let mut json = std::mem::take(&mut out.proto_json);
-                let verdict = match proto::to_json(input, &mut json) {
+                let decoded = if format == Format::Proto { proto::to_json(input, &mut json) } else { crate::event::avro::to_json(input, &mut json) };
+                let verdict = match decoded {
                     Ok(()) => self.process_json(&json, suppressions, out),
                     Err(m) => Verdict::Dropped(malformed(m)),
                 };

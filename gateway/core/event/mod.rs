@@ -6,8 +6,10 @@
 //! input is mapped to its proto3 JSON form and takes the same path. Whatever cannot be
 //! decoded is [`Malformed`], with a reason that never quotes the input.
 
+pub mod avro;
 pub mod json;
 pub mod proto;
+pub mod wire;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,16 +24,18 @@ pub enum Format {
     #[default]
     Json,
     Proto,
+    Avro,
 }
 
 impl Format {
     /// Every format, by the name users write.
-    pub const NAMES: [&'static str; 2] = ["json", "proto"];
+    pub const NAMES: [&'static str; 3] = ["json", "proto", "avro"];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Json => "json",
             Format::Proto => "proto",
+            Format::Avro => "avro",
         }
     }
 }
@@ -43,6 +47,7 @@ impl std::str::FromStr for Format {
         match s {
             "json" => Ok(Format::Json),
             "proto" => Ok(Format::Proto),
+            "avro" => Ok(Format::Avro),
             _ => Err(format!("`{s}` is not a format; use one of {}", Format::NAMES.join(", "))),
         }
     }
@@ -88,6 +93,8 @@ pub enum Malformed {
     BadName,
     /// Two members of one object have names equal once normalised (SPEC 2.5).
     DuplicateName,
+    NotAvro,
+    NotFramed,
 }
 
 impl fmt::Display for Malformed {
@@ -105,6 +112,8 @@ impl fmt::Display for Malformed {
             Malformed::NotProtobuf => write!(f, "not a valid SensorEvent message"),
             Malformed::BadName => write!(f, "a member name holds a control or invisible character"),
             Malformed::DuplicateName => write!(f, "two members of one object have the same name once normalised"),
+            Malformed::NotAvro => write!(f, "not a valid SensorEvent Avro record"),
+            Malformed::NotFramed => write!(f, "not in the Confluent Schema Registry wire format"),
         }
     }
 }
