@@ -71,6 +71,10 @@ impl Compiler<'_> {
             return None;
         }
         let id = match &h.id {
+            Some(id) if id.value.as_bytes() == crate::pseudonym::SUPPRESSION_DOMAIN => {
+                self.diags.error(id.span, "the agreement id `accord-suppression` is reserved: it is the domain of suppression entries, and a shared pseudonym domain of that name would link workers' data to their objections; choose another id");
+                None
+            }
             Some(id) if is_name(&id.value, 64, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') => Some(id.value.clone()),
             Some(id) => {
                 self.diags.error(id.span, format!("agreement id `{}` must be 1 to 64 lowercase letters, digits or `-`", id.value));
@@ -131,6 +135,9 @@ impl Compiler<'_> {
             }
             if !names.insert(name.value.as_str()) {
                 self.diags.error(name.span, format!("purpose `{}` is defined twice", name.value));
+            }
+            if name.value.as_bytes() == crate::pseudonym::SUPPRESSION_DOMAIN {
+                self.diags.error(name.span, "the purpose name `accord-suppression` is reserved: it is the domain of suppression entries, and its pseudonyms would link workers' data to their objections; choose another name");
             }
             let topic = match &p.topic {
                 Some(t) if !crate::valid::topic(&t.value) => {
@@ -659,6 +666,18 @@ pub fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The suppression entries' HMAC domain is never a pseudonym domain (SPEC 2.7, 3).
+    #[test]
+    fn the_suppression_domain_is_reserved() {
+        let text = "agreement: { id: accord-suppression, version: 1, parties: [a, b] }\npurposes:\n  accord-suppression: { description: d, topic: t.x }\nrules:\n  - name: r\n    purposes: [accord-suppression]\n";
+        let problems = match crate::agreement::Agreement::parse(text.as_bytes()) {
+            Ok(_) => panic!("a reserved name was accepted"),
+            Err(d) => d,
+        };
+        let reserved: Vec<_> = problems.iter().filter(|d| d.is_error() && d.message.contains("`accord-suppression` is reserved")).map(|d| d.span.line).collect();
+        assert_eq!(reserved, [1, 3], "{problems:#?}");
+    }
 
     #[test]
     fn instants() {
