@@ -17,22 +17,25 @@ ARG RUST_VERSION=1
 ARG DEBIAN_RELEASE=bookworm
 
 # ---------------------------------------------------------------- build ----
-FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
+FROM docker.io/library/rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 
-# rdkafka builds its bundled librdkafka with ./configure and make (no cmake):
-# a C toolchain, make, perl and pkg-config; the `ssl` feature links the system
-# OpenSSL (libssl-dev) and librdkafka's compression links zlib (zlib1g-dev).
-# protoc is not needed: build.rs compiles schemas/ with protox.
+# rdkafka builds its bundled librdkafka with CMake (`cmake-build`: its ./configure
+# build cannot link the static libcurl that `curl-static` builds): a C toolchain,
+# cmake, perl and pkg-config. The `ssl` feature links the system OpenSSL
+# (libssl-dev), gzip links zlib (zlib1g-dev), `gssapi` links Cyrus SASL
+# (libsasl2-dev); zstd (zstd-sys) and libcurl (curl-sys, for OIDC) are built from
+# their crates' sources and linked statically; snappy and lz4 are librdkafka's own.
+# protoc is not needed: gateway/core/build.rs compiles schemas/ with protox.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        build-essential make perl pkg-config libssl-dev zlib1g-dev \
+        build-essential make cmake perl pkg-config libssl-dev zlib1g-dev libsasl2-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
 # Everything Cargo.toml names (the library, the binary, the test and bench
 # targets), the protobuf schemas build.rs compiles, and the examples that
 # `accord demo` embeds. .dockerignore keeps target/ and the rest out.
-COPY Cargo.toml Cargo.lock build.rs ./
+COPY Cargo.toml Cargo.lock ./
 COPY schemas ./schemas
 COPY gateway ./gateway
 COPY examples ./examples
@@ -45,12 +48,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/accord /out/accord
 
 # -------------------------------------------------------------- runtime ----
-FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+FROM docker.io/library/debian:${DEBIAN_RELEASE}-slim AS runtime
 
-# libssl3 and zlib1g for librdkafka (TLS, compression); ca-certificates so that
-# `security.protocol: ssl` / `sasl_ssl` verify public CAs without extra mounts.
+# libssl3 and zlib1g for librdkafka (TLS, gzip); libsasl2-2 and the Cyrus GSSAPI
+# plugin (libsasl2-modules-gssapi-mit) for `sasl.mechanism: GSSAPI` (Kerberos);
+# ca-certificates so that `security.protocol: ssl` / `sasl_ssl` verify public CAs
+# (and OIDC token endpoints) without extra mounts.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libssl3 zlib1g \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 zlib1g libsasl2-2 libsasl2-modules-gssapi-mit \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 accord \
  && useradd --system --uid 10001 --gid 10001 --no-create-home \

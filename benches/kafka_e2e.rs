@@ -5,7 +5,11 @@
 //! eval "$(scripts/kafka.sh start /tmp/accord-bench | tail -n1)"
 //! ACCORD_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP cargo bench --bench kafka_e2e            # 2M events
 //! ACCORD_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP cargo bench --bench kafka_e2e -- --events 500000 --rounds 2
+//! ACCORD_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP cargo bench --bench kafka_e2e -- --codec zstd   # zstd in and out
 //! ```
+//!
+//! `--codec C` (default `lz4`) is the input's compression and both children's
+//! `compression.type`: `gzip`, `snappy`, `lz4` or `zstd`.
 //!
 //! The examples' mix of events (each copy with its own event ids) is produced into a
 //! 6-partition input topic. Then, in turn, the pass-through (each record produced
@@ -60,7 +64,12 @@ fn main() {
     let props = |name: &str| -> String {
         args.windows(2).filter(|w| w[0] == name).map(|w| w[1].split_once('=').expect("--consumer/--producer take k=v")).map(|(k, v)| format!("    {k}: \"{v}\"\n")).collect()
     };
-    let (consumer_props, producer_props) = (props("--consumer"), props("--producer"));
+    let codec = args.iter().position(|a| a == "--codec").map_or("lz4".to_string(), |i| args[i + 1].clone());
+    assert!(["gzip", "snappy", "lz4", "zstd"].contains(&codec.as_str()), "--codec takes gzip, snappy, lz4 or zstd");
+    let (consumer_props, mut producer_props) = (props("--consumer"), props("--producer"));
+    if !producer_props.contains("compression.type") {
+        producer_props.push_str(&format!("    compression.type: \"{codec}\"\n"));
+    }
     let max_in_flight = flag("--max-in-flight", 0);
     let only = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
 
@@ -105,9 +114,9 @@ fn main() {
         };
     }
 
-    eprintln!("kafka_e2e: producing {events} events ({:.0} MB) into {input} ({PARTITIONS} partitions)", bytes as f64 / 1e6);
+    eprintln!("kafka_e2e: producing {events} events ({:.0} MB) into {input} ({PARTITIONS} partitions, {codec})", bytes as f64 / 1e6);
     let started = Instant::now();
-    produce(&bootstrap, &input, &lines);
+    produce(&bootstrap, &input, &lines, &codec);
     eprintln!("kafka_e2e: produced in {:.1?} ({:.0} events/s)", started.elapsed(), events as f64 / started.elapsed().as_secs_f64());
     drop(lines);
 
@@ -399,12 +408,12 @@ fn create_topics(bootstrap: &str, topics: &[String]) {
     }
 }
 
-fn produce(bootstrap: &str, topic: &str, lines: &[String]) {
+fn produce(bootstrap: &str, topic: &str, lines: &[String], codec: &str) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
-        .set("compression.type", "lz4")
+        .set("compression.type", codec)
         .set("queue.buffering.max.messages", "500000")
         .create()
         .unwrap();

@@ -154,7 +154,9 @@ for d in docs:
     check(len(d["metadata"]["name"]) <= 63, f"{name}: name longer than 63")
 check("Secret" not in by_kind, "the chart rendered a Secret: the key must only come from an existing Secret")
 
-dep = one("Deployment")
+workload = (values.get("workload") or {}).get("kind", "Deployment")
+check(not by_kind.get({"Deployment": "StatefulSet", "StatefulSet": "Deployment"}[workload]), f"workload.kind {workload} but another workload kind was rendered too")
+dep = one(workload)
 pod = dep["spec"]["template"]
 spec = pod["spec"]
 selector = dep["spec"]["selector"]["matchLabels"]
@@ -221,8 +223,12 @@ for section in ("properties", "consumer", "producer"):
         check(name not in ("bootstrap.servers", "group.id", "enable.auto.commit", "enable.auto.offset.store", "transactional.id"),
               f"kafka.{section} sets {name}, which the gateway refuses")
     for name, v in (k.get(section) or {}).items():
-        if re.search(r"password|secret", name, re.I):
+        # librdkafka's sensitive properties that hold secrets (templates/_secrets.tpl).
+        if re.search(r"password|secret|passphrase|credential", name, re.I) or name in ("ssl.key.pem", "ssl_key", "sasl.username", "sasl.oauthbearer.config", "sasl.oauthbearer.assertion.private.key.pem"):
             check(isinstance(v, str) and re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", v), f"kafka.{section}.{name} is a literal secret, not ${{ENV}}")
+
+def k_values_txid(v):
+    return (v.get("config", {}).get("kafka", {}) or {}).get("transactionalId")
 
 def seconds(d):
     n, u = re.fullmatch(r"(\d+)(ms|s|m|h)", d).groups()
@@ -249,8 +255,16 @@ check(gw.get("agreement") == f'/etc/accord/{values["agreement"]["fileName"]}', f
 if audit["enabled"]:
     am = mounts.get(audit["mountPath"], {})
     av = vols.get(am.get("name"), {})
-    want = {"persistentVolumeClaim": {"claimName": audit["existingClaim"]}} if audit["existingClaim"] else {"emptyDir": {}}
-    check({k: v for k, v in av.items() if k != "name"} == want, f"the audit volume is {av}")
+    claim_templates = {t["metadata"]["name"]: t for t in dep["spec"].get("volumeClaimTemplates", [])}
+    if workload == "StatefulSet" and audit.get("persistence", {}).get("enabled"):
+        # The trail outlives its pod: a claim per pod, kept on delete and scale-down.
+        t = claim_templates.get(am.get("name"), {})
+        check(t and am.get("name") not in vols, f"the audit mount {am.get('name')} is not a volumeClaimTemplate")
+        check(t.get("spec", {}).get("resources", {}).get("requests", {}).get("storage") == audit["persistence"]["size"], "the audit claim does not request audit.persistence.size")
+        check(dep["spec"].get("persistentVolumeClaimRetentionPolicy") == {"whenDeleted": "Retain", "whenScaled": "Retain"}, "the audit claims are not retained")
+    else:
+        want = {"persistentVolumeClaim": {"claimName": audit["existingClaim"]}} if audit["existingClaim"] else {"emptyDir": {}}
+        check({k: v for k, v in av.items() if k != "name"} == want, f"the audit volume is {av}")
     check(not am.get("readOnly"), "the audit volume is read-only")
     # The audit key: from its own Secret, read-only, never the pseudonym key's.
     km = mounts.get("/var/run/secrets/accord-audit", {})
@@ -261,6 +275,11 @@ if audit["enabled"]:
     check(kv.get("items") == [{"key": sk["secretKey"], "path": "audit.key"}] and kv.get("defaultMode") == 0o440, f"the audit key volume is {kv}")
 else:
     check("--audit-key" not in args and "/var/run/secrets/accord-audit" not in mounts, "an audit key although audit.enabled is false")
+if workload == "StatefulSet":
+    check(dep["spec"].get("serviceName") == one("Service")["metadata"]["name"], "the StatefulSet's serviceName is not the chart's Service")
+    check("strategy" not in dep["spec"], "a StatefulSet has no `strategy`")
+    check(not k_values_txid(values), "a StatefulSet with a fixed transactional.id: every pod would fence the others")
+    check("transactional_id" not in gw.get("kafka", {}), "gateway.yaml sets transactional_id in StatefulSet mode (the per-pod default is the stable one)")
 tmp = mounts.get("/tmp", {})
 check(tmp and "emptyDir" in vols.get(tmp.get("name"), {}), "no writable emptyDir on /tmp")
 
@@ -325,10 +344,22 @@ if sm:  # a CRD: no schema in kubernetes-validate, so its shape is checked here
         for f in ("interval", "scrapeTimeout"):
             check(re.fullmatch(r"(\d+(ms|s|m|h))+", str(ep.get(f, ""))), f"ServiceMonitor {f} `{ep.get(f)}` is not a Prometheus duration")
 
+pr = present("PrometheusRule", (values.get("prometheusRule") or {}).get("enabled"))
+if pr:  # a CRD: checked here; its rules are docs/operations.md's, alert for alert
+    check(pr.get("apiVersion") == "monitoring.coreos.com/v1", "PrometheusRule apiVersion is not monitoring.coreos.com/v1")
+    doc = open("docs/operations.md", encoding="utf-8").read()
+    block = re.search(r"```yaml\n(.*?)```", doc[doc.index("As a PrometheusRule:"):], re.S).group(1)
+    check(pr.get("spec") == yaml.safe_load(block), "the PrometheusRule's rules differ from docs/operations.md's")
+    for g in pr.get("spec", {}).get("groups", []):
+        for r in g.get("rules", []):
+            check(r.get("alert") and r.get("expr") and r.get("labels", {}).get("severity") in ("critical", "warning", "info"), f"rule {r.get('alert')} lacks an expr or a severity")
+    names = [r.get("alert") for g in pr.get("spec", {}).get("groups", []) for r in g.get("rules", [])]
+    check("AccordConsumptionStopped" in names and len(names) == len(set(names)), f"alerts {names}")
+
 hpa = present("HorizontalPodAutoscaler", values["autoscaling"]["enabled"])
 if hpa:
     t = hpa["spec"]["scaleTargetRef"]
-    check(t == {"apiVersion": "apps/v1", "kind": "Deployment", "name": dep["metadata"]["name"]}, "HPA does not target the Deployment")
+    check(t == {"apiVersion": "apps/v1", "kind": workload, "name": dep["metadata"]["name"]}, f"HPA does not target the {workload}")
     check("replicas" not in dep["spec"], "Deployment sets replicas although the HPA owns them")
     check(hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"], "HPA minReplicas > maxReplicas")
 else:
@@ -418,6 +449,7 @@ cases=(
     "defaults|helm/values/defaults.yaml|"
     "production|helm/values/production.yaml|"
     "all-on|helm/values/all-on.yaml|--set-file agreement.content=examples/agreement.yaml"
+    "statefulset|helm/values/statefulset.yaml|--set-file agreement.content=examples/agreement.yaml"
 )
 
 render() {  # render OUT KUBE_VERSION ARGS...: helm template into OUT
@@ -430,7 +462,7 @@ validate() {  # validate FILE KUBE_VERSION: kubernetes-validate, CRDs noted
     local file="$1" kube="$2" out
     out="$("${VENV}/bin/kubernetes-validate" --strict --quiet -k "$kube" "$file" 2>&1)" || { printf '%s\n' "$out" | sed 's/^/  /' >&2; return 1; }
     # Unknown kinds are a WARN with exit 0: only the ServiceMonitor CRD may be one.
-    if printf '%s\n' "$out" | grep '^WARN' | grep -v 'kind ServiceMonitor with api version monitoring.coreos.com/v1' >&2; then
+    if printf '%s\n' "$out" | grep '^WARN' | grep -v -e 'kind ServiceMonitor with api version monitoring.coreos.com/v1' -e 'kind PrometheusRule with api version monitoring.coreos.com/v1' >&2; then
         return 1
     fi
     if printf '%s\n' "$out" | grep -q 'kind ServiceMonitor' && [[ "$kube" == "${K8S_VERSIONS[0]}" ]]; then
@@ -505,6 +537,20 @@ refused "a NetworkPolicy without brokers" "networkPolicy.brokers is required" "$
 refused "the quarantine topic as an input" "is also an input topic" "${D[@]}" --set config.kafka.quarantineTopic=sensors.raw
 refused "a literal Kafka password in values" "holds a literal secret" "${D[@]}" --set 'config.kafka.properties.sasl\.password=hunter2'
 refused "a bad delivery mode" "delivery" "${D[@]}" --set config.kafka.delivery=at_most_once
+for secret in ssl.key.pem ssl.key.password ssl.keystore.password sasl.username sasl.oauthbearer.client.secret sasl.oauthbearer.config sasl.oauthbearer.assertion.private.key.pem sasl.oauthbearer.assertion.private.key.passphrase; do
+    refused "a literal ${secret} in values" "holds a literal secret" "${D[@]}" --set "config.kafka.consumer.${secret//./\\.}=literal"
+done
+refused "a fixed transactional.id in StatefulSet mode" "must be empty with workload.kind: StatefulSet" "${D[@]}" --set workload.kind=StatefulSet --set config.kafka.delivery=exactly_once --set config.kafka.transactionalId=accord-tx
+refused "an unknown workload kind" "workload" "${D[@]}" --set workload.kind=DaemonSet
+refused "a cluster older than 1.31" "older than 1.31" "${D[@]}" --kube-version 1.30.0
+
+# --------------------------------- helm template works without --kube-version --
+if "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "${D[@]}" >"${WORK}/nokube.yaml" 2>"${WORK}/nokube.err"; then
+    pass "helm template without --kube-version"
+else
+    sed 's/^/  /' "${WORK}/nokube.err" >&2
+    fail "helm template without --kube-version"
+fi
 refused "an audit trail without an audit key" "audit.signingKey.existingSecret is required" "${D[@]}" --set audit.enabled=true
 refused "the audit key in the pseudonym key's Secret" "keep the audit key in a Secret of its own" "${D[@]}" --set audit.enabled=true --set audit.signingKey.existingSecret="$(sed -n 's/^ *existingSecret: *//p' helm/values/defaults.yaml | head -1)"
 refused "an audit key in the values" "additional properties 'key' not allowed" "${D[@]}" --set audit.signingKey.key=c2VjcmV0

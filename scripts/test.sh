@@ -38,6 +38,32 @@ else
     say "using the existing Kafka broker at $ACCORD_KAFKA_BOOTSTRAP"
 fi
 
+# librdkafka is built with CMake and Cyrus SASL (GSSAPI): Debian's cmake and
+# libsasl2-dev (zstd and libcurl are built from their crates' sources).
+if ! command -v cmake >/dev/null || ! dpkg -s libsasl2-dev >/dev/null 2>&1; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        say "installing Debian's cmake and libsasl2-dev for librdkafka's build"
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake libsasl2-dev >&2
+    else
+        say "error: building librdkafka needs Debian's \`cmake\` and \`libsasl2-dev\`; install them (apt-get install cmake libsasl2-dev) or run as root"
+        exit 1
+    fi
+fi
+
+# Confluent's own serializers and deserializers (Python confluent-kafka, from PyPI)
+# for the Schema Registry wire-format tests, in a venv of their own. No Schema Registry
+# server can be installed here (Karapace is not on PyPI; Apicurio's Maven artifacts are
+# not a runnable server): the tests use confluent-kafka's in-process mock registry.
+confluent_venv="${ACCORD_CACHE:-${HOME:-/tmp}/.cache/accord}/confluent-venv"
+if ! "$confluent_venv/bin/python" -c 'import confluent_kafka, fastavro, jsonschema, grpc_tools' 2>/dev/null; then
+    command -v python3 >/dev/null || { say "error: the Schema Registry format tests need python3 (with venv)"; exit 1; }
+    say "installing confluent-kafka and grpcio-tools from PyPI into $confluent_venv"
+    python3 -m venv "$confluent_venv"
+    "$confluent_venv/bin/pip" install -q "confluent-kafka[avro,protobuf,json,schemaregistry]==2.16.1" "grpcio-tools==1.85.1" >&2
+fi
+export ACCORD_CONFLUENT_PYTHON="$confluent_venv/bin/python"
+
 # Headless Chromium renders the HTML pages in the tests (Debian's package).
 if ! command -v chromium >/dev/null; then
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then

@@ -281,7 +281,7 @@ fn explain_walks_a_dpo_through_each_step() {
     let out = accord().arg("explain").arg("--agreement").arg(example("agreement.yaml")).arg(&event).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
-    for step in ["1. Decode: ok.", "2. In force: yes", "3. Prohibited category: no.", "4. Special category: `health` is special", "5. Rule: `heat-stress`", "6. Schedule: the rule has none", "-> purpose `safety`", "pseudonymised: subject_id, device_id", "attributes.vitals.stress_level (prohibited category)", "Verdict: forwarded to `safety`."] {
+    for step in ["1. Decode: ok.", "2. In force: yes", "3. Prohibited category: no.", "4. Special category: `health` is special", "5. Rule: `heat-stress`", "6. Schedule: the rule has none", "-> purpose `safety`", "pseudonymised: subject_id, device_id", "attributes.vitals.stress_level (not listed)", "Verdict: forwarded to `safety`."] {
         assert!(s.contains(step), "missing `{step}` in:\n{s}");
     }
     // A rule that did not match is explained.

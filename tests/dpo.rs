@@ -211,7 +211,7 @@ fn diff_names_changes_to_purposes_pseudonyms_parties_and_rule_order() {
         .replacen("  domain: per_purpose", "  domain: shared", 1)
         .replacen("  rotate: weekly", "  rotate: monthly", 1)
         .replacen("    - stress_level        #", "    - location_history\n    - stress_level        #", 1)
-        .replacen("    hrv_ms: health\n", "    hrv_ms: health\n    pulse: health\n", 1)
+        .replacen("    hrv_ms: health\n", "    hrv_ms: health\n    core_temp_c: health\n", 1)
         .replacen("\"Ondernemingsraad ACME Utrecht\"]", "\"Ondernemingsraad ACME Utrecht\", \"FNV\"]", 1)
         .replacen("  valid_until: 2027-01-01", "  valid_until: 2027-07-01", 1)
         .replacen("    days: [mon, tue, wed, thu, fri, sat]", "    days: [mon, tue, wed, thu, fri]", 1)
@@ -227,7 +227,7 @@ fn diff_names_changes_to_purposes_pseudonyms_parties_and_rule_order() {
             "New purpose `hr` (topic `accord.hr`): Absence statistics.",
             "Purpose `planning` now goes to topic `accord.planning-v2` instead of `accord.planning`.",
             "`location_history` is now prohibited",
-            "Attribute `pulse` now counts as health data",
+            "Attribute `core_temp_c` now counts as health data",
             "`warehouse_shifts` no longer applies on Saturday.",
             "A worker now has one code for all purposes (shared)",
             "Codes now change monthly instead of weekly.",

@@ -152,7 +152,12 @@ fn step_4a_only_the_first_matching_instrument_admits_and_only_while_validated() 
     assert_eq!(reason(&e, &event("tracker", Some("TAG-0042"), at, ok.clone())), Some(DropReason::UnapprovedInstrument));
     assert_eq!(reason(&e, &event("tracker", None, at, ok.clone())), Some(DropReason::UnapprovedInstrument));
     assert_eq!(reason(&e, &event("camera", Some("tag-1"), at, ok.clone())), Some(DropReason::UnapprovedInstrument));
-    assert_eq!(reason(&e, &event("Tracker", Some("tag-1"), at, ok.clone())), Some(DropReason::UnapprovedInstrument));
+    // Sources compare in SPEC 2.5's normal form (devices' globs stay case-sensitive).
+    assert_eq!(reason(&e, &event("Tracker", Some("tag-1"), at, ok.clone())), None);
+    assert_eq!(reason(&e, &event("ｔｒａｃｋｅｒ", Some("tag-1"), at, ok.clone())), None);
+    // Quality paths compare normalised too: `POS.Accuracy_M` is `pos.accuracy_m`.
+    assert_eq!(reason(&e, &event("tracker", Some("tag-1"), at, json!({"zone": "A", "POS": {"Accuracy_M": 1}}))), None);
+    assert_eq!(reason(&e, &event("tracker", Some("tag-1"), at, json!({"zone": "A", "POS": {"Accuracy_M": 99}}))), Some(DropReason::BelowQuality));
     // Validation ends at valid_until (a date: midnight UTC), exclusive.
     assert_eq!(reason(&e, &event("tracker", Some("tag-1"), "2027-06-29T23:59:59Z", ok.clone())), None);
     assert_eq!(reason(&e, &event("tracker", Some("tag-1"), "2027-06-30T00:00:00Z", ok.clone())), Some(DropReason::UnapprovedInstrument));

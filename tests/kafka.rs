@@ -1469,3 +1469,7 @@ fn a_trickle_of_records_is_counted_within_a_second() {
     assert!(count >= 30, "{after:?} after the 30th record was produced, only {count} were counted");
     assert!(gw.terminate(Duration::from_secs(30)).success());
 }
+
+// ------------------------------------------- as platform teams run it (issue 12) --
+
+mod platform;

@@ -2,6 +2,7 @@
 //!
 //! - `engine`: SPEC 2.1 through the library, agreement fixtures, property tests.
 //! - `instruments`: SPEC 2.6, approved instruments and their quality (steps 4a, 4b).
+//! - `issue10`: what real sensors send: look-alike names, words, arrays, numbers.
 //! - `cli`: the `accord` binary as users run it (check, run, explain, pseudonym).
 //! - `audit`: metrics, the audit trail and its report, and that none of them holds an
 //!   identifier, a value or the key.
@@ -17,6 +18,7 @@ mod cli;
 mod dpo;
 mod engine;
 mod instruments;
+mod issue10;
 mod kafka;
 mod readme;
 mod reload;

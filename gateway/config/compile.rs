@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::raw::{Location, Properties, Raw, RawAudit, RawKafka, RawLimits, Spanned};
 use super::{Audit, Config, Delivery, Kafka, Limits, Problem, Secret};
+use crate::event::wire::Framing;
 use crate::event::Format;
 
 /// Properties the gateway sets itself: changing them would break its guarantees.
@@ -236,10 +237,12 @@ fn compile_kafka(raw: Spanned<RawKafka>, env: &impl Fn(&str) -> Option<String>, 
     }
     let mut topics = Vec::new();
     let mut input_format = Format::Json;
+    let mut input_framing = Framing::Plain;
     match &raw.input {
         None => required(p, "input` (with `topics"),
         Some(input) => {
             input_format = input.value.format;
+            input_framing = input.value.framing;
             if input.value.topics.value.is_empty() {
                 problem(p, &input.value.topics.referenced, "`kafka.input.topics` is empty: name at least one topic to read");
             }
@@ -282,6 +285,18 @@ fn compile_kafka(raw: Spanned<RawKafka>, env: &impl Fn(&str) -> Option<String>, 
         (None, Delivery::ExactlyOnce) => group.as_deref().map(Config::default_transactional_id),
         (None, Delivery::AtLeastOnce) => None,
     };
+    let output_schema_id = match (raw.output.framing, &raw.output.schema_id) {
+        (Framing::Confluent, Some(id)) => Some(id.value),
+        (Framing::Confluent, None) => {
+            problem(p, &section, "`kafka.output.framing: confluent` needs `kafka.output.schema_id`: the id under which your Schema Registry holds Accord's EnforcedEvent schema of this format");
+            None
+        }
+        (Framing::Plain, Some(id)) => {
+            problem(p, &id.referenced, "`kafka.output.schema_id` is only for `framing: confluent`");
+            None
+        }
+        (Framing::Plain, None) => None,
+    };
     let common = properties(&raw.properties, "properties", raw.delivery, env, p);
     let mut consumer = common.clone();
     consumer.extend(properties(&raw.consumer, "consumer", raw.delivery, env, p));
@@ -294,6 +309,8 @@ fn compile_kafka(raw: Spanned<RawKafka>, env: &impl Fn(&str) -> Option<String>, 
         topics,
         input_format,
         output_format: raw.output.format,
+        input_framing,
+        output_schema_id,
         quarantine_topic: quarantine_topic?,
         delivery: raw.delivery,
         transactional_id,

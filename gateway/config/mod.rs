@@ -94,6 +94,10 @@ pub struct Kafka {
     pub topics: Vec<String>,
     pub input_format: Format,
     pub output_format: Format,
+    /// Inputs in the Confluent Schema Registry wire format.
+    pub input_framing: crate::event::wire::Framing,
+    /// Outputs in the Confluent wire format, carrying this schema id (`output.schema_id`).
+    pub output_schema_id: Option<u32>,
     pub quarantine_topic: String,
     pub delivery: Delivery,
     /// `exactly_once` only: the producer's `transactional.id`.

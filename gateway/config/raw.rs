@@ -9,6 +9,7 @@ use accord_core::agreement::model::known_keys;
 use accord_core::agreement::yaml::{self, Node, NodeKind, Span};
 
 use super::{Delivery, Problem};
+use crate::event::wire::Framing;
 use crate::event::Format;
 
 /// A place in the file, 1-based.
@@ -111,11 +112,16 @@ pub struct RawKafka {
 pub struct RawInput {
     pub topics: Spanned<Vec<Spanned<String>>>,
     pub format: Format,
+    pub framing: Framing,
 }
 
 #[derive(Debug, Default)]
 pub struct RawOutput {
     pub format: Format,
+    pub framing: Framing,
+    /// The id of the EnforcedEvent schema (of this format) in the registry the
+    /// outputs' readers use; required with `framing: confluent`.
+    pub schema_id: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default)]
@@ -134,6 +140,9 @@ pub struct Properties(pub Vec<(Spanned<String>, Spanned<String>)>);
 pub fn read(text: &str) -> Result<Raw, Vec<Problem>> {
     let root = yaml::parse(text).map_err(|e| vec![Problem { line: e.span.line as u32, column: e.span.col as u32, message: e.message }])?;
     let mut r = Reader { diags: Diagnostics::default() };
+    yaml::duplicate_keys(&root, |key, first, again| {
+        r.diags.error(again, format!("`{key}` is given twice in one mapping (first on line {}); keep one: YAML tools disagree on which counts", first.line));
+    });
     let raw = r.root(&root);
     if r.diags.has_errors() {
         return Err(r.diags.into_sorted().into_iter().map(|d| Problem { line: d.span.line as u32, column: d.span.col as u32, message: d.message }).collect());
@@ -347,30 +356,48 @@ impl Reader {
         }
     }
 
+    fn framing(&mut self, node: &Node, what: &str) -> Framing {
+        match node.as_scalar().map(str::parse::<Framing>) {
+            Some(Ok(f)) => f,
+            _ => {
+                self.diags.error(node.span, format!("{what} must be one of {}", Framing::NAMES.join(", ")));
+                Framing::default()
+            }
+        }
+    }
+
     fn input(&mut self, node: &Node) -> Option<RawInput> {
         let entries = self.map(node, "`kafka.input`")?;
-        let (mut topics, mut format) = (None, Format::default());
-        for (k, v) in known_keys(&mut self.diags, entries, &["topics", "format"], "in `kafka.input`") {
+        let (mut topics, mut format, mut framing) = (None, Format::default(), Framing::default());
+        for (k, v) in known_keys(&mut self.diags, entries, &["topics", "format", "framing"], "in `kafka.input`") {
             match k {
                 "topics" => {
                     let items = self.list(v, "`kafka.input.topics`");
                     let names = items.iter().filter_map(|t| self.text(t, "an input topic")).collect();
                     topics = Some(at(names, v));
                 }
+                "framing" => framing = self.framing(v, "`kafka.input.framing`"),
                 _ => format = self.format(v, "`kafka.input.format`"),
             }
         }
         if topics.is_none() {
             self.diags.error(node.span, "`kafka.input` needs `topics`: the topics to read");
         }
-        Some(RawInput { topics: topics?, format })
+        Some(RawInput { topics: topics?, format, framing })
     }
 
     fn output(&mut self, node: &Node) -> RawOutput {
         let mut output = RawOutput::default();
         let Some(entries) = self.map(node, "`kafka.output`") else { return output };
-        for (_, v) in known_keys(&mut self.diags, entries, &["format"], "in `kafka.output`") {
-            output.format = self.format(v, "`kafka.output.format`");
+        for (k, v) in known_keys(&mut self.diags, entries, &["format", "framing", "schema_id"], "in `kafka.output`") {
+            match k {
+                "framing" => output.framing = self.framing(v, "`kafka.output.framing`"),
+                "schema_id" => match v.as_scalar().map(str::parse::<u32>) {
+                    Some(Ok(n)) => output.schema_id = Some(at(n, v)),
+                    _ => self.diags.error(v.span, "`kafka.output.schema_id` must be a schema id (a whole number)"),
+                },
+                _ => output.format = self.format(v, "`kafka.output.format`"),
+            }
         }
         output
     }
@@ -397,8 +424,7 @@ impl Reader {
         for (k, v) in entries {
             let (Some(key), Some(value)) = (self.text(k, &format!("a property name in {what}")), self.text(v, &format!("a property value in {what}"))) else { continue };
             if out.0.iter().any(|(seen, _)| seen.value == key.value) {
-                self.diags.error(k.span, format!("`{}` is given twice in {what}; keep one", key.value));
-                continue;
+                continue; // reported by `yaml::duplicate_keys`
             }
             out.0.push((key, value));
         }

@@ -70,6 +70,9 @@ const FIELDS: [&str; 8] = ["event_id", "source", "category", "occurred_at", "sub
 pub fn parse(text: &str, agreement: &Agreement) -> Result<Vec<Case>, Vec<Diagnostic>> {
     let root = yaml::parse(text).map_err(|e| vec![Diagnostic::error(e.span, e.message)])?;
     let mut r = Reader { diags: Diagnostics::default(), agreement };
+    yaml::duplicate_keys(&root, |key, first, again| {
+        r.diags.error(again, format!("`{key}` is given twice in one mapping (first on line {}); keep one: YAML tools disagree on which counts", first.line));
+    });
     let mut cases = Vec::new();
     match &root.kind {
         NodeKind::Seq(items) => {

@@ -55,19 +55,26 @@ pub fn explain_with(engine: &Engine, input: &[u8], suppressions: &Suppressions) 
     let _ = writeln!(w, "2. In force: yes, {} is within {window}.", at.to_rfc3339());
 
     // 3 and 4.
+    // Classified through the taxonomy's terms too (SPEC 2.1): `Mood` is emotion.
+    let label = trace.class.map(|(c, _)| a.taxonomy.name(c).to_string()).unwrap_or_default();
+    let reads_as = if label.is_empty() || crate::agreement::names::normalise(&label) == crate::agreement::names::normalise(&event.category) {
+        String::new()
+    } else {
+        format!(" (it reads as `{label}`)")
+    };
     if let Some((_, Class::Prohibited)) = trace.class {
-        let why = crate::agreement::taxonomy::legal_basis(&event.category).unwrap_or("the agreement prohibits it");
-        let _ = writeln!(w, "3. Prohibited category: yes, `{}` is prohibited ({why}).", event.category);
+        let why = crate::agreement::taxonomy::legal_basis(&label).unwrap_or("the agreement prohibits it");
+        let _ = writeln!(w, "3. Prohibited category: yes, `{}`{reads_as} is prohibited ({why}).", event.category);
         return dropped(s, DropReason::ProhibitedCategory, "this kind of data may never be collected");
     }
     let _ = writeln!(w, "3. Prohibited category: no.");
     match trace.allowed {
         Some(0) => {
-            let _ = writeln!(w, "4. Special category: `{}` is special (GDPR art. 9) and no `special_allowed` entry covers it.", event.category);
+            let _ = writeln!(w, "4. Special category: `{}`{reads_as} is special (GDPR art. 9) and no `special_allowed` entry covers it.", event.category);
             return dropped(s, DropReason::SpecialCategory, "health and biometric data need an explicit exception");
         }
         Some(allowed) => {
-            let _ = writeln!(w, "4. Special category: `{}` is special (GDPR art. 9); its exception allows only: {}.", event.category, purpose_names(a, allowed));
+            let _ = writeln!(w, "4. Special category: `{}`{reads_as} is special (GDPR art. 9); its exception allows only: {}.", event.category, purpose_names(a, allowed));
         }
         None => {
             let _ = writeln!(w, "4. Special category: no.");
@@ -230,10 +237,11 @@ fn purpose_names(a: &Agreement, set: u64) -> String {
 
 fn mismatch(rule: &Rule, source: &str, category: &str) -> String {
     let list = |l: &Option<Vec<String>>| l.as_ref().map(|l| l.join(", ")).unwrap_or_default();
-    if !rule.sources.as_ref().is_none_or(|l| l.iter().any(|x| x == source)) {
+    let n = crate::agreement::names::normalise;
+    if !rule.sources.as_ref().is_none_or(|l| l.iter().any(|x| n(x) == n(source))) {
         format!("source `{source}` is not one of [{}]", list(&rule.sources))
     } else {
-        format!("category `{category}` is not one of [{}] (compared exactly)", list(&rule.categories))
+        format!("category `{category}` is not one of [{}] (names compare ignoring case, accents and look-alike letters)", list(&rule.categories))
     }
 }
 

@@ -147,12 +147,13 @@ pub fn count_reload(loaded: bool) {
 }
 
 /// What `/readyz` answers: an agreement in force and, in Kafka mode, a consumer with
-/// partitions assigned.
+/// partitions assigned, and no cause that stops consumption (`run::kafka::stall`).
 #[derive(Debug, Default)]
 pub struct Health {
     agreement: AtomicBool,
     needs_kafka: AtomicBool,
     kafka: AtomicBool,
+    stalled: std::sync::Mutex<Option<&'static str>>,
 }
 
 impl Health {
@@ -170,9 +171,17 @@ impl Health {
         self.kafka.store(assigned, Ordering::Relaxed);
     }
 
+    /// A cause that stops consumption, or None when it cleared.
+    pub fn set_stalled(&self, cause: Option<&'static str>) {
+        *self.stalled.lock().unwrap_or_else(|e| e.into_inner()) = cause;
+    }
+
     pub fn ready(&self) -> Result<(), &'static str> {
         if !self.agreement.load(Ordering::Relaxed) {
             return Err("no agreement in force");
+        }
+        if let Some(cause) = *self.stalled.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(cause);
         }
         if self.needs_kafka.load(Ordering::Relaxed) && !self.kafka.load(Ordering::Relaxed) {
             return Err("not connected to Kafka with partitions assigned");

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::agreement::PurposeId;
 use crate::engine::{DropReason, Dropped, Engine, Outputs, Verdict};
-use crate::event::{proto, Format, Malformed};
+use crate::event::{avro, proto, wire, Format, Malformed};
 use crate::report::tally::Tally;
 use crate::run::reload::Engines;
 
@@ -74,7 +74,15 @@ pub struct Enforcer {
     finished: Vec<Batch>,
     /// The suppressions in force (SPEC 2.7), read once per record.
     suppressions: crate::run::suppressions::Live,
+    /// Inputs in the Confluent wire format: the header is checked and skipped.
+    input_framed: bool,
+    /// Outputs in the Confluent wire format, with this schema id.
+    output_schema_id: Option<u32>,
 }
+
+/// EnforcedEvent's place in schemas/accord/v1/event.proto (the third message): its
+/// message-index list in the Confluent wire format.
+const ENFORCED_EVENT_INDEX: [i64; 1] = [2];
 
 impl Enforcer {
     pub fn new(engines: Arc<dyn Engines + Send + Sync>, input: Format, output: Encoding) -> Enforcer {
@@ -92,12 +100,21 @@ impl Enforcer {
             busy: Duration::ZERO,
             finished: Vec::new(),
             suppressions: crate::run::suppressions::none(),
+            input_framed: false,
+            output_schema_id: None,
         }
     }
 
     /// Enforces under the suppressions this cell holds from now on.
     pub fn set_suppressions(&mut self, live: crate::run::suppressions::Live) {
         self.suppressions = live;
+    }
+
+    /// Framing (SPEC 4): inputs in the Confluent Schema Registry wire format (a record
+    /// without its header is malformed), and outputs in it carrying `output_schema_id`.
+    pub fn set_framing(&mut self, input: wire::Framing, output_schema_id: Option<u32>) {
+        self.input_framed = input == wire::Framing::Confluent;
+        self.output_schema_id = output_schema_id;
     }
 
     /// The engine that decided the record last enforced (or that decides the next).
@@ -123,6 +140,17 @@ impl Enforcer {
     /// Enforces one record (after [`Enforcer::refresh`]).
     pub fn enforce(&mut self, record: &[u8]) -> Outcome {
         let started = Instant::now();
+        let record = if self.input_framed {
+            match wire::unframe(record, self.input) {
+                Ok((_, message)) => message,
+                Err(why) => {
+                    self.busy += started.elapsed();
+                    return self.malformed(why);
+                }
+            }
+        } else {
+            record
+        };
         let suppressions = self.suppressions.load();
         let mut verdict = self.engine.process_with(record, self.input, &suppressions, &mut self.outputs);
         if let Verdict::Forwarded(_) = verdict {
@@ -150,14 +178,21 @@ impl Enforcer {
     }
 
     fn encode(&mut self) -> Result<(), Malformed> {
-        if self.output.format == Format::Json {
+        if self.output.format == Format::Json && self.output_schema_id.is_none() {
             return Ok(());
         }
         self.encoded.clear();
         self.ranges.clear();
         for (_, json) in self.outputs.iter() {
             let start = self.encoded.len();
-            proto::from_output_json(json, self.output.length_delimited, &mut self.encoded).map_err(|_| Malformed::NotProtobuf)?;
+            if let Some(id) = self.output_schema_id {
+                wire::write_header(id, self.output.format, &ENFORCED_EVENT_INDEX, &mut self.encoded);
+            }
+            match self.output.format {
+                Format::Json => self.encoded.extend_from_slice(json),
+                Format::Proto => proto::from_output_json(json, self.output.length_delimited, &mut self.encoded).map_err(|_| Malformed::NotProtobuf)?,
+                Format::Avro => avro::from_output_json(json, self.output.length_delimited, &mut self.encoded)?,
+            }
             self.ranges.push(start..self.encoded.len());
         }
         Ok(())
@@ -166,9 +201,9 @@ impl Enforcer {
     /// The `i`th output of the record last enforced.
     pub fn output(&self, i: usize) -> Shipment<'_> {
         let o = &self.outputs.items[i];
-        let payload = match self.output.format {
-            Format::Json => self.outputs.payload(o),
-            Format::Proto => &self.encoded[self.ranges[i].clone()],
+        let payload = match (self.output.format, self.output_schema_id) {
+            (Format::Json, None) => self.outputs.payload(o),
+            _ => &self.encoded[self.ranges[i].clone()],
         };
         Shipment { purpose: o.purpose, key: self.outputs.key(o), payload }
     }

@@ -37,6 +37,7 @@ impl Sink {
         let ext = match format {
             Format::Json => "jsonl",
             Format::Proto => "pb",
+            Format::Avro => "avro.bin",
         };
         let mut files: Vec<(String, BufWriter<File>)> = Vec::new();
         for p in &engine.agreement().purposes {
@@ -182,7 +183,7 @@ pub fn run_with(
         }
         let read = match in_format {
             Format::Json => read_line(&mut input.reader, &mut record)?,
-            Format::Proto => read_delimited(&mut input.reader, &mut record)?,
+            Format::Proto | Format::Avro => read_delimited(&mut input.reader, &mut record)?,
         };
         if let Read::End = read {
             break;

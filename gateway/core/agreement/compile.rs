@@ -4,7 +4,7 @@
 //! none of them is an error. Warnings (a rule that can never match, a purpose no rule
 //! uses) are returned beside the compiled agreement.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Timelike, Utc};
 
@@ -71,6 +71,10 @@ impl Compiler<'_> {
             return None;
         }
         let id = match &h.id {
+            Some(id) if id.value.as_bytes() == crate::pseudonym::SUPPRESSION_DOMAIN => {
+                self.diags.error(id.span, "the agreement id `accord-suppression` is reserved: it is the domain of suppression entries, and a shared pseudonym domain of that name would link workers' data to their objections; choose another id");
+                None
+            }
             Some(id) if is_name(&id.value, 64, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') => Some(id.value.clone()),
             Some(id) => {
                 self.diags.error(id.span, format!("agreement id `{}` must be 1 to 64 lowercase letters, digits or `-`", id.value));
@@ -121,14 +125,19 @@ impl Compiler<'_> {
             self.diags.error(span, format!("the `purposes:` section is missing: add it {place}, with at least one purpose, its `description` and the `topic` its events go to"));
         }
         let mut out: Vec<Purpose> = Vec::new();
-        let mut topics: Vec<&Text> = Vec::new();
+        // Linear in the file (SPEC 2.3): names and topics seen, by value.
+        let mut names: HashSet<&str> = HashSet::new();
+        let mut topics: HashMap<&str, &Text> = HashMap::new();
         for p in &self.doc.purposes {
             let name = &p.name;
             if !is_name(&name.value, 64, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
                 self.diags.error(name.span, format!("purpose name `{}` must be 1 to 64 lowercase letters, digits, `_` or `-`", name.value));
             }
-            if out.iter().any(|o| o.name == name.value) {
+            if !names.insert(name.value.as_str()) {
                 self.diags.error(name.span, format!("purpose `{}` is defined twice", name.value));
+            }
+            if name.value.as_bytes() == crate::pseudonym::SUPPRESSION_DOMAIN {
+                self.diags.error(name.span, "the purpose name `accord-suppression` is reserved: it is the domain of suppression entries, and its pseudonyms would link workers' data to their objections; choose another name");
             }
             let topic = match &p.topic {
                 Some(t) if !crate::valid::topic(&t.value) => {
@@ -140,10 +149,11 @@ impl Compiler<'_> {
                     String::new()
                 }
                 Some(t) => {
-                    if let Some(first) = topics.iter().find(|o| o.value == t.value) {
+                    if let Some(first) = topics.get(t.value.as_str()) {
                         self.diags.error(t.span, format!("topic `{}` is already used by another purpose (line {}); each purpose needs its own topic", t.value, first.span.line));
+                    } else {
+                        topics.insert(t.value.as_str(), t);
                     }
-                    topics.push(t);
                     t.value.clone()
                 }
                 None => {
@@ -340,19 +350,54 @@ impl Compiler<'_> {
 
     fn rules(&mut self, purposes: &[Purpose], schedules: &[Schedule], t: &Taxonomy, special: &[SpecialAllowance]) -> Vec<(Rule, Span)> {
         let mut out: Vec<(Rule, Span)> = Vec::new();
-        let mut names: Vec<&Text> = Vec::new();
+        // Linear in the file (SPEC 2.3): rule names by value, and earlier rules by each
+        // (source, category) pair they list (`None`: all), so that only rules sharing
+        // a pair with a later one are compared with it.
+        let mut names: HashMap<&str, &Text> = HashMap::new();
+        let mut by_pair: HashMap<(Option<String>, Option<String>), Vec<usize>> = HashMap::new();
         for doc in &self.doc.rules {
             let name = doc.name.as_ref().map(|n| n.value.clone()).unwrap_or_default();
             if let Some(n) = &doc.name {
-                if let Some(first) = names.iter().find(|o| o.value == n.value) {
+                if let Some(first) = names.get(n.value.as_str()) {
                     self.diags.error(n.span, format!("rule name `{}` is already used on line {}; rule names must be unique", n.value, first.span.line));
+                } else {
+                    names.insert(n.value.as_str(), n);
                 }
-                names.push(n);
             }
             let rule = self.rule(doc, name, purposes, schedules, t, special);
             // A rule that can never match because an earlier one always wins.
-            if let Some((earlier, _)) = out.iter().find(|(e, _)| covers(&e.sources, &rule.sources) && covers(&e.categories, &rule.categories)) {
+            let first = |l: &Option<Vec<String>>| l.as_ref().and_then(|l| l.first()).map(|x| super::names::normalise(x));
+            let (s0, c0) = (first(&rule.sources), first(&rule.categories));
+            let mut keys = vec![(None, None), (None, c0.clone())];
+            if s0.is_some() {
+                keys.push((s0.clone(), None));
+                keys.push((s0, c0));
+            }
+            let earlier = keys
+                .iter()
+                .filter_map(|k| by_pair.get(k))
+                .flatten()
+                .copied()
+                .filter(|&i| covers(&out[i].0.sources, &rule.sources) && covers(&out[i].0.categories, &rule.categories))
+                .min();
+            if let Some(i) = earlier {
+                let earlier = &out[i].0;
                 self.diags.warning(doc.span, format!("rule `{}` can never match: the earlier rule `{}` (line {}) matches every event it would", rule.name, earlier.name, earlier.line));
+            }
+            let all = |l: &Option<Vec<String>>| -> Vec<Option<String>> {
+                match l {
+                    None => vec![None],
+                    Some(l) => l.iter().map(|x| Some(super::names::normalise(x))).collect(),
+                }
+            };
+            for source in all(&rule.sources) {
+                for category in all(&rule.categories) {
+                    let list = by_pair.entry((source.clone(), category)).or_default();
+                    // Only the first rule with a pair can be the first to cover.
+                    if list.len() < 8 {
+                        list.push(out.len());
+                    }
+                }
             }
             out.push((rule, doc.span));
         }
@@ -393,11 +438,13 @@ impl Compiler<'_> {
 
         // The categories the rule matches.
         for c in doc.match_category.iter().flatten() {
-            let Some(id) = t.category(&c.value) else { continue };
+            // Classified through the taxonomy's terms too (`heart_rate_avg` is health).
+            let Some(id) = t.classify_category(&c.value) else { continue };
             match t.class(id) {
                 Class::Prohibited => {
-                    let why = super::taxonomy::legal_basis(&c.value).map(|w| format!(" ({w})")).unwrap_or_default();
-                    self.diags.error(c.span, format!("rule `{name}` matches `{}`, a prohibited category{why}; remove it", c.value));
+                    let why = super::taxonomy::legal_basis(t.name(id)).map(|w| format!(" ({w})")).unwrap_or_default();
+                    let what = if super::names::normalise(&c.value) == super::names::normalise(t.name(id)) { "a prohibited category".to_string() } else { format!("which is `{}` data, a prohibited category", t.name(id)) };
+                    self.diags.error(c.span, format!("rule `{name}` matches `{}`, {what}{why}; remove it", c.value));
                 }
                 Class::Special if covered(id, purpose_set) == 0 => {
                     self.diags.error(c.span, format!("rule `{name}` matches `{}`, a special category (GDPR art. 9), but no `special_allowed` entry covers any of its purposes", c.value));
@@ -421,7 +468,7 @@ impl Compiler<'_> {
             occurred_at: None,
             attributes: Selector::default(),
         };
-        let mut seen: Vec<(String, &'static str, Span)> = Vec::new();
+        let mut seen: Vec<(String, &'static str, FieldOp)> = Vec::new();
         let mut entries: Vec<(&Text, FieldOp)> = Vec::new();
         for p in &doc.keep {
             entries.push((p, FieldOp::Keep));
@@ -434,30 +481,49 @@ impl Compiler<'_> {
                 entries.push((&g.path, op));
             }
         }
+        let kept: Vec<&Text> = entries.iter().filter(|(p, op)| *op == FieldOp::Keep && p.value.starts_with("attributes.")).map(|(p, _)| *p).collect();
         for (path, op) in entries {
             let verb = match op {
                 FieldOp::Keep => "keep",
                 FieldOp::Pseudonymise => "pseudonymise",
                 _ => "generalise",
             };
-            if let Some((_, other, _)) = seen.iter().find(|(p, _, _)| *p == path.value) {
-                if *other == verb {
+            let normal = super::names::normalise(&path.value);
+            if let Some((_, other, first)) = seen.iter().find(|(p, _, _)| *p == normal) {
+                if *other == verb && *first != op {
+                    self.diags.error(path.span, format!("`{}` is listed twice under `{verb}`, two different ways; a field is treated one way", path.value));
+                } else if *other == verb {
                     self.diags.warning(path.span, format!("`{}` is listed twice under `{verb}`", path.value));
                 } else {
                     self.diags.error(path.span, format!("`{}` is listed under both `{other}` and `{verb}`; a field is treated one way", path.value));
                 }
                 continue;
             }
-            seen.push((path.value.clone(), verb, path.span));
+            seen.push((normal, verb, op));
             self.field(&mut rule, path, op, t, purposes, purpose_set, &covered);
         }
-        rule.attributes.resolve(&|name| match t.field(name) {
-            None => PurposeSet::MAX,
-            Some(c) => match t.class(c) {
-                Class::Prohibited => 0,
-                Class::Special => covered(c, PurposeSet::MAX),
-                Class::Ordinary => PurposeSet::MAX,
-            },
+        // What a member named exactly as written may reach: every category its words
+        // reveal counts (the engine's `names::field_allowed`, worked out once here).
+        // A kept path with listed paths below it is an object or an array kept whole:
+        // whatever a sensor adds to it later leaves with it (SPEC 2.3, a warning).
+        for path in kept {
+            let segments: Vec<&str> = path.value["attributes.".len()..].split('.').collect();
+            let node = segments.iter().try_fold(&rule.attributes, |sel, seg| sel.child(seg));
+            if node.is_some_and(|n| !n.children.is_empty()) {
+                self.diags.warning(
+                    path.span,
+                    format!("rule `{}` keeps `{}` whole: every member a sensor adds to it later leaves with it; list the members it needs instead", rule.name, path.value),
+                );
+            }
+        }
+        rule.attributes.resolve(&|name| {
+            let mut allowed = PurposeSet::MAX;
+            t.field_classes(name, |c| match t.class(c) {
+                Class::Prohibited => allowed = 0,
+                Class::Special => allowed &= covered(c, PurposeSet::MAX),
+                Class::Ordinary => {}
+            });
+            allowed
         });
         rule
     }
@@ -555,8 +621,9 @@ impl Compiler<'_> {
     }
 
     fn warn_unused_purposes(&mut self, purposes: &[Purpose], rules: &[(Rule, Span)]) {
+        let used: HashSet<PurposeId> = rules.iter().flat_map(|(r, _)| r.purposes.iter().copied()).collect();
         for (i, p) in self.doc.purposes.iter().enumerate() {
-            if i < purposes.len() && !rules.iter().any(|(r, _)| r.purposes.contains(&(i as PurposeId))) {
+            if i < purposes.len() && !used.contains(&(i as PurposeId)) {
                 self.diags.warning(p.name.span, format!("purpose `{}` is not used by any rule", p.name.value));
             }
         }
@@ -577,8 +644,8 @@ fn covers(earlier: &Option<Vec<String>>, later: &Option<Vec<String>>) -> bool {
         (None, _) => true,
         (Some(_), None) => false,
         (Some(e), Some(l)) => {
-            let e: HashSet<&String> = e.iter().collect();
-            l.iter().all(|x| e.contains(x))
+            let e: HashSet<String> = e.iter().map(|x| super::names::normalise(x)).collect();
+            l.iter().all(|x| e.contains(&super::names::normalise(x)))
         }
     }
 }
@@ -599,6 +666,18 @@ pub fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The suppression entries' HMAC domain is never a pseudonym domain (SPEC 2.7, 3).
+    #[test]
+    fn the_suppression_domain_is_reserved() {
+        let text = "agreement: { id: accord-suppression, version: 1, parties: [a, b] }\npurposes:\n  accord-suppression: { description: d, topic: t.x }\nrules:\n  - name: r\n    purposes: [accord-suppression]\n";
+        let problems = match crate::agreement::Agreement::parse(text.as_bytes()) {
+            Ok(_) => panic!("a reserved name was accepted"),
+            Err(d) => d,
+        };
+        let reserved: Vec<_> = problems.iter().filter(|d| d.is_error() && d.message.contains("`accord-suppression` is reserved")).map(|d| d.span.line).collect();
+        assert_eq!(reserved, [1, 3], "{problems:#?}");
+    }
 
     #[test]
     fn instants() {

@@ -100,8 +100,13 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Does the rule's `match` list this source and category? Names compare
+    /// normalised (SPEC 2.5). The engine keeps the normal forms; this is for the tools.
     pub fn matches(&self, source: &str, category: &str) -> bool {
-        let listed = |list: &Option<Vec<String>>, v: &str| list.as_ref().is_none_or(|l| l.iter().any(|x| x == v));
+        let listed = |list: &Option<Vec<String>>, v: &str| {
+            let v = super::names::normalise(v);
+            list.as_ref().is_none_or(|l| l.iter().any(|x| super::names::normalise(x) == v))
+        };
         listed(&self.sources, source) && listed(&self.categories, category)
     }
 
@@ -134,13 +139,17 @@ impl FieldOp {
     }
 }
 
-/// A tree of attribute paths: `attributes.a.b` is child `a`, grandchild `b`.
-/// An `op` on an inner node applies to the whole value below it, except where a
-/// child names its own.
+/// A tree of attribute paths: `attributes.a.b` is child `a`, grandchild `b`; where `a`
+/// is an array, `b` is the member of every object in it (SPEC 2.5). An `op` on an
+/// inner node applies to the whole value below it; a kept node's children apply
+/// their own ops inside it. Children are keyed by their normalised name.
 #[derive(Clone, Debug, Default)]
 pub struct Selector {
     pub op: Option<FieldOp>,
+    /// (normalised name, child).
     pub children: Vec<(String, Selector)>,
+    /// The name as the DPO wrote it (empty at the root).
+    pub written: String,
     /// The purposes this node's name may reach (the taxonomy, worked out once at
     /// compile time); `None` means look it up.
     pub allowed: Option<PurposeSet>,
@@ -153,24 +162,27 @@ impl Selector {
 
     /// Works out `allowed` for every node below this one.
     pub fn resolve(&mut self, allowed: &dyn Fn(&str) -> PurposeSet) {
-        for (name, child) in &mut self.children {
-            child.allowed = Some(allowed(name));
+        for (_, child) in &mut self.children {
+            child.allowed = Some(allowed(&child.written));
             child.resolve(allowed);
         }
     }
 
+    /// The child a member name selects (names compare normalised).
     pub fn child(&self, name: &str) -> Option<&Selector> {
-        self.children.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+        let name = super::names::normalise(name);
+        self.children.iter().find(|(n, _)| *n == name).map(|(_, s)| s)
     }
 
     pub fn insert(&mut self, path: &[&str], op: FieldOp) {
         match path.split_first() {
             None => self.op = Some(op),
             Some((head, rest)) => {
-                let idx = match self.children.iter().position(|(n, _)| n == head) {
+                let key = super::names::normalise(head);
+                let idx = match self.children.iter().position(|(n, _)| *n == key) {
                     Some(i) => i,
                     None => {
-                        self.children.push(((*head).to_string(), Selector::default()));
+                        self.children.push((key, Selector { written: (*head).to_string(), ..Selector::default() }));
                         self.children.len() - 1
                     }
                 };
@@ -190,7 +202,8 @@ impl Selector {
         if let Some(op) = self.op {
             out.push((prefix.to_string(), op));
         }
-        for (name, child) in &self.children {
+        for (_, child) in &self.children {
+            let name = &child.written;
             let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
             child.collect(&path, out);
         }

@@ -56,6 +56,8 @@ pub struct Instrument {
     /// The line the entry starts on, for `explain`.
     pub line: usize,
     pub source: String,
+    /// `source` in the normal form of SPEC 2.5, as events' sources are compared.
+    pub source_normal: String,
     /// Glob patterns on the raw `device_id`; empty: any device (and none).
     pub devices: Vec<String>,
     /// The validation report, as the DPO wrote it.
@@ -86,8 +88,9 @@ pub struct Bound {
 
 impl Instrument {
     /// Does this entry approve events of this source from this device?
+    /// `source` is the event's source in normal form (SPEC 2.5); devices compare raw.
     pub fn admits(&self, source: &str, device_id: Option<&str>) -> bool {
-        self.source == source
+        self.source_normal == source
             && (self.devices.is_empty() || device_id.is_some_and(|d| self.devices.iter().any(|g| glob(g, d))))
     }
 
@@ -307,11 +310,12 @@ pub(super) fn compile(doc: &Doc, diags: &mut Diagnostics) -> Option<Vec<Instrume
                     diags.error(q.path.span, format!("the quality bound on `{}` has `min` {a} above `max` {b}; no reading could meet it", q.path.value));
                 }
             }
-            quality.push(Bound { path: q.path.value.clone(), segments: segments.iter().map(|s| s.to_string()).collect(), min, max });
+            quality.push(Bound { path: q.path.value.clone(), segments: segments.iter().map(|s| crate::agreement::names::normalise(s)).collect(), min, max });
         }
         out.push(Instrument {
             name,
             line: d.span.line,
+            source_normal: crate::agreement::names::normalise(&source),
             source,
             devices: d.devices.iter().map(|g| g.value.clone()).collect(),
             reference,

@@ -13,6 +13,7 @@ pub mod compiled;
 pub mod diagnostic;
 pub mod instruments;
 pub mod model;
+pub mod names;
 pub mod taxonomy;
 pub mod yaml;
 
@@ -39,17 +40,29 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// The largest agreement file read (SPEC 2.3: a larger file is refused with a sentence).
+/// An agreement of 100,000 rules is about 15 MiB.
+pub const MAX_AGREEMENT_BYTES: usize = 64 << 20;
+
 impl Agreement {
     /// Reads, checks and compiles an agreement file.
     pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+        use std::io::Read as _;
         let display = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: display.clone(), source })?;
+        let read = |source| LoadError::Read { path: display.clone(), source };
+        // Never more than one byte past the limit: `parse` then refuses it.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path).and_then(|f| f.take(MAX_AGREEMENT_BYTES as u64 + 1).read_to_end(&mut bytes)).map_err(read)?;
         Agreement::parse(&bytes).map_err(|diagnostics| LoadError::Invalid { path: display, diagnostics })
     }
 
     /// Checks and compiles an agreement from its bytes; on failure, every diagnostic
     /// (errors and warnings) in file order.
     pub fn parse(bytes: &[u8]) -> Result<Loaded, Vec<Diagnostic>> {
+        if bytes.len() > MAX_AGREEMENT_BYTES {
+            let message = format!("the file is larger than {} MiB, too large to be an agreement; check that this is the agreement file", MAX_AGREEMENT_BYTES >> 20);
+            return Err(vec![Diagnostic::error(yaml::Span { line: 1, col: 1 }, message)]);
+        }
         let sha256 = hex::encode(Sha256::digest(bytes));
         let text = std::str::from_utf8(bytes).map_err(|e| {
             let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
@@ -57,6 +70,9 @@ impl Agreement {
         })?;
         let root = yaml::parse(text).map_err(|e| vec![Diagnostic::error(e.span, e.message)])?;
         let mut diags = diagnostic::Diagnostics::default();
+        yaml::duplicate_keys(&root, |key, first, again| {
+            diags.error(again, format!("`{key}` is given twice in one mapping (first on line {}); keep one: YAML tools disagree on which counts", first.line));
+        });
         let mut doc = model::read(&root, &mut diags);
         doc.sections = diagnostic::Sections::read(&root, text);
         let compiled = compile::compile(&doc, sha256, &mut diags);

@@ -391,9 +391,8 @@ pub fn known_keys<'n>(diags: &mut Diagnostics, entries: &'n [(Node, Node)], know
             continue;
         };
         match known.iter().find(|known| **known == name) {
-            Some(known) if seen.contains(known) => {
-                diags.error(k.span, format!("`{name}` is given twice {place}; keep one"));
-            }
+            // Reported once for every mapping by `yaml::duplicate_keys`.
+            Some(known) if seen.contains(known) => {}
             Some(known) => {
                 seen.push(known);
                 out.push((*known, v));

@@ -72,9 +72,10 @@ pub struct SyntaxError {
 
 /// Parses one YAML document. An empty file is a null scalar at 1:1.
 pub fn parse(source: &str) -> Result<Node, SyntaxError> {
-    let mut builder = Builder::default();
+    let mut builder = Builder { source: Some(source), ..Builder::default() };
     let mut parser = Parser::new_from_str(source);
-    parser.load(&mut builder, false).map_err(|e| SyntaxError {
+    // Every document is read, so that a second one is refused, never ignored.
+    parser.load(&mut builder, true).map_err(|e| SyntaxError {
         span: Span::from_marker(*e.marker()),
         message: format!("this is not valid YAML: {}", e.info()),
     })?;
@@ -88,7 +89,8 @@ pub fn parse(source: &str) -> Result<Node, SyntaxError> {
 }
 
 #[derive(Default)]
-struct Builder {
+struct Builder<'s> {
+    source: Option<&'s str>,
     stack: Vec<Open>,
     root: Option<Node>,
     error: Option<SyntaxError>,
@@ -99,7 +101,7 @@ enum Open {
     Map(Span, Vec<(Node, Node)>, Option<Node>),
 }
 
-impl Builder {
+impl Builder<'_> {
     fn refuse(&mut self, span: Span, what: &str) {
         if self.error.is_none() {
             self.error = Some(SyntaxError {
@@ -107,6 +109,17 @@ impl Builder {
                 message: format!("{what} are not allowed in an agreement; write the value out in full"),
             });
         }
+    }
+
+    /// Where the `&` of an anchor stands: the parser marks the node, which for a block
+    /// mapping or list starts on the line after its anchor.
+    fn anchor_span(&self, mark: Marker) -> Span {
+        let Some(source) = self.source else { return Span::from_marker(mark) };
+        let end = source.char_indices().nth(mark.index()).map_or(source.len(), |(i, _)| i);
+        let Some(amp) = source[..end].rfind('&') else { return Span::from_marker(mark) };
+        let line = source[..amp].bytes().filter(|b| *b == b'\n').count() + 1;
+        let col = source[..amp].rfind('\n').map_or(amp, |nl| amp - nl - 1) + 1;
+        Span { line, col }
     }
 
     fn push_node(&mut self, node: Node) {
@@ -125,13 +138,13 @@ impl Builder {
     }
 }
 
-impl MarkedEventReceiver for Builder {
+impl MarkedEventReceiver for Builder<'_> {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let span = Span::from_marker(mark);
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
                 if anchor != 0 {
-                    self.refuse(span, "anchors (&name)");
+                    self.refuse(self.anchor_span(mark), "anchors (&name)");
                 }
                 if tag.is_some() {
                     self.refuse(span, "tags (!name)");
@@ -141,7 +154,7 @@ impl MarkedEventReceiver for Builder {
             }
             Event::SequenceStart(anchor, tag) => {
                 if anchor != 0 {
-                    self.refuse(span, "anchors (&name)");
+                    self.refuse(self.anchor_span(mark), "anchors (&name)");
                 }
                 if tag.is_some() {
                     self.refuse(span, "tags (!name)");
@@ -150,7 +163,7 @@ impl MarkedEventReceiver for Builder {
             }
             Event::MappingStart(anchor, tag) => {
                 if anchor != 0 {
-                    self.refuse(span, "anchors (&name)");
+                    self.refuse(self.anchor_span(mark), "anchors (&name)");
                 }
                 if tag.is_some() {
                     self.refuse(span, "tags (!name)");
@@ -169,11 +182,36 @@ impl MarkedEventReceiver for Builder {
             }
             Event::Alias(_) => self.refuse(span, "aliases (*name)"),
             Event::DocumentStart => {
-                if self.root.is_some() && self.error.is_none() {
+                if self.root.is_some() && self.error.is_none() && self.stack.is_empty() {
                     self.error = Some(SyntaxError { span, message: "an agreement file holds one YAML document; remove the second `---`".into() });
                 }
             }
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
+        }
+    }
+}
+
+/// Calls `found(key, first, again)` for every key given twice in one mapping, anywhere
+/// in the tree (SPEC 2.3: an error, since YAML tools disagree on which one counts).
+/// Linear in the size of the tree; no recursion.
+pub fn duplicate_keys(root: &Node, mut found: impl FnMut(&str, Span, Span)) {
+    let mut todo = vec![root];
+    while let Some(node) = todo.pop() {
+        match &node.kind {
+            NodeKind::Scalar { .. } => {}
+            NodeKind::Seq(items) => todo.extend(items.iter()),
+            NodeKind::Map(entries) => {
+                let mut seen: std::collections::HashMap<&str, Span> = std::collections::HashMap::with_capacity(entries.len());
+                for (k, v) in entries {
+                    if let Some(text) = k.as_scalar() {
+                        if let Some(first) = seen.insert(text, k.span) {
+                            found(text, first, k.span);
+                            seen.insert(text, first);
+                        }
+                    }
+                    todo.push(v);
+                }
+            }
         }
     }
 }
@@ -202,5 +240,21 @@ mod tests {
         let err = parse("a: &x 1\nb: *x\n").unwrap_err();
         assert_eq!(err.span.line, 1);
         assert!(err.message.contains("anchors"));
+    }
+
+    /// Issue 10: an anchor at its own line, a second document refused, duplicate keys
+    /// found anywhere.
+    #[test]
+    fn issue_10_anchors_documents_and_duplicate_keys() {
+        let err = parse("a: 1\nb: &x\n  c: 2\n").unwrap_err();
+        assert_eq!((err.span.line, err.span.col), (2, 4), "{err:?}");
+        let err = parse("a: 1\n---\nb: 2\n").unwrap_err();
+        assert!(err.message.contains("one YAML document"), "{err:?}");
+        assert_eq!(err.span.line, 2);
+        let root = parse("a:\n  x: 1\n  y: [ {p: 1, p: 2} ]\n  x: 3\n").unwrap();
+        let mut found = Vec::new();
+        duplicate_keys(&root, |k, first, again| found.push((k.to_string(), first.line, again.line)));
+        found.sort();
+        assert_eq!(found, [("p".to_string(), 3, 3), ("x".to_string(), 2, 4)]);
     }
 }

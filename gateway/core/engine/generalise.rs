@@ -124,9 +124,117 @@ pub fn bucket_int(x: i64, width: i64) -> i64 {
     x.div_euclid(width) * width
 }
 
+/// A JSON number as written, as an exact decimal: `mantissa * 10^-scale`. `None` for
+/// what is not a number, or too long to hold exactly.
+pub fn decimal(text: &str) -> Option<(i128, u32)> {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text),
+    };
+    let (number, exp) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i32>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut m: i128 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        m = m.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+    }
+    let mut scale = frac.len() as i64 - i64::from(exp);
+    if scale < 0 {
+        m = m.checked_mul(10i128.checked_pow(u32::try_from(-scale).ok()?)?)?;
+        scale = 0;
+    }
+    let scale = u32::try_from(scale).ok().filter(|s| *s <= 38)?;
+    Some((if negative { -m } else { m }, scale))
+}
+
+/// Writes `mantissa * 10^-scale` as a JSON number; `fraction` keeps at least one
+/// fractional digit (`20.0`), as a number written with a fraction is.
+fn write_decimal(m: i128, scale: u32, fraction: bool, out: &mut Vec<u8>) {
+    let digits = m.unsigned_abs().to_string();
+    if m < 0 {
+        out.push(b'-');
+    }
+    let scale = scale as usize;
+    let (int, frac) = if digits.len() > scale {
+        (digits[..digits.len() - scale].to_string(), digits[digits.len() - scale..].to_string())
+    } else {
+        ("0".to_string(), format!("{}{digits}", "0".repeat(scale - digits.len())))
+    };
+    out.extend_from_slice(int.as_bytes());
+    let frac = frac.trim_end_matches('0');
+    if !frac.is_empty() {
+        out.push(b'.');
+        out.extend_from_slice(frac.as_bytes());
+    } else if fraction {
+        out.extend_from_slice(b".0");
+    }
+}
+
+/// SPEC 2.4's `bucket`: the number as written, down to a multiple of `width`, on the
+/// decimal values (`0.7` by `0.1` stays `0.7`). False, having written nothing, when
+/// the result cannot be held exactly: an integer outside 64 bits, a decimal outside
+/// 38 digits. It never wraps.
+pub fn bucket_text(text: &str, width: f64, out: &mut Vec<u8>) -> bool {
+    let mut w = ryu::Buffer::new();
+    let (Some((x, p)), Some((wm, q))) = (decimal(text), decimal(w.format_finite(width))) else { return false };
+    if wm <= 0 {
+        return false;
+    }
+    // The width's own trailing zeros (`5.0`) do not make the result a fraction.
+    let (mut wm, mut q) = (wm, q);
+    while q > 0 && wm % 10 == 0 {
+        wm /= 10;
+        q -= 1;
+    }
+    let scale = p.max(q);
+    let up = |m: i128, from: u32| 10i128.checked_pow(scale - from).and_then(|f| m.checked_mul(f));
+    let (Some(x), Some(wm)) = (up(x, p), up(wm, q)) else { return false };
+    let Some(r) = x.div_euclid(wm).checked_mul(wm) else { return false };
+    let integer = is_plain_integer(text);
+    if integer && scale == 0 {
+        let Ok(r) = i64::try_from(r) else { return false };
+        let mut b = itoa::Buffer::new();
+        out.extend_from_slice(b.format(r).as_bytes());
+        return true;
+    }
+    write_decimal(r, scale, true, out);
+    true
+}
+
+/// SPEC 2.4's `round` for any JSON number, exponents included: on the decimal value.
+pub fn round_any(text: &str, decimals: u32, out: &mut Vec<u8>) -> bool {
+    if round_text(text, decimals, out) {
+        return true;
+    }
+    let Some((m, scale)) = decimal(text) else { return false };
+    let mut plain = Vec::new();
+    write_decimal(m, scale, false, &mut plain);
+    round_text(std::str::from_utf8(&plain).unwrap_or("x"), decimals, out)
+}
+
+fn is_plain_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Seconds since the epoch down to a multiple of `step` seconds.
 pub fn truncate(secs: i64, step: i64) -> i64 {
     secs.div_euclid(step) * step
+}
+
+/// The first and last second of the years 0000 to 9999 (UTC), the only years an
+/// output time is written in (SPEC 2.4).
+pub const FIRST_SECOND: i64 = -62_167_219_200;
+pub const LAST_SECOND: i64 = 253_402_300_799;
+
+/// Can this second be written as RFC 3339 with a four-digit year?
+pub fn utc_fits(secs: i64) -> bool {
+    (FIRST_SECOND..=LAST_SECOND).contains(&secs)
 }
 
 /// Writes `"YYYY-MM-DDTHH:MM:SSZ"` (quoted) for seconds since the epoch.
@@ -187,6 +295,39 @@ mod tests {
         assert_eq!(bucket(2.37, 0.1), 2.3);
         assert_eq!(bucket_int(17, 5), 15);
         assert_eq!(bucket_int(-1, 5), -5);
+    }
+
+    fn bucketed(text: &str, width: f64) -> Option<String> {
+        let mut out = Vec::new();
+        bucket_text(text, width, &mut out).then(|| String::from_utf8(out).unwrap())
+    }
+
+    /// On the decimal value, never wrapping, tiny widths too (issue 10).
+    #[test]
+    fn issue_10_buckets_on_decimals_and_never_wrap() {
+        assert_eq!(bucketed("0.7", 0.1).as_deref(), Some("0.7"));
+        assert_eq!(bucketed("-3", 5.0).as_deref(), Some("-5"));
+        assert_eq!(bucketed("23.7", 5.0).as_deref(), Some("20.0"));
+        assert_eq!(bucketed("27", 10.0).as_deref(), Some("20"));
+        assert_eq!(bucketed("2.37", 0.1).as_deref(), Some("2.3"));
+        assert_eq!(bucketed("0.000000123456", 1e-9).as_deref(), Some("0.000000123"));
+        assert_eq!(bucketed("-0.0000000001", 1e-9).as_deref(), Some("-0.000000001"));
+        assert_eq!(bucketed("1.5e3", 100.0).as_deref(), Some("1500.0"));
+        assert_eq!(bucketed("9223372036854775807", 10.0).as_deref(), Some("9223372036854775800"));
+        // The lowest 64-bit integer has no lower multiple of 10 in 64 bits: removed.
+        assert_eq!(bucketed("-9223372036854775808", 10.0), None);
+        assert_eq!(bucketed("1e400", 5.0), None);
+        assert_eq!(bucketed("north", 5.0), None);
+    }
+
+    #[test]
+    fn issue_10_rounds_numbers_with_exponents_on_their_decimals() {
+        let mut out = Vec::new();
+        assert!(round_any("1.005e0", 2, &mut out));
+        assert_eq!(out, b"1.01");
+        out.clear();
+        assert!(round_any("-2.5E-1", 1, &mut out));
+        assert_eq!(out, b"-0.3");
     }
 
     #[test]

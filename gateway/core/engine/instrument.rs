@@ -24,7 +24,8 @@ impl Engine {
     pub(super) fn admit(&self, event: &Event<'_>) -> Result<Option<u16>, (DropReason, Option<u16>)> {
         let Some(list) = &self.agreement.instruments else { return Ok(None) };
         let device = event.device_id.as_deref();
-        let Some(i) = list.iter().position(|ins| ins.admits(&event.source, device)) else {
+        let found = super::names::with_normal_pair(&event.source, &event.category, |source, _| list.iter().position(|ins| ins.admits(source, device)));
+        let Some(i) = found else {
             return Err((DropReason::UnapprovedInstrument, None));
         };
         let (ins, index) = (&list[i], Some(i as u16));
@@ -41,6 +42,7 @@ impl Engine {
         let found = &mut flags[..ins.quality.len()];
         let mut ok = raw.get().starts_with('{');
         let walked = for_each_member(raw, |name, v| {
+            let name = normal(name);
             for (b, f) in ins.quality.iter().zip(found.iter_mut()) {
                 if ok && b.segments[0] == name {
                     ok = meets(v, &b.segments[1..], b, f)?;
@@ -81,7 +83,7 @@ fn meets(raw: &RawValue, path: &[String], bound: &Bound, found: &mut bool) -> Re
     let mut ok = true;
     match text.as_bytes().first() {
         Some(b'{') => for_each_member(raw, |name, v| {
-            if ok && name == head {
+            if ok && normal(name) == *head {
                 ok = meets(v, rest, bound, found)?;
             }
             Ok(())
@@ -95,6 +97,15 @@ fn meets(raw: &RawValue, path: &[String], bound: &Bound, found: &mut bool) -> Re
         _ => {}
     }
     Ok(ok)
+}
+
+/// A member name in the normal form of SPEC 2.5 (bounds are compiled in that form).
+fn normal(name: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = String::new();
+    if crate::agreement::names::ascii_normal_into(name, &mut out) && out == name {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    std::borrow::Cow::Owned(crate::agreement::names::normalise(name))
 }
 
 fn number(text: &str) -> Option<f64> {

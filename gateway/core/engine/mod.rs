@@ -10,6 +10,7 @@
 
 pub mod generalise;
 mod instrument;
+pub mod names;
 pub mod suppress;
 mod transform;
 
@@ -178,6 +179,9 @@ impl Outputs {
     }
 }
 
+/// A `match` list in normal form; `None` matches every name.
+type NormalList = Option<Vec<String>>;
+
 /// An agreement and a key, ready to enforce.
 #[derive(Debug)]
 pub struct Engine {
@@ -185,6 +189,8 @@ pub struct Engine {
     pseudonymiser: Arc<Pseudonymiser>,
     /// `,"accord":{...}}` for each (rule, purpose), written once here, copied per output.
     stamps: Vec<Box<[u8]>>,
+    /// Each rule's `match` lists (sources, categories) in normal form (SPEC 2.5).
+    matchers: Vec<(NormalList, NormalList)>,
 }
 
 impl Engine {
@@ -207,7 +213,9 @@ impl Engine {
                 stamps.push(bytes.into_boxed_slice());
             }
         }
-        Engine { agreement, pseudonymiser, stamps }
+        let normal = |l: &Option<Vec<String>>| l.as_ref().map(|l| l.iter().map(|x| crate::agreement::names::normalise(x)).collect());
+        let matchers = agreement.rules.iter().map(|r| (normal(&r.sources), normal(&r.categories))).collect();
+        Engine { agreement, pseudonymiser, stamps, matchers }
     }
 
     pub fn agreement(&self) -> &Arc<Agreement> {
@@ -229,9 +237,10 @@ impl Engine {
         out.clear();
         match format {
             Format::Json => self.process_json(input, suppressions, out),
-            Format::Proto => {
+            Format::Proto | Format::Avro => {
                 let mut json = std::mem::take(&mut out.proto_json);
-                let verdict = match proto::to_json(input, &mut json) {
+                let decoded = if format == Format::Proto { proto::to_json(input, &mut json) } else { crate::event::avro::to_json(input, &mut json) };
+                let verdict = match decoded {
                     Ok(()) => self.process_json(&json, suppressions, out),
                     Err(m) => Verdict::Dropped(malformed(m)),
                 };
@@ -242,9 +251,9 @@ impl Engine {
     }
 
     fn process_json(&self, input: &[u8], suppressions: &Suppressions, out: &mut Outputs) -> Verdict {
-        let event = match json::decode(input) {
+        let event = match self.decode_checked(input) {
             Ok(e) => e,
-            Err(m) => return Verdict::Dropped(malformed(m)),
+            Err(d) => return Verdict::Dropped(d),
         };
         let decision = match self.decide(&event).and_then(|d| self.suppress(&event, d, suppressions, out)) {
             Ok(d) => d,
@@ -271,7 +280,10 @@ impl Engine {
     /// explain`: the engine's own reasoning, never worked out again elsewhere).
     pub fn decide_traced(&self, event: &Event<'_>, mut trace: Option<&mut Trace>) -> Result<Decision, Dropped> {
         let a = &*self.agreement;
-        let category = a.taxonomy.category(&event.category);
+        names::begin(a);
+        // Classified through the taxonomy's terms too: `Mood` is emotion (SPEC 2.1).
+        let verdict = names::category(a, &event.category);
+        let category = verdict.label;
         let drop = |reason| Dropped { reason, category, malformed: None };
         let mut note = |f: &dyn Fn(&mut Trace)| {
             if let Some(t) = trace.as_deref_mut() {
@@ -289,18 +301,18 @@ impl Engine {
         // 3 and 4. Prohibited, or special without an exception?
         let mut allowed = PurposeSet::MAX;
         if let Some(c) = category {
-            note(&|t| t.class = Some((c, a.taxonomy.class(c))));
-            match a.taxonomy.class(c) {
-                Class::Prohibited => return Err(drop(DropReason::ProhibitedCategory)),
-                Class::Special => {
-                    allowed = a.special_purposes(c);
-                    note(&|t| t.allowed = Some(allowed));
-                    if allowed == 0 {
-                        return Err(drop(DropReason::SpecialCategory));
-                    }
+            note(&|t| t.class = Some((c, verdict.class)));
+        }
+        match verdict.class {
+            Class::Prohibited => return Err(drop(DropReason::ProhibitedCategory)),
+            Class::Special => {
+                allowed = verdict.allowed;
+                note(&|t| t.allowed = Some(allowed));
+                if allowed == 0 {
+                    return Err(drop(DropReason::SpecialCategory));
                 }
-                Class::Ordinary => {}
             }
+            Class::Ordinary => {}
         }
         // 4a and 4b. An approved instrument, of the agreed quality?
         let instrument = match self.admit(event) {
@@ -315,8 +327,12 @@ impl Engine {
                 return Err(drop(reason));
             }
         };
-        // 5. The first rule that lists the source and the category.
-        let Some(rule) = a.rules.iter().position(|r| r.matches(&event.source, &event.category)) else {
+        // 5. The first rule that lists the source and the category (compared normalised).
+        let rule = names::with_normal_pair(&event.source, &event.category, |source, category| {
+            let listed = |list: &Option<Vec<String>>, v: &str| list.as_ref().is_none_or(|l| l.iter().any(|x| x == v));
+            self.matchers.iter().position(|(s, c)| listed(s, source) && listed(c, category))
+        });
+        let Some(rule) = rule else {
             return Err(drop(DropReason::NoMatchingRule));
         };
         note(&|t| t.rule = Some(rule));
@@ -338,7 +354,20 @@ impl Engine {
 
     /// Decodes one JSON event (step 1), for callers that want the event itself.
     pub fn decode<'a>(&self, input: &'a [u8]) -> Result<Event<'a>, Dropped> {
-        json::decode(input).map_err(malformed)
+        self.decode_checked(input)
+    }
+
+    /// Step 1 with SPEC 2.5's rules on member names: none may hold a control or
+    /// invisible character, and no two members of one object may be equal once
+    /// normalised, at any depth of `attributes`.
+    fn decode_checked<'a>(&self, input: &'a [u8]) -> Result<Event<'a>, Dropped> {
+        let event = json::decode(input).map_err(malformed)?;
+        if let Some(attrs) = event.attributes {
+            let a = &*self.agreement;
+            names::begin(a);
+            crate::event::check_member_names(attrs.get(), |name| names::member_hash(a, name)).map_err(malformed)?;
+        }
+        Ok(event)
     }
 }
 

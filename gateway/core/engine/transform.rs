@@ -16,6 +16,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::generalise;
+use super::names;
 use super::{Decision, Engine, FieldCounts, Output, Outputs};
 use crate::agreement::taxonomy::Class;
 use crate::agreement::{FieldOp, PurposeId, Rule, Selector};
@@ -46,6 +47,7 @@ impl Engine {
     pub fn write_outputs(&self, event: &Event<'_>, decision: Decision, out: &mut Outputs, mut trace: Option<&mut Vec<FieldNote>>) -> Result<(), Malformed> {
         let rule = &self.agreement.rules[decision.rule];
         let at = event.occurred_at.with_timezone(&Utc);
+        names::begin(&self.agreement);
         for &purpose in &rule.purposes {
             if decision.purposes & (1 << purpose) == 0 {
                 continue;
@@ -86,7 +88,12 @@ impl Writer<'_> {
         buf.extend_from_slice(b",\"occurred_at\":");
         match rule.occurred_at {
             Some(step) => {
-                generalise::write_utc(generalise::truncate(self.at.timestamp(), step), buf);
+                let secs = generalise::truncate(self.at.timestamp(), step);
+                // Outside the years 0000 to 9999 the time cannot be written: malformed.
+                if !generalise::utc_fits(secs) {
+                    return Err(Malformed::BadTime);
+                }
+                generalise::write_utc(secs, buf);
                 self.note("", "occurred_at", Treatment::Generalised);
             }
             None => write_str(buf, &ev.occurred_at_text),
@@ -160,15 +167,16 @@ impl Writer<'_> {
         buf.push(b'"');
     }
 
-    /// May a member of this name reach this purpose? (SPEC 2.1 step 7.)
-    fn allowed(&self, name: &str) -> Result<(), &'static str> {
+    /// Why a member of this name may not reach this purpose (SPEC 2.1 step 7), for
+    /// `explain`; the hot path only counts.
+    fn why_not_allowed(&self, name: &str) -> &'static str {
+        if self.trace.is_none() {
+            return "";
+        }
         let t = &self.engine.agreement.taxonomy;
-        match t.field(name).map(|c| (c, t.class(c))) {
-            Some((_, Class::Prohibited)) => Err("prohibited category"),
-            Some((c, Class::Special)) if self.engine.agreement.special_purposes(c) & (1 << self.purpose) == 0 => {
-                Err("special category without an exception for this purpose")
-            }
-            _ => Ok(()),
+        match t.field(name).map(|c| t.class(c)) {
+            Some(Class::Prohibited) => "prohibited category",
+            _ => "special category without an exception for this purpose",
         }
     }
 
@@ -178,19 +186,17 @@ impl Writer<'_> {
         let start = buf.len();
         buf.push(b'{');
         let mut any = false;
+        let engine = self.engine;
+        let agreement = &*engine.agreement;
         for_each_member(raw, |name, value| {
-            let child = sel.child(name);
-            let op = child.and_then(|c| c.op).or(if keep_rest { Some(FieldOp::Keep) } else { None });
-            if child.is_none() && !keep_rest {
+            // Names compare normalised; the taxonomy classifies by words (SPEC 2.5).
+            let Some((allowed, child)) = names::member(agreement, name, sel, keep_rest) else {
                 self.note(path, name, Treatment::Removed("not listed"));
                 return Ok(());
-            }
-            // Listed names were looked up at compile time; others are looked up here.
-            let allowed = match child.and_then(|c| c.allowed) {
-                Some(set) if set & (1 << self.purpose) != 0 => Ok(()),
-                _ => self.allowed(name),
             };
-            if let Err(why) = allowed {
+            let op = child.and_then(|c| c.op).or(if keep_rest { Some(FieldOp::Keep) } else { None });
+            if allowed & (1 << self.purpose) == 0 {
+                let why = self.why_not_allowed(name);
                 self.note(path, name, Treatment::Removed(why));
                 return Ok(());
             }
@@ -201,33 +207,7 @@ impl Writer<'_> {
             write_str(buf, name);
             buf.push(b':');
             let sub = self.sub_path(path, name);
-            let is_object = value.get().starts_with('{');
-            let wrote = match (op, child) {
-                (Some(FieldOp::Keep), Some(c)) if !c.children.is_empty() && is_object => self.object(value, c, true, &sub, buf)?,
-                (Some(FieldOp::Keep), _) => {
-                    self.copy(value, &sub, buf)?;
-                    if child.is_some() {
-                        self.note(path, name, Treatment::Kept);
-                    }
-                    true
-                }
-                (Some(op), _) => {
-                    let ok = self.apply(op, value, buf);
-                    let treatment = match (ok, op) {
-                        (false, _) => Treatment::Removed("its value has a type the operation does not take"),
-                        (true, FieldOp::Pseudonymise) => Treatment::Pseudonymised,
-                        (true, _) => Treatment::Generalised,
-                    };
-                    self.note(path, name, treatment);
-                    ok
-                }
-                (None, Some(c)) if is_object => self.object(value, c, false, &sub, buf)?,
-                (None, _) => {
-                    self.note(path, name, Treatment::Removed("not an object, so the listed paths inside it are absent"));
-                    false
-                }
-            };
-            if wrote {
+            if self.value(value, child, op, path, name, &sub, buf)? {
                 any = true;
             } else {
                 buf.truncate(mark);
@@ -239,6 +219,88 @@ impl Writer<'_> {
             return Ok(false);
         }
         buf.push(b'}');
+        Ok(true)
+    }
+
+    /// One member's value under its selector (`child`) and operation; false, having
+    /// written nothing, if it is left out.
+    #[allow(clippy::too_many_arguments)]
+    fn value(&mut self, value: &RawValue, child: Option<&Selector>, op: Option<FieldOp>, path: &str, name: &str, sub: &str, buf: &mut Vec<u8>) -> Result<bool, Malformed> {
+        let first = value.get().as_bytes().first().copied();
+        let container = matches!(first, Some(b'{' | b'['));
+        // A kept value whose descendants the rule lists: they apply inside it.
+        let inner = child.filter(|c| !c.children.is_empty());
+        Ok(match (op, inner) {
+            (Some(FieldOp::Keep), Some(c)) if first == Some(b'{') => self.object(value, c, true, sub, buf)?,
+            (Some(FieldOp::Keep), Some(c)) if first == Some(b'[') => self.array(value, c, true, sub, buf)?,
+            (Some(FieldOp::Keep), _) => {
+                self.copy(value, sub, buf)?;
+                if child.is_some() {
+                    self.note(path, name, Treatment::Kept);
+                }
+                true
+            }
+            // A path that ends on an object or array names the value itself: no
+            // pseudonym or generalisation takes it (SPEC 2.5).
+            (Some(_), _) if container => {
+                self.note(path, name, Treatment::Removed("an object or array cannot be pseudonymised or generalised"));
+                false
+            }
+            (Some(op), _) => {
+                let ok = self.apply(op, value, buf);
+                let treatment = match (ok, op) {
+                    (false, _) => Treatment::Removed("its value has a type the operation does not take"),
+                    (true, FieldOp::Pseudonymise) => Treatment::Pseudonymised,
+                    (true, _) => Treatment::Generalised,
+                };
+                self.note(path, name, treatment);
+                ok
+            }
+            (None, Some(c)) if first == Some(b'{') => self.object(value, c, false, sub, buf)?,
+            (None, Some(c)) if first == Some(b'[') => self.array(value, c, false, sub, buf)?,
+            (None, _) => {
+                self.note(path, name, Treatment::Removed("not an object or array, so the listed paths inside it are absent"));
+                false
+            }
+        })
+    }
+
+    /// An array whose objects `sel`'s children name members of (arrays within arrays
+    /// too). Kept (`keep`): every element, with the listed operations applied inside.
+    /// Otherwise only elements in which something is named; false if none is.
+    fn array(&mut self, raw: &RawValue, sel: &Selector, keep: bool, path: &str, buf: &mut Vec<u8>) -> Result<bool, Malformed> {
+        let start = buf.len();
+        buf.push(b'[');
+        let mut n = 0usize;
+        for_each_element(raw, |item| {
+            let mark = buf.len();
+            if n > 0 {
+                buf.push(b',');
+            }
+            let wrote = match item.get().as_bytes().first() {
+                Some(b'{') => self.object(item, sel, keep, path, buf)?,
+                Some(b'[') => self.array(item, sel, keep, path, buf)?,
+                _ if keep => {
+                    buf.extend_from_slice(item.get().as_bytes());
+                    true
+                }
+                _ => {
+                    self.note(path, "[]", Treatment::Removed("an element in which no listed path is named"));
+                    false
+                }
+            };
+            if wrote {
+                n += 1;
+            } else {
+                buf.truncate(mark);
+            }
+            Ok(())
+        })?;
+        if n == 0 && !keep {
+            buf.truncate(start);
+            return Ok(false);
+        }
+        buf.push(b']');
         Ok(true)
     }
 
@@ -286,29 +348,30 @@ impl Writer<'_> {
                 }
             }
             FieldOp::Round(_) if is_integer => buf.extend_from_slice(text.as_bytes()),
+            // On the decimal value as written (SPEC 2.4); a number too long to hold
+            // exactly is removed, never rounded through a binary float.
             FieldOp::Round(decimals) => {
                 if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
                     return false;
                 }
-                if !generalise::round_text(text, decimals, buf) {
-                    let Some(x) = number(text) else { return false };
-                    write_f64(buf, generalise::round(x, decimals));
+                if !generalise::round_any(text, decimals, buf) {
+                    return false;
                 }
             }
             FieldOp::Bucket(width) => {
-                if is_integer && width.fract() == 0.0 {
-                    let (Ok(x), true) = (text.parse::<i64>(), width < 9.0e18) else { return false };
-                    let mut b = itoa::Buffer::new();
-                    buf.extend_from_slice(b.format(generalise::bucket_int(x, width as i64)).as_bytes());
-                } else {
-                    let Some(x) = number(text) else { return false };
-                    write_f64(buf, generalise::bucket(x, width));
+                if !generalise::bucket_text(text, width, buf) {
+                    return false;
                 }
             }
             FieldOp::Truncate(step) => {
                 let Ok(s) = unquote(raw) else { return false };
-                let Ok(at) = DateTime::parse_from_rfc3339(&s) else { return false };
-                generalise::write_utc(generalise::truncate(at.timestamp(), step), buf);
+                let Ok(at) = crate::event::parse_time(&s) else { return false };
+                let secs = generalise::truncate(at.timestamp(), step);
+                // Written with a four-digit year only (SPEC 2.4); else removed.
+                if !generalise::utc_fits(secs) {
+                    return false;
+                }
+                generalise::write_utc(secs, buf);
             }
             FieldOp::Keep => unreachable!("kept values are copied"),
         }
@@ -343,14 +406,6 @@ fn is_integer(text: &str) -> bool {
     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn number(text: &str) -> Option<f64> {
-    let first = *text.as_bytes().first()?;
-    if first == b'-' || first.is_ascii_digit() {
-        text.parse().ok()
-    } else {
-        None
-    }
-}
 
 /// A raw JSON string's contents, borrowed when it has no escapes.
 fn unquote(raw: &RawValue) -> Result<Cow<'_, str>, ()> {
@@ -376,17 +431,9 @@ pub(super) fn write_str(buf: &mut Vec<u8>, s: &str) {
     }
 }
 
-fn write_f64(buf: &mut Vec<u8>, x: f64) {
-    if x.is_finite() {
-        let mut b = ryu::Buffer::new();
-        buf.extend_from_slice(b.format_finite(x).as_bytes());
-    } else {
-        buf.extend_from_slice(b"null");
-    }
-}
 
 /// The selector of a kept value: no paths of its own, everything kept.
-static EVERYTHING: Selector = Selector { op: None, children: Vec::new(), allowed: None };
+static EVERYTHING: Selector = Selector { op: None, children: Vec::new(), written: String::new(), allowed: None };
 
 /// Calls `f` for each element of a raw JSON array, in order.
 pub(super) fn for_each_element<'a, F>(raw: &'a RawValue, mut f: F) -> Result<(), Malformed>

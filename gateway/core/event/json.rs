@@ -9,8 +9,10 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
+
+use crate::agreement::names;
 
 use super::{nesting_exceeds, parse_time, Event, Malformed, MAX_DEPTH, MAX_EVENT_BYTES};
 
@@ -19,6 +21,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Malformed> {
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(Malformed::TooLarge);
     }
+    // Invalid UTF-8 anywhere, in fields that would be removed too (SPEC 2.5): every
+    // value is read as a string or as raw JSON text, and serde_json checks both.
     let why = Cell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let fields = match de.deserialize_map(TopLevel { why: &why }).and_then(|f| de.end().map(|_| f)) {
@@ -82,6 +86,9 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
         let mut fields = Fields::default();
+        // Normal forms of the members outside the event format (SPEC 2.5: two names
+        // equal once normalised make the event malformed).
+        let mut extras: Vec<u64> = Vec::new();
         let why = self.why;
         let fail = |reason| {
             why.set(Some(reason));
@@ -115,8 +122,17 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                     }
                     continue;
                 }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
+                other => {
+                    if names::is_refused_name(other) {
+                        return Err(fail(Malformed::BadName));
+                    }
+                    let normal = names::normal_hash(other);
+                    if extras.contains(&normal) {
+                        return Err(fail(Malformed::DuplicateName));
+                    }
+                    extras.push(normal);
+                    // Raw text, not skipped: serde_json checks its UTF-8.
+                    map.next_value::<&'de RawValue>()?;
                     fields.extra += 1;
                     continue;
                 }
@@ -125,6 +141,22 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                 return Err(fail(Malformed::Duplicate(name)));
             }
             *slot = map.next_value_seed(TypedStr { field: name, why, nullable: false })?;
+        }
+        if !extras.is_empty() {
+            let present = [
+                ("event_id", fields.event_id.is_some()),
+                ("source", fields.source.is_some()),
+                ("subject_id", fields.subject_id.is_some()),
+                ("category", fields.category.is_some()),
+                ("occurred_at", fields.occurred_at.is_some()),
+                ("device_id", fields.device_id.is_some()),
+                ("attributes", fields.attributes.is_some()),
+            ];
+            static KNOWN: std::sync::OnceLock<[u64; 7]> = std::sync::OnceLock::new();
+            let known = KNOWN.get_or_init(|| ["event_id", "source", "subject_id", "category", "occurred_at", "device_id", "attributes"].map(names::normal_hash));
+            if present.iter().zip(known).any(|((_, there), hash)| *there && extras.contains(hash)) {
+                return Err(fail(Malformed::DuplicateName));
+            }
         }
         Ok(fields)
     }
@@ -273,6 +305,14 @@ mod tests {
         assert_eq!(decode(no_offset.as_bytes()).unwrap_err(), Malformed::BadTime);
         let dup = GOOD.replace("{\"event_id\":\"e1\",", "{\"event_id\":\"e1\",\"event_id\":\"e2\",");
         assert_eq!(decode(dup.as_bytes()).unwrap_err(), Malformed::Duplicate("event_id"));
+        let twice = GOOD.replace("\"firmware\"", "\"Subject_ID\"");
+        assert_eq!(decode(twice.as_bytes()).unwrap_err(), Malformed::DuplicateName);
+        let invisible = GOOD.replace("\"firmware\"", "\"firm\u{ad}ware\"");
+        assert_eq!(decode(invisible.as_bytes()).unwrap_err(), Malformed::BadName);
+        let mut bad_utf8 = GOOD.replace("\"1.2\"", "\"1.2 \"").into_bytes();
+        let at = bad_utf8.len() - 3;
+        bad_utf8[at] = 0xff;
+        assert_eq!(decode(&bad_utf8).unwrap_err(), Malformed::NotUtf8);
         let attrs = GOOD.replace("{\"zone\":\"dock\"}", "[1]");
         assert_eq!(decode(attrs.as_bytes()).unwrap_err(), Malformed::WrongType("attributes"));
     }

@@ -84,7 +84,12 @@ pub fn from_output_json(json: &[u8], delimited: bool, out: &mut Vec<u8>) -> Resu
 
 /// RFC 3339 in UTC, `Z`, with as many fractional digits as needed.
 fn timestamp_text(t: &prost_types::Timestamp) -> Option<String> {
-    let nanos = u32::try_from(t.nanos).ok()?;
+    // google.protobuf.Timestamp: nanos in [0, 1e9), seconds within the years 0001 to
+    // 9999; SPEC 2.5 allows the year 0000 too, and nothing outside it.
+    let nanos = u32::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000)?;
+    if !crate::engine::generalise::utc_fits(t.seconds) {
+        return None;
+    }
     let at = chrono::DateTime::from_timestamp(t.seconds, nanos)?;
     Some(at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
@@ -165,5 +170,23 @@ mod tests {
         assert_eq!(to_json(&[0xff, 0xff, 0xff], &mut out), Err(Malformed::NotProtobuf));
         let ev = SensorEvent { event_id: "e".into(), source: "s".into(), subject_id: "x".into(), category: "c".into(), ..Default::default() };
         assert_eq!(to_json(&ev.encode_to_vec(), &mut out), Err(Malformed::Missing("occurred_at")));
+    }
+
+    /// Timestamps out of range are malformed (issue 10).
+    #[test]
+    fn issue_10_timestamps_are_range_checked() {
+        let mut out = Vec::new();
+        let at = |seconds, nanos| SensorEvent {
+            event_id: "e".into(),
+            source: "s".into(),
+            subject_id: "x".into(),
+            category: "c".into(),
+            occurred_at: Some(prost_types::Timestamp { seconds, nanos }),
+            ..Default::default()
+        };
+        for (seconds, nanos) in [(0, 1_000_000_000), (0, 1_999_999_999), (0, -1), (253_402_300_800, 0), (-62_167_219_201, 0), (i64::MAX, 0)] {
+            assert_eq!(to_json(&at(seconds, nanos).encode_to_vec(), &mut out), Err(Malformed::BadTime), "{seconds} {nanos}");
+        }
+        assert!(to_json(&at(1_772_446_051, 999_999_999).encode_to_vec(), &mut out).is_ok());
     }
 }

@@ -23,10 +23,11 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::client::{poll, producer_config, subscribe, Throttle};
+use super::client::{producer_config, subscribe, Throttle};
 use super::offsets::Tp;
 use super::sink::{backoff, queue_full, send, send_owned, Held, Owned, Producer, Records, Report, Shared, SinkContext, Ticket};
 use super::source::{Source, SourceContext};
+use super::stall::Polled;
 use super::{Error, Pipeline, Summary};
 use crate::config::{Delivery, Kafka};
 
@@ -37,9 +38,11 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?;
     let mut context = SourceContext::new(shared.clone(), k.topics.clone(), k.limits.drain_timeout, None);
     context.health = p.health.clone();
+    context.stalls = super::stall::Stalls::new(p.health.clone());
     let consumer: Source = subscribe(k, context)?;
 
     let mut records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
+    records.set_framing(k.input_framing, k.output_schema_id);
     if let Some(live) = p.suppressions {
         records.set_suppressions(live);
     }
@@ -57,8 +60,13 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         count: 0,
         ticks: 0,
         throttle: Throttle::default(),
+        fatal: None,
     };
     work.consume(&consumer, &p.shutdown);
+    if let Some(e) = work.fatal.take() {
+        tracing::error!("the consumer failed fatally ({e}); exiting so that the gateway is restarted");
+        return Err(Error::Fatal(e));
+    }
     let started = Instant::now();
     let unacknowledged = work.drain(&consumer);
     work.batch();
@@ -86,6 +94,8 @@ struct Work<'a> {
     count: u64,
     ticks: u32,
     throttle: Throttle,
+    /// A fatal consumer error: the loop stops and the run fails.
+    fatal: Option<rdkafka::error::KafkaError>,
 }
 
 /// How often moved watermarks are stored (librdkafka commits them on its own interval).
@@ -108,9 +118,13 @@ impl Work<'_> {
                 self.pause(consumer, want);
             }
             let wait = Duration::from_millis(if self.paused { 10 } else { 100 });
-            match poll(consumer, wait, &self.throttle) {
-                Some(m) => self.handle(consumer.context(), &m),
-                None => self.ticks = 63, // Idle: look at the clock now.
+            match super::stall::poll(consumer, wait, &self.throttle) {
+                Polled::Record(m) => self.handle(consumer.context(), &m),
+                Polled::Fatal(e) => {
+                    self.fatal = Some(e);
+                    return;
+                }
+                Polled::Nothing => self.ticks = 63, // Idle: look at the clock now.
             }
             self.tick(consumer);
         }
@@ -193,6 +207,7 @@ impl Work<'_> {
         if self.ticks % 64 != 0 && !self.paused {
             return;
         }
+        consumer.context().stalls.probe(consumer, &self.k.topics);
         let now = Instant::now();
         if now.duration_since(self.last_store) >= STORE_EVERY {
             self.store(consumer);

@@ -25,7 +25,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::Producer as _;
 
-use super::client::{poll, producer_config, subscribe, Throttle};
+use super::client::{producer_config, subscribe, Throttle};
 use super::offsets::Tp;
 use super::sink::{queue_full, send, Producer, Records, Report, Shared, SinkContext, Ticket};
 use super::source::{Source, SourceContext};
@@ -54,9 +54,11 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let txns = Arc::new(Transactions::new(producer.clone(), shared.clone(), limits.drain_timeout, p.shutdown.clone()));
     let mut context = SourceContext::new(shared.clone(), k.topics.clone(), limits.drain_timeout, Some(txns.clone()));
     context.health = p.health.clone();
+    context.stalls = super::stall::Stalls::new(p.health.clone());
     let consumer: Source = subscribe(k, context)?;
 
     let mut records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
+    records.set_framing(k.input_framing, k.output_schema_id);
     if let Some(live) = p.suppressions {
         records.set_suppressions(live);
     }
@@ -78,7 +80,17 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
             report.hand_over(&mut records);
             last_report = Instant::now();
         }
-        let Some(m) = poll(&consumer, Duration::from_millis(50), &throttle) else { continue };
+        let m = match super::stall::poll(&consumer, Duration::from_millis(50), &throttle) {
+            super::stall::Polled::Record(m) => m,
+            super::stall::Polled::Fatal(e) => {
+                tracing::error!("the consumer failed fatally ({e}); exiting so that the gateway is restarted");
+                return Err(Error::Fatal(e));
+            }
+            super::stall::Polled::Nothing => {
+                consumer.context().stalls.probe(&consumer, &k.topics);
+                continue;
+            }
+        };
         count += 1;
         txns.begin().map_err(Error::Transaction)?;
         let (offset, payload) = (m.offset(), m.payload().unwrap_or_default());

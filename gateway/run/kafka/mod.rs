@@ -32,6 +32,7 @@ pub mod exactly_once;
 pub mod offsets;
 pub mod sink;
 pub mod source;
+pub mod stall;
 pub mod stats;
 pub mod txn;
 pub mod suppressions;
@@ -88,6 +89,8 @@ pub enum Error {
     QuarantineIsPurpose(String),
     #[error("the transactional producer failed and cannot go on (the process should be restarted)")]
     Transaction(#[source] KafkaError),
+    #[error("the Kafka consumer failed fatally and cannot go on (the process should be restarted)")]
+    Fatal(#[source] KafkaError),
 }
 
 /// What a run did, when it stopped.

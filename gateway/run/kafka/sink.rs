@@ -288,6 +288,11 @@ impl Records {
         records
     }
 
+    /// The Confluent wire format on the input and the output (SPEC 4).
+    pub fn set_framing(&mut self, input: crate::event::wire::Framing, output_schema_id: Option<u32>) {
+        self.enforcer.set_framing(input, output_schema_id);
+    }
+
     /// Topics and headers for the agreement in force.
     fn use_agreement(&mut self) {
         let a = self.enforcer.engine().agreement();

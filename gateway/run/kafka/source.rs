@@ -46,6 +46,9 @@ pub struct SourceContext {
     pub closing: AtomicBool,
     /// Told after each rebalance whether any partition is assigned (`/readyz`).
     pub health: Option<Arc<crate::report::admin::Health>>,
+    /// Causes that stop consumption (SPEC 4); the loop replaces it with one that
+    /// tells `/readyz`.
+    pub stalls: super::stall::Stalls,
     throttle: Throttle,
     /// Consumer lag per assigned input partition, from librdkafka's statistics and the
     /// done watermarks.
@@ -63,6 +66,7 @@ impl SourceContext {
             assignment_changed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             health: None,
+            stalls: super::stall::Stalls::new(None),
             throttle: Throttle::default(),
             stats,
         }

@@ -94,6 +94,7 @@ Everything the chart cannot render without, checked once, each with a sentence t
 says what to set.
 */}}
 {{- define "accord.validate" -}}
+{{- include "accord.kubeVersion" . }}
 {{- $k := .Values.config.kafka }}
 {{- if not $k.brokers }}
 {{- fail "config.kafka.brokers is required: the Kafka bootstrap brokers, e.g. [kafka-0.kafka:9092, kafka-1.kafka:9092]" }}
@@ -109,7 +110,7 @@ says what to set.
 {{- end }}
 {{- range $section := list "properties" "consumer" "producer" }}
 {{- range $name, $value := (index $k $section) }}
-{{- if and (regexMatch "(?i)(password|secret)" $name) (not (regexMatch "^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$" (toString $value))) }}
+{{- if and (include "accord.secretProperty" $name) (not (regexMatch "^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$" (toString $value))) }}
 {{- fail (printf "config.kafka.%s.%s holds a literal secret: write it as ${NAME} and hand NAME over from a Secret with `env` (values end up in the release history in clear text)" $section $name) }}
 {{- end }}
 {{- end }}
