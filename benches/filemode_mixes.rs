@@ -131,7 +131,8 @@ fn cache_table(mix: Mix, n: usize) {
     workload::write_mix(mix, n, &mut all).unwrap();
     let events: Vec<&[u8]> = all.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
     // Tables that always look (bar 0), and the default, which rests when it does not pay.
-    let sizes: [(&str, fn() -> Cache); 6] = [
+    type Size = (&'static str, fn() -> Cache);
+    let sizes: [Size; 6] = [
         ("none", Cache::disabled),
         ("4096 always", || Cache::with_bar(4096, 0)),
         ("16384 always", || Cache::with_bar(CACHE_SLOTS, 0)),
