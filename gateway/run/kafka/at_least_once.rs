@@ -36,16 +36,8 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let shared = Arc::new(Shared::new(Delivery::AtLeastOnce));
     let producer: Producer =
         producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?;
-    let mut context = SourceContext::new(shared.clone(), k.topics.clone(), k.limits.drain_timeout, None);
-    context.health = p.health.clone();
-    context.stalls = super::stall::Stalls::new(p.health.clone());
-    let consumer: Source = subscribe(k, context)?;
-
-    let mut records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
-    records.set_framing(k.input_framing, k.output_schema_id);
-    if let Some(live) = p.suppressions {
-        records.set_suppressions(live);
-    }
+    let consumer: Source = subscribe(k, SourceContext::for_pipeline(shared.clone(), k, None, p.health.clone()))?;
+    let records = Records::for_pipeline(k, p.engines, p.suppressions);
     let mut work = Work {
         k,
         producer,

@@ -52,16 +52,8 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         }
     }
     let txns = Arc::new(Transactions::new(producer.clone(), shared.clone(), limits.drain_timeout, p.shutdown.clone()));
-    let mut context = SourceContext::new(shared.clone(), k.topics.clone(), limits.drain_timeout, Some(txns.clone()));
-    context.health = p.health.clone();
-    context.stalls = super::stall::Stalls::new(p.health.clone());
-    let consumer: Source = subscribe(k, context)?;
-
-    let mut records = Records::new(p.engines, k.input_format, k.output_format, &k.quarantine_topic);
-    records.set_framing(k.input_framing, k.output_schema_id);
-    if let Some(live) = p.suppressions {
-        records.set_suppressions(live);
-    }
+    let consumer: Source = subscribe(k, SourceContext::for_pipeline(shared.clone(), k, Some(txns.clone()), p.health.clone()))?;
+    let mut records = Records::for_pipeline(k, p.engines, p.suppressions);
     let mut report = Report::new(p.on_batch);
     let throttle = Throttle::default();
     let mut count = 0u64;

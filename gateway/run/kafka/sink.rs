@@ -269,6 +269,16 @@ pub struct Records {
 
 impl Records {
     /// Enforces under the suppressions this cell holds (SPEC 2.7).
+    /// The records a pipeline makes: its agreement, formats, framing and suppressions.
+    pub fn for_pipeline(k: &crate::config::Kafka, engines: Arc<dyn Engines + Send + Sync>, suppressions: Option<crate::run::suppressions::Live>) -> Records {
+        let mut records = Records::new(engines, k.input_format, k.output_format, &k.quarantine_topic);
+        records.set_framing(k.input_framing, k.output_schema_id);
+        if let Some(live) = suppressions {
+            records.set_suppressions(live);
+        }
+        records
+    }
+
     pub fn set_suppressions(&mut self, live: crate::run::suppressions::Live) {
         self.enforcer.set_suppressions(live);
     }

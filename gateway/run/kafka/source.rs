@@ -72,6 +72,15 @@ impl SourceContext {
         }
     }
 
+    /// The context of a pipeline's consumer: its input topics, its drain timeout, the
+    /// open transaction (exactly-once) and `/readyz`, which assignments and stalls move.
+    pub fn for_pipeline(shared: Arc<Shared>, k: &crate::config::Kafka, txns: Option<Arc<Transactions>>, health: Option<Arc<crate::report::admin::Health>>) -> SourceContext {
+        let mut context = SourceContext::new(shared, k.topics.clone(), k.limits.drain_timeout, txns);
+        context.stalls = super::stall::Stalls::new(health.clone());
+        context.health = health;
+        context
+    }
+
     pub fn tp(&self, topic: &str, partition: i32) -> Option<Tp> {
         self.topics.iter().position(|t| t == topic).map(|i| Tp { topic: i as u16, partition })
     }
