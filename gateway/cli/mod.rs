@@ -66,7 +66,7 @@ enum Command {
     Diff(diff::Args),
     /// Write a self-contained page for workers explaining the agreement.
     Render(render::Args),
-    /// Make a signing key pair for one party of the agreement.
+    /// Make a signing key pair: for one party of the agreement, or (`--audit`) for the audit trail.
     Keygen(keygen::Args),
     /// Sign the agreement file as one party (a detached Ed25519 signature).
     Sign(sign::Args),
