@@ -364,6 +364,21 @@ mod tests {
         assert_eq!(purpose_title("payroll"), "Payroll");
     }
 
+    /// Issue 10: the page never promises a coarsening that a kept object can bypass; it
+    /// says what is kept whole, in both languages, and nothing else is said to be.
+    #[test]
+    fn issue_10_the_page_says_what_is_kept_whole() {
+        let text = "agreement: { id: t, version: 1, parties: [a, b] }\npurposes:\n  safety: { description: d, topic: t.s }\nrules:\n  - name: r\n    purposes: [safety]\n    pseudonymise: [subject_id, attributes.pos.owner]\n    keep: [attributes.pos, attributes.zone]\n    generalise:\n      attributes.pos.lat: { round: 3 }\n";
+        let a = crate::agreement::Agreement::parse(text.as_bytes()).unwrap_or_else(|d| panic!("{d:#?}")).agreement;
+        for (lang, words) in [(Lang::En, "kept whole"), (Lang::Nl, "helemaal doorgegeven")] {
+            let page = render(&a, lang);
+            assert_eq!(page.matches(words).count(), 1, "{lang:?}: only `pos` is kept whole");
+            let at = page.find(words).unwrap();
+            let item = &page[page[..at].rfind("<li>").unwrap()..at];
+            assert!(item.contains("<code>pos</code>") && !item.contains("zone"), "{item}");
+        }
+    }
+
     #[test]
     fn rounding_of_coordinates_is_shown_in_metres() {
         assert_eq!(form("attributes.lat", FieldOp::Round(3), Lang::En), "rounded to 3 decimals (about 100 m)");

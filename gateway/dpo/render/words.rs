@@ -150,12 +150,24 @@ pub(super) fn fields_html(r: &Rule, l: Lang) -> String {
         paths.push(("occurred_at".into(), FieldOp::Truncate(secs)));
     }
     paths.extend(r.attributes.paths());
+    let listed: Vec<String> = paths.iter().map(|(p, _)| p.clone()).collect();
     for (path, op) in paths {
         let name = match field_name(&path, l) {
             Some(n) => format!("{} <code>{}</code>", esc(n), esc(&path)),
             None => format!("<code>{}</code>", esc(&path)),
         };
-        let form = form(&path, op, l);
+        // A kept value with listed paths below it is an object or a list, kept whole: the
+        // page must not promise that only the listed parts leave (SPEC 2.5).
+        let whole = op == FieldOp::Keep && listed.iter().any(|other| other.len() > path.len() + 1 && other.starts_with(&path) && other.as_bytes()[path.len()] == b'.');
+        let form = if whole {
+            l.t(
+                "kept whole: everything in it leaves as the sensor sent it, also what the sensor adds later (the parts listed separately are treated as listed)",
+                "helemaal doorgegeven: alles wat erin staat gaat door zoals de sensor het stuurde, ook wat de sensor later toevoegt (de delen die apart genoemd zijn worden behandeld zoals genoemd)",
+            )
+            .to_string()
+        } else {
+            form(&path, op, l)
+        };
         items.push(if form.is_empty() { name } else { format!("{name} {}", esc(&form)) });
     }
     if r.occurred_at.is_none() {
