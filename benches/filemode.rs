@@ -19,7 +19,7 @@
 mod workload;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::BufWriter;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,19 +47,7 @@ fn main() {
         // 1. serde_json::Value parse and write-back (skipped with ACCORD_BENCH_ONLY=accord, for profiling).
         let only_accord = std::env::var("ACCORD_BENCH_ONLY").is_ok_and(|v| v == "accord");
         let start = Instant::now();
-        let mut reader = BufReader::with_capacity(1 << 16, File::open(&input).unwrap());
-        let mut out = BufWriter::with_capacity(1 << 16, File::create(dir.path().join("baseline.jsonl")).unwrap());
-        let mut line = Vec::new();
-        let mut parsed = 0u64;
-        while !only_accord && reader.read_until(b'\n', &mut line).unwrap() > 0 {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) {
-                serde_json::to_writer(&mut out, &v).unwrap();
-                out.write_all(b"\n").unwrap();
-                parsed += 1;
-            }
-            line.clear();
-        }
-        out.flush().unwrap();
+        let parsed = if only_accord { 0 } else { workload::json_round_trip(&input, &dir.path().join("baseline.jsonl")) };
         let base = start.elapsed().as_secs_f64();
 
         // 2. Accord file mode.

@@ -246,3 +246,23 @@ impl Site {
         }
     }
 }
+
+/// The reference both file-mode benches measure Accord against: every line parsed into a
+/// `serde_json::Value` and written back; returns how many lines parsed.
+pub fn json_round_trip(input: &Path, output: &Path) -> u64 {
+    use std::io::{BufRead, BufReader, BufWriter};
+    let mut reader = BufReader::with_capacity(1 << 16, std::fs::File::open(input).unwrap());
+    let mut out = BufWriter::with_capacity(1 << 16, std::fs::File::create(output).unwrap());
+    let mut line = Vec::new();
+    let mut parsed = 0u64;
+    while reader.read_until(b'\n', &mut line).unwrap() > 0 {
+        if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+            serde_json::to_writer(&mut out, &v).unwrap();
+            out.write_all(b"\n").unwrap();
+            parsed += 1;
+        }
+        line.clear();
+    }
+    out.flush().unwrap();
+    parsed
+}

@@ -94,3 +94,17 @@ pub fn chromium(html: &std::path::Path, png: &std::path::Path) -> String {
     let out = dom.arg("--dump-dom").arg(format!("file://{}", html.display())).stderr(std::process::Stdio::null()).output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Runs one JSON event through `engine`: the verdict and each output as (purpose, JSON).
+pub fn run(engine: &Engine, input: &[u8]) -> (accord::engine::Verdict, Vec<(String, serde_json::Value)>) {
+    let mut out = accord::engine::Outputs::default();
+    let verdict = engine.process(input, accord::event::Format::Json, &mut out);
+    let outputs = out
+        .iter()
+        .map(|(o, payload)| {
+            let purpose = engine.agreement().purposes[o.purpose as usize].name.clone();
+            (purpose, serde_json::from_slice(payload).expect("every output is JSON"))
+        })
+        .collect();
+    (verdict, outputs)
+}

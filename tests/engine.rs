@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::common::{demo_key, engine_for, example, example_engine, DEMO_KEY_ID};
+use crate::common::{demo_key, engine_for, example, example_engine, run, DEMO_KEY_ID};
 
 /// A small agreement that exercises every step.
 const FIXTURE: &str = r#"
@@ -70,19 +70,6 @@ fn event(source: &str, category: &str, at: &str, attributes: Value) -> Vec<u8> {
         "category": category, "occurred_at": at, "attributes": attributes,
     }))
     .unwrap()
-}
-
-fn run(engine: &Engine, input: &[u8]) -> (Verdict, Vec<(String, Value)>) {
-    let mut out = Outputs::default();
-    let verdict = engine.process(input, Format::Json, &mut out);
-    let outputs = out
-        .iter()
-        .map(|(o, payload)| {
-            let purpose = engine.agreement().purposes[o.purpose as usize].name.clone();
-            (purpose, serde_json::from_slice(payload).expect("every output is JSON"))
-        })
-        .collect();
-    (verdict, outputs)
 }
 
 fn reason(engine: &Engine, input: &[u8]) -> Option<DropReason> {

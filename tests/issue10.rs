@@ -5,12 +5,11 @@
 
 use accord::agreement::taxonomy::FIELDS;
 use accord::agreement::Agreement;
-use accord::engine::{DropReason, Engine, Outputs, Verdict};
-use accord::event::Format;
+use accord::engine::{DropReason, Engine, Verdict};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use crate::common::engine_for;
+use crate::common::{engine_for, run};
 
 const AGREEMENT: &str = r#"
 agreement: { id: issue-10, version: 1, parties: [Employer, Works council] }
@@ -41,16 +40,6 @@ fn event(category: &str, attributes: Value) -> Vec<u8> {
         "category": category, "occurred_at": AT, "attributes": attributes,
     }))
     .unwrap()
-}
-
-fn run(engine: &Engine, input: &[u8]) -> (Verdict, Vec<(String, Value)>) {
-    let mut out = Outputs::default();
-    let verdict = engine.process(input, Format::Json, &mut out);
-    let outputs = out
-        .iter()
-        .map(|(o, payload)| (engine.agreement().purposes[o.purpose as usize].name.clone(), serde_json::from_slice(payload).unwrap()))
-        .collect();
-    (verdict, outputs)
 }
 
 fn dropped(engine: &Engine, input: &[u8]) -> Option<DropReason> {

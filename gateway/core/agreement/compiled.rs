@@ -168,8 +168,13 @@ impl Selector {
         }
     }
 
-    /// The child a member name selects (names compare normalised).
+    /// The child a member name selects (names compare normalised). A name written as
+    /// a listed child is one (children are kept in normal form, a fixed point), so the
+    /// normal form is only computed, and allocated, for the other names.
     pub fn child(&self, name: &str) -> Option<&Selector> {
+        if let Some((_, s)) = self.children.iter().find(|(n, _)| n == name) {
+            return Some(s);
+        }
         let name = super::names::normalise(name);
         self.children.iter().find(|(n, _)| *n == name).map(|(_, s)| s)
     }

@@ -345,19 +345,37 @@ pub(super) fn mark_rules(instruments: &mut [Instrument], rules: &[super::compile
     }
 }
 
-/// Does a field (a leaf of the tree) name this path or one of its parents?
-fn within(fields: &Selector, path: &[&str]) -> bool {
+/// Where an attribute path leads in an instrument's `fields` tree.
+enum Reach {
+    /// A field on the path, or on one of its parents, sends all of it.
+    Covered,
+    /// The path is a branch of the tree: the fields below it send part of it.
+    Branch,
+    /// No field names it.
+    Off,
+}
+
+fn reach(fields: &Selector, path: &[&str]) -> Reach {
     let mut node = fields;
     for seg in path {
         if node.op.is_some() {
-            return true;
+            return Reach::Covered;
         }
         match node.child(seg) {
             Some(c) => node = c,
-            None => return false,
+            None => return Reach::Off,
         }
     }
-    node.op.is_some()
+    if node.op.is_some() {
+        Reach::Covered
+    } else {
+        Reach::Branch
+    }
+}
+
+/// Does a field (a leaf of the tree) name this path or one of its parents?
+fn within(fields: &Selector, path: &[&str]) -> bool {
+    matches!(reach(fields, path), Reach::Covered)
 }
 
 /// A path as written in `fields` or `quality`: `a.b`, relative to `attributes`.
@@ -387,17 +405,7 @@ fn bad_glob(g: &str) -> Option<&'static str> {
 /// Does the instrument's `fields` tree let (some of) this attribute path through?
 /// A field on a parent sends everything under it; a field below the path sends part.
 fn sends(fields: &Selector, path: &[&str]) -> bool {
-    let mut node = fields;
-    for seg in path {
-        if node.op.is_some() {
-            return true;
-        }
-        match node.child(seg) {
-            Some(c) => node = c,
-            None => return false,
-        }
-    }
-    true
+    !matches!(reach(fields, path), Reach::Off)
 }
 
 /// Rules against the instruments: every source a rule matches must have an
