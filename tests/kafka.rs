@@ -143,9 +143,16 @@ impl Reader {
 
     /// Reads until `done` holds, or fails after `timeout` saying what was awaited.
     fn until(&mut self, timeout: Duration, what: &str, done: impl Fn(&[Rec]) -> bool) {
+        self.until_else(timeout, what, done, String::new);
+    }
+
+    /// [`Reader::until`], adding what `explain` says to the failure.
+    fn until_else(&mut self, timeout: Duration, what: &str, done: impl Fn(&[Rec]) -> bool, explain: impl FnOnce() -> String) {
         let start = Instant::now();
         while !done(&self.recs) {
-            assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what} ({} records read)", self.recs.len());
+            if start.elapsed() >= timeout {
+                panic!("timed out after {timeout:?} waiting for {what} ({} records read){}", self.recs.len(), explain());
+            }
             self.poll_for(Duration::from_millis(200));
         }
     }
@@ -220,7 +227,7 @@ impl Site {
              pseudonym_key:\n  file: {key}\n  id: {DEMO_KEY_ID}\n\
              kafka:\n  brokers: {brokers}\n  group: {group}\n  input:\n    topics: [{input}]\n  quarantine_topic: {quarantine}\n\
              {kafka}\
-             \n  consumer:\n    session.timeout.ms: 6000\n    heartbeat.interval.ms: 500\n\
+             \n  consumer:\n    session.timeout.ms: 6000\n    heartbeat.interval.ms: 500\n    max.poll.interval.ms: 30000\n\
              limits:\n  commit_interval: 300ms\n  drain_timeout: 10s\n",
             agreement = self.agreement.display(),
             key = common::example("demo.key").display(),
@@ -845,7 +852,13 @@ fn broker_restart_mid_stream_loses_nothing() {
     assert!(gw.alive(), "the gateway exited while the broker was down:\n{}", gw.log().join("\n"));
     down.start();
     let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), false);
-    reader.until(Duration::from_secs(180), "every expected output after the broker came back", all_there(&expected));
+    // A consumer whose session timed out while the broker was away rejoins; the
+    // group's rebalance waits at most max.poll.interval.ms (30 s in these tests).
+    reader.until_else(Duration::from_secs(180), "every expected output after the broker came back", all_there(&expected), || {
+        let logs = Command::new(common::root().join("scripts/kafka.sh")).args(["logs", &dir, "80"]).output();
+        let logs = logs.map_or_else(|e| e.to_string(), |o| String::from_utf8_lossy(&o.stderr).into_owned());
+        format!("\n{logs}")
+    });
     assert!(gw.alive(), "the gateway exited");
     assert!(gw.terminate(Duration::from_secs(30)).success());
     for (topic, want) in &expected {
