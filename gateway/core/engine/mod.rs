@@ -155,6 +155,8 @@ pub struct Outputs {
     proto_json: Vec<u8>,
     /// The attributes an instrument's `fields` let through.
     fields: Vec<u8>,
+    /// The attributes of the event at hand, read once.
+    tape: crate::event::tape::Tape,
     /// Pseudonyms already computed: see [`crate::pseudonym::Cache`].
     pub cache: crate::pseudonym::Cache,
 }
@@ -251,16 +253,23 @@ impl Engine {
     }
 
     fn process_json(&self, input: &[u8], suppressions: &Suppressions, out: &mut Outputs) -> Verdict {
-        let event = match self.decode_checked(input) {
+        let event = match json::decode(input).and_then(|e| self.read_tape(&e, out).map(|()| e)) {
             Ok(e) => e,
-            Err(d) => return Verdict::Dropped(d),
+            Err(m) => return Verdict::Dropped(malformed(m)),
         };
         let decision = match self.decide(&event).and_then(|d| self.suppress(&event, d, suppressions, out)) {
             Ok(d) => d,
             Err(d) => return Verdict::Dropped(d),
         };
         let mut fields = std::mem::take(&mut out.fields);
-        let written = self.restrict(event, &decision, &mut fields).and_then(|event| self.write_outputs(&event, decision, out, None));
+        let attributes = event.attributes.map(|a| a.get().as_ptr());
+        let written = self.restrict(event, &decision, &mut fields).and_then(|event| {
+            // Restricted to an instrument's fields: other text, read again.
+            if event.attributes.map(|a| a.get().as_ptr()) != attributes {
+                self.read_tape(&event, out)?;
+            }
+            self.write_read(&event, decision, out, None)
+        });
         out.fields = fields;
         match written {
             Ok(()) => Verdict::Forwarded(decision),

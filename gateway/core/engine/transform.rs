@@ -8,7 +8,6 @@
 //! removed, at any depth. Every field left out, pseudonymised or generalised is
 //! counted, and, for `accord explain`, noted with its path.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -21,6 +20,7 @@ use super::{Decision, Engine, FieldCounts, Output, Outputs};
 use crate::agreement::taxonomy::Class;
 use crate::agreement::{FieldOp, PurposeId, Rule, Selector};
 use crate::event::json::Str;
+use crate::event::tape::{unquote, Tape, Value};
 use crate::event::{Event, Malformed};
 use crate::pseudonym;
 
@@ -44,7 +44,23 @@ pub enum Treatment {
 impl Engine {
     /// Steps 7 and 8 for a decided event: appends one output per purpose to `out`.
     /// `trace`, when given, receives a note for every field.
-    pub fn write_outputs(&self, event: &Event<'_>, decision: Decision, out: &mut Outputs, mut trace: Option<&mut Vec<FieldNote>>) -> Result<(), Malformed> {
+    pub fn write_outputs(&self, event: &Event<'_>, decision: Decision, out: &mut Outputs, trace: Option<&mut Vec<FieldNote>>) -> Result<(), Malformed> {
+        self.read_tape(event, out)?;
+        self.write_read(event, decision, out, trace)
+    }
+
+    /// Reads the event's attributes onto `out`'s tape, checking their member names.
+    pub(super) fn read_tape(&self, event: &Event<'_>, out: &mut Outputs) -> Result<(), Malformed> {
+        if let Some(attrs) = event.attributes {
+            let a = &*self.agreement;
+            names::begin(a);
+            out.tape.read(attrs.get(), |name| names::member_hash(a, name))?;
+        }
+        Ok(())
+    }
+
+    /// [`Engine::write_outputs`], the attributes being on `out`'s tape already.
+    pub(super) fn write_read(&self, event: &Event<'_>, decision: Decision, out: &mut Outputs, mut trace: Option<&mut Vec<FieldNote>>) -> Result<(), Malformed> {
         let rule = &self.agreement.rules[decision.rule];
         let at = event.occurred_at.with_timezone(&Utc);
         names::begin(&self.agreement);
@@ -52,10 +68,10 @@ impl Engine {
             if decision.purposes & (1 << purpose) == 0 {
                 continue;
             }
-            let Outputs { items, buf, keys, msg, cache, .. } = out;
+            let Outputs { items, buf, keys, msg, cache, tape, .. } = out;
             let start = buf.len();
             let mut w = Writer { engine: self, purpose, at, counts: FieldCounts::default(), msg, prefix: 0, cache, trace: trace.as_deref_mut() };
-            let key = w.write_event(event, rule, buf, keys)?;
+            let key = w.write_event(event, tape, rule, buf, keys)?;
             let stamp = &self.stamps[decision.rule * self.agreement.purposes.len() + purpose as usize];
             buf.extend_from_slice(stamp);
             items.push(Output { purpose, rule: decision.rule, payload: start..buf.len(), key, fields: w.counts });
@@ -78,7 +94,7 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn write_event(&mut self, ev: &Event<'_>, rule: &Rule, buf: &mut Vec<u8>, keys: &mut Vec<u8>) -> Result<Option<std::ops::Range<usize>>, Malformed> {
+    fn write_event(&mut self, ev: &Event<'_>, tape: &Tape, rule: &Rule, buf: &mut Vec<u8>, keys: &mut Vec<u8>) -> Result<Option<std::ops::Range<usize>>, Malformed> {
         buf.extend_from_slice(b"{\"event_id\":");
         write_str(buf, &ev.event_id);
         buf.extend_from_slice(b",\"source\":");
@@ -132,7 +148,7 @@ impl Writer<'_> {
             } else {
                 let mark = buf.len();
                 buf.extend_from_slice(b",\"attributes\":");
-                if !self.object(attrs, &rule.attributes, false, "attributes", buf)? {
+                if !self.object(tape.root(attrs.get()), &rule.attributes, false, "attributes", buf)? {
                     buf.truncate(mark);
                 }
             }
@@ -182,23 +198,24 @@ impl Writer<'_> {
 
     /// Writes the members of a raw object that `sel` lists (all, if `keep_rest`).
     /// Returns false, having written nothing, if no member was output.
-    fn object(&mut self, raw: &RawValue, sel: &Selector, keep_rest: bool, path: &str, buf: &mut Vec<u8>) -> Result<bool, Malformed> {
+    fn object(&mut self, raw: Value<'_>, sel: &Selector, keep_rest: bool, path: &str, buf: &mut Vec<u8>) -> Result<bool, Malformed> {
         let start = buf.len();
         buf.push(b'{');
         let mut any = false;
         let engine = self.engine;
         let agreement = &*engine.agreement;
-        for_each_member(raw, |name, value| {
+        for value in raw.children() {
+            let name = value.name();
             // Names compare normalised; the taxonomy classifies by words (SPEC 2.5).
             let Some((allowed, child)) = names::member(agreement, name, sel, keep_rest) else {
                 self.note(path, name, Treatment::Removed("not listed"));
-                return Ok(());
+                continue;
             };
             let op = child.and_then(|c| c.op).or(if keep_rest { Some(FieldOp::Keep) } else { None });
             if allowed & (1 << self.purpose) == 0 {
                 let why = self.why_not_allowed(name);
                 self.note(path, name, Treatment::Removed(why));
-                return Ok(());
+                continue;
             }
             let mark = buf.len();
             if any {
@@ -212,8 +229,7 @@ impl Writer<'_> {
             } else {
                 buf.truncate(mark);
             }
-            Ok(())
-        })?;
+        }
         if !any {
             buf.truncate(start);
             return Ok(false);
@@ -225,8 +241,8 @@ impl Writer<'_> {
     /// One member's value under its selector (`child`) and operation; false, having
     /// written nothing, if it is left out.
     #[allow(clippy::too_many_arguments)]
-    fn value(&mut self, value: &RawValue, child: Option<&Selector>, op: Option<FieldOp>, path: &str, name: &str, sub: &str, buf: &mut Vec<u8>) -> Result<bool, Malformed> {
-        let first = value.get().as_bytes().first().copied();
+    fn value(&mut self, value: Value<'_>, child: Option<&Selector>, op: Option<FieldOp>, path: &str, name: &str, sub: &str, buf: &mut Vec<u8>) -> Result<bool, Malformed> {
+        let first = Some(value.first());
         let container = matches!(first, Some(b'{' | b'['));
         // A kept value whose descendants the rule lists: they apply inside it.
         let inner = child.filter(|c| !c.children.is_empty());
@@ -268,20 +284,20 @@ impl Writer<'_> {
     /// An array whose objects `sel`'s children name members of (arrays within arrays
     /// too). Kept (`keep`): every element, with the listed operations applied inside.
     /// Otherwise only elements in which something is named; false if none is.
-    fn array(&mut self, raw: &RawValue, sel: &Selector, keep: bool, path: &str, buf: &mut Vec<u8>) -> Result<bool, Malformed> {
+    fn array(&mut self, raw: Value<'_>, sel: &Selector, keep: bool, path: &str, buf: &mut Vec<u8>) -> Result<bool, Malformed> {
         let start = buf.len();
         buf.push(b'[');
         let mut n = 0usize;
-        for_each_element(raw, |item| {
+        for item in raw.children() {
             let mark = buf.len();
             if n > 0 {
                 buf.push(b',');
             }
-            let wrote = match item.get().as_bytes().first() {
-                Some(b'{') => self.object(item, sel, keep, path, buf)?,
-                Some(b'[') => self.array(item, sel, keep, path, buf)?,
+            let wrote = match item.first() {
+                b'{' => self.object(item, sel, keep, path, buf)?,
+                b'[' => self.array(item, sel, keep, path, buf)?,
                 _ if keep => {
-                    buf.extend_from_slice(item.get().as_bytes());
+                    buf.extend_from_slice(item.raw().as_bytes());
                     true
                 }
                 _ => {
@@ -294,8 +310,7 @@ impl Writer<'_> {
             } else {
                 buf.truncate(mark);
             }
-            Ok(())
-        })?;
+        }
         if n == 0 && !keep {
             buf.truncate(start);
             return Ok(false);
@@ -307,41 +322,38 @@ impl Writer<'_> {
     /// A kept value: scalars as written; objects and arrays streamed member by member
     /// without the members the taxonomy forbids for this purpose. Recursion is bounded:
     /// decoding refused anything nested deeper than `MAX_DEPTH`.
-    fn copy(&mut self, raw: &RawValue, path: &str, buf: &mut Vec<u8>) -> Result<(), Malformed> {
-        let text = raw.get();
-        match text.as_bytes().first() {
-            Some(b'{') => {
+    fn copy(&mut self, raw: Value<'_>, path: &str, buf: &mut Vec<u8>) -> Result<(), Malformed> {
+        match raw.first() {
+            b'{' => {
                 if !self.object(raw, &EVERYTHING, true, path, buf)? {
                     buf.extend_from_slice(b"{}");
                 }
             }
-            Some(b'[') => {
+            b'[' => {
                 buf.push(b'[');
-                let mut first = true;
-                for_each_element(raw, |item| {
-                    if !first {
+                for (i, item) in raw.children().enumerate() {
+                    if i > 0 {
                         buf.push(b',');
                     }
-                    first = false;
-                    self.copy(item, path, buf)
-                })?;
+                    self.copy(item, path, buf)?;
+                }
                 buf.push(b']');
             }
-            _ => buf.extend_from_slice(text.as_bytes()),
+            _ => buf.extend_from_slice(raw.raw().as_bytes()),
         }
         Ok(())
     }
 
     /// Pseudonymises or generalises a raw value; false if its type does not fit.
-    fn apply(&mut self, op: FieldOp, raw: &RawValue, buf: &mut Vec<u8>) -> bool {
-        let text = raw.get();
+    fn apply(&mut self, op: FieldOp, raw: Value<'_>, buf: &mut Vec<u8>) -> bool {
+        let text = raw.raw();
         let is_integer = is_integer(text);
         match op {
             FieldOp::Pseudonymise => {
                 if is_integer {
                     self.pseudonym(text.as_bytes(), buf);
                 } else if text.starts_with('"') {
-                    let Ok(s) = unquote(raw) else { return false };
+                    let Ok(s) = unquote(text) else { return false };
                     self.pseudonym(s.as_bytes(), buf);
                 } else {
                     return false;
@@ -364,7 +376,7 @@ impl Writer<'_> {
                 }
             }
             FieldOp::Truncate(step) => {
-                let Ok(s) = unquote(raw) else { return false };
+                let Ok(s) = unquote(text) else { return false };
                 let Ok(at) = crate::event::parse_time(&s) else { return false };
                 let secs = generalise::truncate(at.timestamp(), step);
                 // Written with a four-digit year only (SPEC 2.4); else removed.
@@ -406,19 +418,6 @@ fn is_integer(text: &str) -> bool {
     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-
-/// A raw JSON string's contents, borrowed when it has no escapes.
-fn unquote(raw: &RawValue) -> Result<Cow<'_, str>, ()> {
-    let text = raw.get();
-    if !text.starts_with('"') {
-        return Err(());
-    }
-    let inner = &text[1..text.len() - 1];
-    if !inner.contains('\\') {
-        return Ok(Cow::Borrowed(inner));
-    }
-    serde_json::from_str::<String>(text).map(Cow::Owned).map_err(|_| ())
-}
 
 pub(super) fn write_str(buf: &mut Vec<u8>, s: &str) {
     // Fast path: nothing to escape.

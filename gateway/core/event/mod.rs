@@ -9,6 +9,7 @@
 pub mod avro;
 pub mod json;
 pub mod proto;
+pub mod tape;
 pub mod wire;
 
 use std::borrow::Cow;
@@ -131,61 +132,12 @@ pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, Malformed> {
     Ok(at)
 }
 
-/// Walks the member names of a JSON value at every depth (the text must be valid
-/// JSON): `id` gives each name's interned normal form or refuses it, and two members
-/// of one object with the same form make it `DuplicateName`.
-pub fn check_member_names(json: &str, mut id: impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
-    let b = json.as_bytes();
-    // Open containers: where each object's names start in `ids` (arrays: `None`).
-    let mut open: Vec<Option<usize>> = Vec::new();
-    let mut ids: Vec<u64> = Vec::new();
-    let mut scratch: Vec<u64> = Vec::new();
-    let mut at = 0;
-    loop {
-        // Brackets lie between strings; string contents are skipped whole.
-        let quote = memchr::memchr(b'"', &b[at..]).map_or(b.len(), |k| at + k);
-        for &c in &b[at..quote] {
-            match c {
-                b'{' => open.push(Some(ids.len())),
-                b'[' => open.push(None),
-                b'}' | b']' => {
-                    if let Some(Some(start)) = open.pop() {
-                        if has_duplicate(&ids[start..], &mut scratch) {
-                            return Err(Malformed::DuplicateName);
-                        }
-                        ids.truncate(start);
-                    }
-                }
-                _ => {}
-            }
-        }
-        if quote == b.len() {
-            return Ok(());
-        }
-        // The closing quote: the next `"` not escaped.
-        let mut end = quote + 1;
-        while let Some(k) = b.get(end..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
-            end += k;
-            if b[end] == b'"' {
-                break;
-            }
-            end += 2;
-        }
-        let end = end.min(b.len() - 1);
-        at = end + 1;
-        // A member name is the string a `:` follows; no value is.
-        let next = b[at..].iter().find(|c| !c.is_ascii_whitespace());
-        if next == Some(&b':') {
-            let quoted = &json[quote..=end];
-            let inner = &quoted[1..quoted.len() - 1];
-            let name = if inner.contains('\\') {
-                Cow::Owned(serde_json::from_str::<String>(quoted).map_err(|_| Malformed::NotJson)?)
-            } else {
-                Cow::Borrowed(inner)
-            };
-            ids.push(id(&name)?);
-        }
-    }
+/// Checks the member names of a JSON value at every depth (the text must be valid
+/// JSON): `id` gives each name's normal-form hash or refuses it, and two members of
+/// one object with the same hash make it `DuplicateName`. The engine does this while
+/// reading the attributes onto its [`tape::Tape`].
+pub fn check_member_names(json: &str, id: impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
+    tape::Tape::default().read(json, id)
 }
 
 /// How deeply `json` nests (objects and arrays), stopping early past `limit`.
@@ -220,17 +172,6 @@ pub fn nesting_exceeds(json: &[u8], limit: usize) -> bool {
     false
 }
 
-/// Do two of an object's member names share a normal form?
-fn has_duplicate(names: &[u64], scratch: &mut Vec<u64>) -> bool {
-    if names.len() <= 16 {
-        return names.iter().enumerate().any(|(k, x)| names[k + 1..].contains(x));
-    }
-    scratch.clear();
-    scratch.extend_from_slice(names);
-    scratch.sort_unstable();
-    scratch.windows(2).any(|w| w[0] == w[1])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,23 +199,5 @@ mod tests {
         assert!(parse_time("0000-01-01T00:30:00Z").is_ok());
         assert_eq!(parse_time("9999-12-31T23:30:00-01:00"), Err(Malformed::BadTime));
         assert!(parse_time("9999-12-31T23:59:59Z").is_ok());
-    }
-
-    #[test]
-    fn member_names_at_every_depth_are_checked() {
-        let id = |n: &str| -> Result<u64, Malformed> {
-            if n.contains('\u{200b}') {
-                return Err(Malformed::BadName);
-            }
-            Ok(crate::agreement::names::normal_hash(n))
-        };
-        assert_eq!(check_member_names(r#"{"a":{"b":1,"c":[{"d":"x","D":2}]}}"#, id), Err(Malformed::DuplicateName));
-        assert_eq!(check_member_names(r#"{"a":{"b":1},"c":[{"b":"\"}]"}],"A\u0301":1}"#, id), Err(Malformed::DuplicateName));
-        assert_eq!(check_member_names("{\"a\":[{\"x\u{200b}\":1}]}", id), Err(Malformed::BadName));
-        assert_eq!(check_member_names(r#"{"a":{"b":1},"c":[{"b":"}\\","d":{"b":[]}}]}"#, id), Ok(()));
-        let many = format!("{{{}}}", (0..40).map(|k| format!("\"k{k}\":1")).collect::<Vec<_>>().join(","));
-        assert_eq!(check_member_names(&many, id), Ok(()));
-        let dup = many.replace("\"k7\"", "\"K7\"").replace("\"k9\"", "\"k7\"");
-        assert_eq!(check_member_names(&dup, id), Err(Malformed::DuplicateName));
     }
 }

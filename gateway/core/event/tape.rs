@@ -1,0 +1,344 @@
+//! An event's `attributes`, read once into a flat list of nodes.
+//!
+//! Steps 7 and 8 walk the attributes once per purpose and once per nesting level;
+//! reading the raw JSON text again each time cost more than all the rest of the
+//! engine. [`Tape::read`] reads it once per event, checks SPEC 2.5's rules on member
+//! names on the way, and records for every value its text and where its members or
+//! elements are, so each walk after it only follows indices. The tape owns no text:
+//! its ranges point into the attributes' JSON, and it is reused from event to event.
+//!
+//! The text must be valid JSON (decoding checked it), nested no deeper than
+//! [`super::MAX_DEPTH`] (decoding refused deeper), so the reader needs no error path of
+//! its own beyond the names.
+
+use std::borrow::Cow;
+
+use super::Malformed;
+
+/// One value: a member of an object (with its name) or an element of an array.
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    /// The member's name: inside the quotes in the text, or, if it had escapes, in
+    /// [`Tape::unescaped`]. Empty for an element.
+    name: (u32, u32),
+    name_unescaped: bool,
+    /// The value's JSON text.
+    value: (u32, u32),
+    /// The index of the node after this value and everything inside it.
+    next: u32,
+}
+
+/// The attributes of one event, as nodes; node 0 is the attributes object itself.
+#[derive(Debug, Default)]
+pub struct Tape {
+    nodes: Vec<Node>,
+    /// Names that had escapes, unescaped.
+    unescaped: String,
+    /// Per open object, the hashes of its members' names so far.
+    hashes: Vec<u64>,
+    scratch: Vec<u64>,
+}
+
+/// A value on a [`Tape`].
+#[derive(Clone, Copy, Debug)]
+pub struct Value<'t> {
+    tape: &'t Tape,
+    text: &'t str,
+    index: u32,
+}
+
+impl Tape {
+    /// Reads `json` (a valid JSON value). `hash` gives each member name's
+    /// normal-form hash or refuses the name; two members of one object with the
+    /// same hash make it `DuplicateName`.
+    pub fn read(&mut self, json: &str, mut hash: impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
+        self.nodes.clear();
+        self.unescaped.clear();
+        self.hashes.clear();
+        let mut reader = Reader { b: json.as_bytes(), at: 0, tape: self };
+        reader.value((0, 0), false, &mut hash)?;
+        Ok(())
+    }
+
+    /// The value read last, over the text it was read from.
+    pub fn root<'t>(&'t self, text: &'t str) -> Value<'t> {
+        debug_assert!(!self.nodes.is_empty(), "a tape is read before it is walked");
+        Value { tape: self, text, index: 0 }
+    }
+}
+
+impl<'t> Value<'t> {
+    fn node(&self) -> &'t Node {
+        &self.tape.nodes[self.index as usize]
+    }
+
+    /// The value's JSON text, as written.
+    pub fn raw(&self) -> &'t str {
+        let (a, b) = self.node().value;
+        &self.text[a as usize..b as usize]
+    }
+
+    /// The first byte of its text: `{`, `[`, `"`, or that of a number or literal.
+    pub fn first(&self) -> u8 {
+        self.text.as_bytes()[self.node().value.0 as usize]
+    }
+
+    /// The member's name, unescaped ("" for an element).
+    pub fn name(&self) -> &'t str {
+        let n = self.node();
+        let (a, b) = (n.name.0 as usize, n.name.1 as usize);
+        if n.name_unescaped {
+            &self.tape.unescaped[a..b]
+        } else {
+            &self.text[a..b]
+        }
+    }
+
+    /// The members of an object or the elements of an array, in order (none for a
+    /// scalar).
+    pub fn children(&self) -> Children<'t> {
+        let end = self.node().next;
+        let first = if matches!(self.first(), b'{' | b'[') { self.index + 1 } else { end };
+        Children { tape: self.tape, text: self.text, at: first, end }
+    }
+}
+
+/// The members or elements of one value.
+pub struct Children<'t> {
+    tape: &'t Tape,
+    text: &'t str,
+    at: u32,
+    end: u32,
+}
+
+impl<'t> Iterator for Children<'t> {
+    type Item = Value<'t>;
+
+    fn next(&mut self) -> Option<Value<'t>> {
+        if self.at >= self.end {
+            return None;
+        }
+        let v = Value { tape: self.tape, text: self.text, index: self.at };
+        self.at = v.node().next;
+        Some(v)
+    }
+}
+
+struct Reader<'a, 't> {
+    b: &'a [u8],
+    at: usize,
+    tape: &'t mut Tape,
+}
+
+impl Reader<'_, '_> {
+    fn skip_space(&mut self) {
+        while self.at < self.b.len() && matches!(self.b[self.at], b' ' | b'\t' | b'\n' | b'\r') {
+            self.at += 1;
+        }
+    }
+
+    /// From an opening quote to just past the closing one; true if it had escapes.
+    fn string(&mut self) -> bool {
+        let mut escaped = false;
+        let mut end = self.at + 1;
+        while let Some(k) = memchr::memchr2(b'"', b'\\', &self.b[end..]) {
+            end += k;
+            if self.b[end] == b'"' {
+                break;
+            }
+            escaped = true;
+            end += 2;
+        }
+        self.at = (end + 1).min(self.b.len());
+        escaped
+    }
+
+    /// One value at `self.at` (after any space), as a node named `name`.
+    fn value(&mut self, name: (u32, u32), name_unescaped: bool, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
+        self.skip_space();
+        let index = self.tape.nodes.len();
+        let start = self.at;
+        self.tape.nodes.push(Node { name, name_unescaped, value: (start as u32, start as u32), next: 0 });
+        match self.b.get(start) {
+            Some(b'{') => self.object(hash)?,
+            Some(b'[') => {
+                self.at += 1;
+                loop {
+                    self.skip_space();
+                    match self.b.get(self.at) {
+                        Some(b']') | None => {
+                            self.at += 1;
+                            break;
+                        }
+                        Some(b',') => self.at += 1,
+                        Some(_) => self.value((0, 0), false, hash)?,
+                    }
+                }
+            }
+            Some(b'"') => {
+                self.string();
+            }
+            Some(_) => {
+                while self.at < self.b.len() && !matches!(self.b[self.at], b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r') {
+                    self.at += 1;
+                }
+            }
+            None => {}
+        }
+        let end = self.at.min(self.b.len());
+        let next = self.tape.nodes.len() as u32;
+        let node = &mut self.tape.nodes[index];
+        node.value.1 = end as u32;
+        node.next = next;
+        Ok(())
+    }
+
+    fn object(&mut self, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
+        self.at += 1;
+        let first = self.tape.hashes.len();
+        loop {
+            self.skip_space();
+            match self.b.get(self.at) {
+                Some(b'}') | None => {
+                    self.at += 1;
+                    break;
+                }
+                Some(b',') => self.at += 1,
+                Some(_) => {
+                    let open = self.at;
+                    let escaped = self.string();
+                    let inner = (open + 1, self.at - 1);
+                    let text = std::str::from_utf8(&self.b[inner.0..inner.1]).map_err(|_| Malformed::NotUtf8)?;
+                    let (name, unescaped) = if escaped {
+                        let quoted = std::str::from_utf8(&self.b[open..self.at]).map_err(|_| Malformed::NotUtf8)?;
+                        let s: String = serde_json::from_str(quoted).map_err(|_| Malformed::NotJson)?;
+                        let a = self.tape.unescaped.len();
+                        self.tape.unescaped.push_str(&s);
+                        ((a as u32, self.tape.unescaped.len() as u32), true)
+                    } else {
+                        ((inner.0 as u32, inner.1 as u32), false)
+                    };
+                    let h = hash(if escaped { &self.tape.unescaped[name.0 as usize..name.1 as usize] } else { text })?;
+                    self.tape.hashes.push(h);
+                    self.skip_space();
+                    self.at += 1; // the colon
+                    self.value(name, unescaped, hash)?;
+                }
+            }
+        }
+        let ids = &self.tape.hashes[first..];
+        if has_duplicate(ids, &mut self.tape.scratch) {
+            return Err(Malformed::DuplicateName);
+        }
+        self.tape.hashes.truncate(first);
+        Ok(())
+    }
+}
+
+/// Whether two of `ids` are equal.
+fn has_duplicate(ids: &[u64], scratch: &mut Vec<u64>) -> bool {
+    match ids.len() {
+        0 | 1 => false,
+        2..=16 => ids.iter().enumerate().any(|(i, x)| ids[..i].contains(x)),
+        _ => {
+            scratch.clear();
+            scratch.extend_from_slice(ids);
+            scratch.sort_unstable();
+            scratch.windows(2).any(|w| w[0] == w[1])
+        }
+    }
+}
+
+/// A raw JSON string's contents, borrowed when it has no escapes.
+pub fn unquote(text: &str) -> Result<Cow<'_, str>, ()> {
+    if !text.starts_with('"') || text.len() < 2 {
+        return Err(());
+    }
+    let inner = &text[1..text.len() - 1];
+    if !inner.contains('\\') {
+        return Ok(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(text).map(Cow::Owned).map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every value the tape gives, depth first, as (name, raw text).
+    fn flatten(v: Value<'_>, out: &mut Vec<(String, String)>) {
+        out.push((v.name().to_string(), v.raw().to_string()));
+        for c in v.children() {
+            flatten(c, out);
+        }
+    }
+
+    /// The same, from serde_json's tree.
+    fn expected(name: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        out.push((name.to_string(), serde_json::to_string(v).unwrap()));
+        match v {
+            serde_json::Value::Object(m) => m.iter().for_each(|(k, v)| expected(k, v, out)),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| expected("", v, out)),
+            _ => {}
+        }
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|i| serde_json::json!(i)),
+            (-1e6f64..1e6).prop_map(|f| serde_json::json!(f)),
+            "[a-zA-Z0-9 \"\\\\\u{e9}\u{1F600}\n]{0,8}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map("[a-z\"\\\\\u{e9}]{1,6}", inner, 0..5).prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The tape gives every value's text and every member's name exactly as
+        /// serde_json reads them, whatever the spacing.
+        #[test]
+        fn the_tape_reads_what_serde_json_reads(v in arb_json(), pretty in proptest::bool::ANY) {
+            let obj = serde_json::json!({ "root": v });
+            let text = if pretty { serde_json::to_string_pretty(&obj).unwrap() } else { serde_json::to_string(&obj).unwrap() };
+            let mut tape = Tape::default();
+            let distinct = |name: &str| Ok(crate::agreement::names::normal_hash(name) ^ name.len() as u64);
+            tape.read(&text, distinct).unwrap();
+            let mut got = Vec::new();
+            flatten(tape.root(&text), &mut got);
+            // Raw texts compare as JSON (the pretty form keeps its spacing inside).
+            let got: Vec<(String, serde_json::Value)> = got.into_iter().map(|(n, t)| (n, serde_json::from_str(&t).unwrap())).collect();
+            let mut want = Vec::new();
+            expected("", &obj, &mut want);
+            let want: Vec<(String, serde_json::Value)> = want.into_iter().map(|(n, t)| (n, serde_json::from_str(&t).unwrap())).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn member_names_at_every_depth_are_checked() {
+        let id = |n: &str| -> Result<u64, Malformed> {
+            if n.contains('\u{200b}') {
+                return Err(Malformed::BadName);
+            }
+            Ok(crate::agreement::names::normal_hash(n))
+        };
+        let mut tape = Tape::default();
+        let mut read = |s: &str| tape.read(s, id);
+        assert_eq!(read(r#"{"a":{"b":1,"c":[{"d":"x","D":2}]}}"#), Err(Malformed::DuplicateName));
+        assert_eq!(read(r#"{"a":{"b":1},"c":[{"b":"\"}]"}],"A\u0301":1}"#), Err(Malformed::DuplicateName));
+        assert_eq!(read("{\"a\":[{\"x\u{200b}\":1}]}"), Err(Malformed::BadName));
+        assert_eq!(read(r#"{"a":{"b":1},"c":[{"b":"}\\","d":{"b":[]}}]}"#), Ok(()));
+        let many = format!("{{{}}}", (0..40).map(|k| format!("\"k{k}\":1")).collect::<Vec<_>>().join(","));
+        assert_eq!(read(&many), Ok(()));
+        let dup = many.replace("\"k7\"", "\"K7\"").replace("\"k9\"", "\"k7\"");
+        assert_eq!(read(&dup), Err(Malformed::DuplicateName));
+        assert_eq!(read(r#"{"a\u0062":1,"ab":2}"#), Err(Malformed::DuplicateName));
+    }
+}
