@@ -353,7 +353,7 @@ impl Writer<'_> {
                 if is_integer {
                     self.pseudonym(text.as_bytes(), buf);
                 } else if text.starts_with('"') {
-                    let Ok(s) = unquote(text) else { return false };
+                    let Some(s) = unquote(text) else { return false };
                     self.pseudonym(s.as_bytes(), buf);
                 } else {
                     return false;
@@ -376,7 +376,7 @@ impl Writer<'_> {
                 }
             }
             FieldOp::Truncate(step) => {
-                let Ok(s) = unquote(text) else { return false };
+                let Some(s) = unquote(text) else { return false };
                 let Ok(at) = crate::event::parse_time(&s) else { return false };
                 let secs = generalise::truncate(at.timestamp(), step);
                 // Written with a four-digit year only (SPEC 2.4); else removed.

@@ -250,15 +250,15 @@ fn has_duplicate(ids: &[u64], scratch: &mut Vec<u64>) -> bool {
 }
 
 /// A raw JSON string's contents, borrowed when it has no escapes.
-pub fn unquote(text: &str) -> Result<Cow<'_, str>, ()> {
+pub fn unquote(text: &str) -> Option<Cow<'_, str>> {
     if !text.starts_with('"') || text.len() < 2 {
-        return Err(());
+        return None;
     }
     let inner = &text[1..text.len() - 1];
     if !inner.contains('\\') {
-        return Ok(Cow::Borrowed(inner));
+        return Some(Cow::Borrowed(inner));
     }
-    serde_json::from_str::<String>(text).map(Cow::Owned).map_err(|_| ())
+    serde_json::from_str::<String>(text).ok().map(Cow::Owned)
 }
 
 #[cfg(test)]
