@@ -125,6 +125,11 @@ pub fn member<'s>(a: &Agreement, name: &str, sel: &'s Selector, keep_rest: bool)
     CACHE.with_borrow_mut(|c| {
         let mut child = None;
         if !sel.children.is_empty() {
+            // Written as the agreement writes it, or in normal form: no need to
+            // normalise (both normalise to the child's key, and no two keys are equal).
+            child = sel.children.iter().find(|(k, s)| k == name || s.written == name).map(|(_, s)| s);
+        }
+        if child.is_none() && !sel.children.is_empty() {
             let mut scratch = std::mem::take(&mut c.scratch);
             if names::ascii_normal_bytes(name, &mut scratch) {
                 child = sel.children.iter().find(|(k, _)| k.as_bytes() == scratch.as_slice()).map(|(_, s)| s);

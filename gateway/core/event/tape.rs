@@ -55,7 +55,7 @@ impl Tape {
         self.nodes.clear();
         self.unescaped.clear();
         self.hashes.clear();
-        let mut reader = Reader { b: json.as_bytes(), at: 0, tape: self };
+        let mut reader = Reader { s: json, b: json.as_bytes(), at: 0, tape: self };
         reader.value((0, 0), false, &mut hash)?;
         Ok(())
     }
@@ -125,6 +125,7 @@ impl<'t> Iterator for Children<'t> {
 }
 
 struct Reader<'a, 't> {
+    s: &'a str,
     b: &'a [u8],
     at: usize,
     tape: &'t mut Tape,
@@ -208,9 +209,10 @@ impl Reader<'_, '_> {
                     let open = self.at;
                     let escaped = self.string();
                     let inner = (open + 1, self.at - 1);
-                    let text = std::str::from_utf8(&self.b[inner.0..inner.1]).map_err(|_| Malformed::NotUtf8)?;
+                    // Quotes are ASCII: the slices fall on character boundaries.
+                    let text = self.s.get(inner.0..inner.1).ok_or(Malformed::NotJson)?;
                     let (name, unescaped) = if escaped {
-                        let quoted = std::str::from_utf8(&self.b[open..self.at]).map_err(|_| Malformed::NotUtf8)?;
+                        let quoted = self.s.get(open..self.at).ok_or(Malformed::NotJson)?;
                         let s: String = serde_json::from_str(quoted).map_err(|_| Malformed::NotJson)?;
                         let a = self.tape.unescaped.len();
                         self.tape.unescaped.push_str(&s);
