@@ -6,7 +6,13 @@
 //! ACCORD_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP cargo bench --bench kafka_e2e            # 2M events
 //! ACCORD_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP cargo bench --bench kafka_e2e -- --events 500000 --rounds 2
 //! ACCORD_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP cargo bench --bench kafka_e2e -- --codec zstd   # zstd in and out
+//! ACCORD_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP cargo bench --bench kafka_e2e -- --events 200000 --crashes 4
 //! ```
+//!
+//! `--crashes N` measures what a crash costs instead of speed: the gateway (at-least-once)
+//! is killed with SIGKILL N times, evenly through the run, and started again each time;
+//! once its group has committed the end of the input, every output beyond the expected
+//! ones is a duplicate. Prints the duplicates per crash.
 //!
 //! `--codec C` (default `lz4`) is the input's compression and both children's
 //! `compression.type`: `gzip`, `snappy`, `lz4` or `zstd`.
@@ -60,7 +66,7 @@ fn main() {
     let events = flag("--events", 2_000_000);
     let rounds = flag("--rounds", 1);
     // For tuning: librdkafka properties (`--consumer k=v`, `--producer k=v`, repeatable),
-    // `--max-in-flight N`, and `--only passthrough|gateway`.
+    // `--max-in-flight N`, `--commit-interval D`, and `--only passthrough|gateway`.
     let props = |name: &str| -> String {
         args.windows(2).filter(|w| w[0] == name).map(|w| w[1].split_once('=').expect("--consumer/--producer take k=v")).map(|(k, v)| format!("    {k}: \"{v}\"\n")).collect()
     };
@@ -72,6 +78,8 @@ fn main() {
     }
     let max_in_flight = flag("--max-in-flight", 0);
     let only = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
+    let commit_interval = args.iter().position(|a| a == "--commit-interval").map(|i| args[i + 1].clone());
+    let crashes = flag("--crashes", 0);
 
     let id = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
     let dir = tempfile::tempdir().unwrap();
@@ -140,14 +148,26 @@ fn main() {
             if !producer_props.is_empty() {
                 text.push_str(&format!("  producer:\n{producer_props}"));
             }
+            if max_in_flight > 0 || commit_interval.is_some() {
+                text.push_str("limits:\n");
+            }
             if max_in_flight > 0 {
-                text.push_str(&format!("limits:\n  max_in_flight: {max_in_flight}\n"));
+                text.push_str(&format!("  max_in_flight: {max_in_flight}\n"));
+            }
+            if let Some(d) = &commit_interval {
+                text.push_str(&format!("  commit_interval: {d}\n"));
             }
             std::fs::write(&config, text).unwrap();
             let (watch, expected, extra) = match mode {
                 "passthrough" => (vec![pass.clone()], events as u64, pass.clone()),
                 _ => (gateway_outputs.clone(), expected_gateway, String::new()),
             };
+            if crashes > 0 {
+                if mode == "gateway" {
+                    crash(&bootstrap, &config, &group, &input, &watch, expected, crashes);
+                }
+                continue;
+            }
             let r = measure(&bootstrap, mode, &config, &extra, &watch, expected, events);
             eprintln!(
                 "kafka_e2e: {mode:<11} {events} events -> {expected} records in {:.2?}: {:.0} events/s end to end, {:.0} events/s steady, peak RSS {:.1} MiB, CPU {:.1?} ({:.1} µs/event)",
@@ -160,6 +180,9 @@ fn main() {
             );
             results.push((mode, r));
         }
+    }
+    if crashes > 0 {
+        return;
     }
     let best = |mode: &str, f: &dyn Fn(&Run) -> f64| results.iter().filter(|(m, _)| *m == mode).map(|(_, r)| f(r)).fold(0.0, f64::max);
     let (pass_rate, gw_rate) = (best("passthrough", &Run::rate), best("gateway", &Run::rate));
@@ -243,6 +266,69 @@ fn measure(bootstrap: &str, mode: &str, config: &std::path::Path, extra: &str, w
     let status = child.wait().unwrap();
     assert!(status.success(), "the {mode} child failed: {status}");
     Run { total, first: first.unwrap_or_default(), peak_rss_kib: peak, cpu, events }
+}
+
+/// Records in `topics` (the sum of their partitions' high minus low watermarks).
+fn landed(w: &BaseConsumer, topics: &[String]) -> u64 {
+    let mut n = 0;
+    for t in topics {
+        for p in 0..PARTITIONS {
+            let (low, high) = w.fetch_watermarks(t, p, Duration::from_secs(10)).unwrap();
+            n += (high - low) as u64;
+        }
+    }
+    n
+}
+
+fn start_child(mode: &str, config: &std::path::Path, extra: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap()).args(["--child", mode]).arg(config).arg(extra).stdin(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap()
+}
+
+/// Kills the gateway `crashes` times, evenly through the run, starting it again each
+/// time; then waits until its group has committed the end of the input and counts what
+/// landed beyond `expected`.
+fn crash(bootstrap: &str, config: &std::path::Path, group: &str, input: &str, watch: &[String], expected: u64, crashes: usize) {
+    let watcher: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().unwrap();
+    let before = landed(&watcher, watch);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(input, p);
+    }
+    let committed = |w: &BaseConsumer| -> i64 {
+        let c = w.committed_offsets(tpl.clone(), Duration::from_secs(10)).unwrap();
+        c.elements().iter().map(|e| if let rdkafka::Offset::Offset(o) = e.offset() { o } else { 0 }).sum()
+    };
+    let started = Instant::now();
+    let mut child = start_child("gateway", config, "");
+    for k in 1..=crashes {
+        let at = expected * k as u64 / (crashes as u64 + 1);
+        while landed(&watcher, watch) - before < at {
+            assert!(child.try_wait().unwrap().is_none(), "the gateway exited before crash {k}");
+            assert!(started.elapsed() < Duration::from_secs(1800), "crash {k}: the outputs stopped");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let input_committed = committed(&watcher);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        eprintln!("kafka_e2e: crash {k} with {} of {expected} outputs landed, {input_committed} input records committed, {:.1?} after the start", landed(&watcher, watch) - before, started.elapsed());
+        child = start_child("gateway", config, "");
+    }
+    // Done when the group's committed offsets reach the end of the input.
+    let ends: Vec<i64> = (0..PARTITIONS).map(|p| watcher.fetch_watermarks(input, p, Duration::from_secs(10)).unwrap().1).collect();
+    loop {
+        let committed = watcher.committed_offsets(tpl.clone(), Duration::from_secs(10)).unwrap();
+        let done = committed.elements().iter().all(|e| matches!(e.offset(), rdkafka::Offset::Offset(o) if o >= ends[e.partition() as usize]));
+        if done {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1800), "the input was never committed to its end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    let total = landed(&watcher, watch) - before;
+    let duplicates = total.saturating_sub(expected);
+    println!("kafka_e2e: {crashes} crash(es) (SIGKILL) in at-least-once over {expected} outputs: {total} landed, {duplicates} duplicates ({:.1}% of all outputs), {:.0} per crash", duplicates as f64 * 100.0 / expected as f64, duplicates as f64 / crashes as f64);
 }
 
 /// CPU time of a process so far (utime + stime from /proc, at 100 ticks/s).

@@ -202,6 +202,8 @@ def walk(node, path):
             check(k in allowed, f"gateway.yaml: `{(path + '.' if path else '') + k}` is not a key gateway/config.rs reads")
             walk(v, f"{path}.{k}" if path else k)
 walk(gw, "")
+ci = values["config"]["limits"].get("commitInterval") or None
+check(gw.get("limits", {}).get("commit_interval") == ci, f"limits.commit_interval is {gw.get('limits', {}).get('commit_interval')!r}, not {ci!r} (empty: the gateway's default by delivery mode)")
 args = c.get("args", [])
 check(args[:3] == ["run", "--config", "/etc/accord/gateway.yaml"], f"container args are {args}")
 audit = values["audit"]

@@ -79,9 +79,14 @@ pub(super) fn compile(raw: Raw, source: &str, env: &impl Fn(&str) -> Option<Stri
             None
         }
     });
-    let limits = compile_limits(raw.limits.as_ref(), p);
+    let mut limits = compile_limits(raw.limits.as_ref(), p);
     let kafka = match raw.kafka {
-        Some(k) => compile_kafka(k, env, limits, p),
+        Some(k) => {
+            if k.value.delivery == Delivery::ExactlyOnce && raw.limits.as_ref().is_none_or(|l| l.commit_interval.is_none()) {
+                limits.commit_interval = Limits::TRANSACTION_INTERVAL;
+            }
+            compile_kafka(k, env, limits, p)
+        }
         None => {
             p.push(Problem { line: 0, column: 0, message: "no `kafka` section: the gateway needs brokers, a group and input topics".into() });
             None

@@ -188,7 +188,8 @@ anyway, so what runs is what this file says.
     "pseudonym_key" $key
     "admin" (dict "address" (include "accord.adminAddress" .))
     "kafka" $kafka
-    "limits" (dict "max_in_flight" (int64 $l.maxInFlight) "commit_interval" (toString $l.commitInterval) "drain_timeout" (toString $l.drainTimeout)) }}
+    "limits" (dict "max_in_flight" (int64 $l.maxInFlight) "drain_timeout" (toString $l.drainTimeout)) }}
+{{- if $l.commitInterval }}{{ $_ := set $config.limits "commit_interval" (toString $l.commitInterval) }}{{ end }}
 {{- if .Values.config.suppressionsTopic }}{{ $_ := set $config "suppressions" (dict "topic" .Values.config.suppressionsTopic) }}{{ end }}
 {{- $config = mergeOverwrite $config (deepCopy .Values.config.extra) }}
 {{- toYaml $config }}
