@@ -11,17 +11,19 @@
 use chrono::Utc;
 use serde_json::value::RawValue;
 
-use super::transform::{for_each_element, for_each_member, write_str};
+use super::transform::write_str;
 use super::{Decision, DropReason, Engine};
 use crate::agreement::instruments::{Bound, MAX_BOUNDS};
 use crate::agreement::Selector;
+use crate::event::tape::{Tape, Value};
 use crate::event::{Event, Malformed};
 
 impl Engine {
     /// Steps 4a and 4b: the index of the instrument that admits the event (`None` when
     /// the agreement lists no instruments), or why it is dropped and the instrument
     /// that matched, if one did.
-    pub(super) fn admit(&self, event: &Event<'_>) -> Result<Option<u16>, (DropReason, Option<u16>)> {
+    /// `tape` holds the event's attributes, read; without one they are read here.
+    pub(super) fn admit(&self, event: &Event<'_>, tape: Option<&Tape>) -> Result<Option<u16>, (DropReason, Option<u16>)> {
         let Some(list) = &self.agreement.instruments else { return Ok(None) };
         let device = event.device_id.as_deref();
         let found = super::names::with_normal_pair(&event.source, &event.category, |source, _| list.iter().position(|ins| ins.admits(source, device)));
@@ -38,34 +40,69 @@ impl Engine {
         // Fail closed: no attributes, a value that cannot be read, or a bound with no
         // value found. One walk of the top level serves every bound.
         let Some(raw) = event.attributes else { return Err((DropReason::BelowQuality, index)) };
+        let read;
+        let tape = match tape {
+            Some(t) => t,
+            None => match self.read(raw) {
+                Some(t) => {
+                    read = t;
+                    &read
+                }
+                None => return Err((DropReason::BelowQuality, index)),
+            },
+        };
+        let root = tape.root(raw.get());
         let mut flags = [false; MAX_BOUNDS];
         let found = &mut flags[..ins.quality.len()];
-        let mut ok = raw.get().starts_with('{');
-        let walked = for_each_member(raw, |name, v| {
-            let name = normal(name);
+        let mut ok = root.first() == b'{';
+        for v in root.children() {
+            let name = normal(v.name());
             for (b, f) in ins.quality.iter().zip(found.iter_mut()) {
                 if ok && b.segments[0] == name {
-                    ok = meets(v, &b.segments[1..], b, f)?;
+                    ok = meets(v, &b.segments[1..], b, f);
                 }
             }
-            Ok(())
-        });
-        if walked.is_err() || !ok || found.contains(&false) {
+        }
+        if !ok || found.contains(&false) {
             return Err((DropReason::BelowQuality, index));
         }
         Ok(index)
     }
 
+    /// Attributes read onto a tape of their own (for callers that hold none), or `None`
+    /// if their member names are refused.
+    fn read(&self, raw: &RawValue) -> Option<Tape> {
+        let a = &*self.agreement;
+        super::names::begin(a);
+        let mut tape = Tape::default();
+        tape.read(raw.get(), |name| super::names::member_hash(a, name)).ok()?;
+        Some(tape)
+    }
+
     /// The event with only the attributes its instrument's `fields` let through,
     /// written into `buf` (cleared first). Unchanged when there is no limit.
     pub fn restrict<'a>(&self, event: Event<'a>, decision: &Decision, buf: &'a mut Vec<u8>) -> Result<Event<'a>, Malformed> {
+        self.restrict_on(event, decision, None, buf)
+    }
+
+    /// [`Engine::restrict`], `tape` holding the event's attributes, read (else they are
+    /// read here).
+    pub(super) fn restrict_on<'a>(&self, event: Event<'a>, decision: &Decision, tape: Option<&Tape>, buf: &'a mut Vec<u8>) -> Result<Event<'a>, Malformed> {
         let Some(i) = decision.instrument else { return Ok(event) };
         let Some(ins) = self.agreement.instruments.as_ref().map(|l| &l[i as usize]) else { return Ok(event) };
         // Nothing to do when the rule treats only what the instrument may send.
         let Some(fields) = ins.fields.as_ref().filter(|_| !ins.rule_within_fields[decision.rule]) else { return Ok(event) };
         let Some(raw) = event.attributes else { return Ok(event) };
+        let read;
+        let tape = match tape {
+            Some(t) => t,
+            None => {
+                read = self.read(raw).ok_or(Malformed::DuplicateName)?;
+                &read
+            }
+        };
         buf.clear();
-        let wrote = filter(raw, fields, buf)?;
+        let wrote = filter(tape.root(raw.get()), fields, buf);
         let buf: &'a Vec<u8> = buf;
         let attributes = if wrote { Some(serde_json::from_slice::<&RawValue>(buf).map_err(|_| Malformed::NotJson)?) } else { None };
         Ok(Event { attributes, ..event })
@@ -74,29 +111,16 @@ impl Engine {
 
 /// Does every value the path names meet the bound? `found` is set when one is named.
 /// Through arrays, every element is looked into; a path ending on a non-number fails.
-fn meets(raw: &RawValue, path: &[String], bound: &Bound, found: &mut bool) -> Result<bool, Malformed> {
-    let text = raw.get();
+fn meets(v: Value<'_>, path: &[String], bound: &Bound, found: &mut bool) -> bool {
     let Some((head, rest)) = path.split_first() else {
         *found = true;
-        return Ok(number(text).is_some_and(|x| bound.holds(x)));
+        return number(v.raw()).is_some_and(|x| bound.holds(x));
     };
-    let mut ok = true;
-    match text.as_bytes().first() {
-        Some(b'{') => for_each_member(raw, |name, v| {
-            if ok && normal(name) == *head {
-                ok = meets(v, rest, bound, found)?;
-            }
-            Ok(())
-        })?,
-        Some(b'[') => for_each_element(raw, |v| {
-            if ok {
-                ok = meets(v, path, bound, found)?;
-            }
-            Ok(())
-        })?,
-        _ => {}
+    match v.first() {
+        b'{' => v.children().filter(|m| normal(m.name()) == *head).all(|m| meets(m, rest, bound, found)),
+        b'[' => v.children().all(|e| meets(e, path, bound, found)),
+        _ => true,
     }
-    Ok(ok)
 }
 
 /// A member name in the normal form of SPEC 2.5 (bounds are compiled in that form).
@@ -117,60 +141,52 @@ fn number(text: &str) -> Option<f64> {
     }
 }
 
-/// Writes the part of a raw value that the `fields` tree names; false, having written
+/// Writes the part of a value that the `fields` tree names; false, having written
 /// nothing, if nothing is named. A field names the whole value below it; through arrays
 /// each element is filtered and the elements in which nothing is named are left out.
-fn filter(raw: &RawValue, sel: &Selector, buf: &mut Vec<u8>) -> Result<bool, Malformed> {
+fn filter(v: Value<'_>, sel: &Selector, buf: &mut Vec<u8>) -> bool {
     let start = buf.len();
     let mut any = false;
-    match raw.get().as_bytes().first() {
-        Some(b'{') => {
-            buf.push(b'{');
-            for_each_member(raw, |name, v| {
-                let Some(child) = sel.child(name) else { return Ok(()) };
-                let mark = buf.len();
-                if any {
-                    buf.push(b',');
-                }
-                write_str(buf, name);
-                buf.push(b':');
-                let wrote = if child.op.is_some() {
-                    buf.extend_from_slice(v.get().as_bytes());
-                    true
-                } else {
-                    filter(v, child, buf)?
-                };
-                if wrote {
-                    any = true;
-                } else {
-                    buf.truncate(mark);
-                }
-                Ok(())
-            })?;
-            buf.push(b'}');
+    let object = match v.first() {
+        b'{' => true,
+        b'[' => false,
+        _ => return false,
+    };
+    buf.push(if object { b'{' } else { b'[' });
+    for m in v.children() {
+        let child = if object {
+            match sel.child(m.name()) {
+                Some(c) => c,
+                None => continue,
+            }
+        } else {
+            sel
+        };
+        let mark = buf.len();
+        if any {
+            buf.push(b',');
         }
-        Some(b'[') => {
-            buf.push(b'[');
-            for_each_element(raw, |v| {
-                let mark = buf.len();
-                if any {
-                    buf.push(b',');
-                }
-                if filter(v, sel, buf)? {
-                    any = true;
-                } else {
-                    buf.truncate(mark);
-                }
-                Ok(())
-            })?;
-            buf.push(b']');
+        if object {
+            write_str(buf, m.name());
+            buf.push(b':');
         }
-        _ => {}
+        let wrote = if object && child.op.is_some() {
+            buf.extend_from_slice(m.raw().as_bytes());
+            true
+        } else {
+            filter(m, child, buf)
+        };
+        if wrote {
+            any = true;
+        } else {
+            buf.truncate(mark);
+        }
     }
+    buf.push(if object { b'}' } else { b']' });
     if !any {
         buf.truncate(start);
     }
-    Ok(any)
+    any
 }
 
 #[cfg(test)]
@@ -178,8 +194,10 @@ mod tests {
     use super::*;
     use crate::agreement::FieldOp;
 
-    fn raw(s: &str) -> &RawValue {
-        serde_json::from_str(s).unwrap()
+    fn tape(s: &str) -> Tape {
+        let mut t = Tape::default();
+        t.read(s, |n| Ok(crate::agreement::names::normal_hash(n))).unwrap();
+        t
     }
 
     fn fields(paths: &[&str]) -> Selector {
@@ -192,7 +210,7 @@ mod tests {
 
     fn filtered(json: &str, paths: &[&str]) -> String {
         let mut buf = Vec::new();
-        filter(raw(json), &fields(paths), &mut buf).unwrap();
+        filter(tape(json).root(json), &fields(paths), &mut buf);
         String::from_utf8(buf).unwrap()
     }
 
@@ -214,7 +232,7 @@ mod tests {
         let b = Bound { path: "pos.acc".into(), segments: vec!["pos".into(), "acc".into()], min: Some(0.0), max: Some(5.0) };
         let check = |json: &str| {
             let mut found = false;
-            meets(raw(json), &b.segments, &b, &mut found).unwrap() && found
+            meets(tape(json).root(json), &b.segments, &b, &mut found) && found
         };
         assert!(check(r#"{"pos":{"acc":5}}"#));
         assert!(check(r#"{"pos":{"acc":0.0}}"#));

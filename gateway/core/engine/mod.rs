@@ -257,13 +257,13 @@ impl Engine {
             Ok(e) => e,
             Err(m) => return Verdict::Dropped(malformed(m)),
         };
-        let decision = match self.decide(&event).and_then(|d| self.suppress(&event, d, suppressions, out)) {
+        let decision = match self.decide_on(&event, Some(&out.tape), None).and_then(|d| self.suppress(&event, d, suppressions, out)) {
             Ok(d) => d,
             Err(d) => return Verdict::Dropped(d),
         };
         let mut fields = std::mem::take(&mut out.fields);
         let attributes = event.attributes.map(|a| a.get().as_ptr());
-        let written = self.restrict(event, &decision, &mut fields).and_then(|event| {
+        let written = self.restrict_on(event, &decision, Some(&out.tape), &mut fields).and_then(|event| {
             // Restricted to an instrument's fields: other text, read again.
             if event.attributes.map(|a| a.get().as_ptr()) != attributes {
                 self.read_tape(&event, out)?;
@@ -287,7 +287,13 @@ impl Engine {
 
     /// [`Engine::decide`], noting in `trace` what each step found (for `accord
     /// explain`: the engine's own reasoning, never worked out again elsewhere).
-    pub fn decide_traced(&self, event: &Event<'_>, mut trace: Option<&mut Trace>) -> Result<Decision, Dropped> {
+    pub fn decide_traced(&self, event: &Event<'_>, trace: Option<&mut Trace>) -> Result<Decision, Dropped> {
+        self.decide_on(event, None, trace)
+    }
+
+    /// [`Engine::decide_traced`], `tape` holding the event's attributes, read (else
+    /// step 4b reads them when it needs them).
+    fn decide_on(&self, event: &Event<'_>, tape: Option<&crate::event::tape::Tape>, mut trace: Option<&mut Trace>) -> Result<Decision, Dropped> {
         let a = &*self.agreement;
         names::begin(a);
         // Classified through the taxonomy's terms too: `Mood` is emotion (SPEC 2.1).
@@ -324,7 +330,7 @@ impl Engine {
             Class::Ordinary => {}
         }
         // 4a and 4b. An approved instrument, of the agreed quality?
-        let instrument = match self.admit(event) {
+        let instrument = match self.admit(event, tape) {
             Ok(i) => {
                 if a.instruments.is_some() {
                     note(&|t| t.instrument = Some((i, None)));

@@ -8,18 +8,14 @@
 //! removed, at any depth. Every field left out, pseudonymised or generalised is
 //! counted, and, for `accord explain`, noted with its path.
 
-use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 
 use super::generalise;
 use super::names;
 use super::{Decision, Engine, FieldCounts, Output, Outputs};
 use crate::agreement::taxonomy::Class;
 use crate::agreement::{FieldOp, PurposeId, Rule, Selector};
-use crate::event::json::Str;
 use crate::event::tape::{unquote, Tape, Value};
 use crate::event::{Event, Malformed};
 use crate::pseudonym;
@@ -430,79 +426,5 @@ pub(super) fn write_str(buf: &mut Vec<u8>, s: &str) {
     }
 }
 
-
 /// The selector of a kept value: no paths of its own, everything kept.
 static EVERYTHING: Selector = Selector { op: None, children: Vec::new(), written: String::new(), allowed: None };
-
-/// Calls `f` for each element of a raw JSON array, in order.
-pub(super) fn for_each_element<'a, F>(raw: &'a RawValue, mut f: F) -> Result<(), Malformed>
-where
-    F: FnMut(&'a RawValue) -> Result<(), Malformed>,
-{
-    walk(raw, |_, value| f(value))
-}
-
-/// Calls `f` for each member of a raw JSON object, in order, without building a tree.
-pub(super) fn for_each_member<'a, F>(raw: &'a RawValue, mut f: F) -> Result<(), Malformed>
-where
-    F: FnMut(&str, &'a RawValue) -> Result<(), Malformed>,
-{
-    walk(raw, |name, value| f(name.unwrap_or_default(), value))
-}
-
-/// Calls `f` for each member (with its name) or element (without) of a raw object or
-/// array; the first error `f` returns stops the walk and is returned.
-fn walk<'a, F>(raw: &'a RawValue, f: F) -> Result<(), Malformed>
-where
-    F: FnMut(Option<&str>, &'a RawValue) -> Result<(), Malformed>,
-{
-    let mut failure = None;
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    match de.deserialize_any(Walk { f, failure: &mut failure }) {
-        Ok(()) => Ok(()),
-        Err(_) => Err(failure.unwrap_or(Malformed::NotJson)),
-    }
-}
-
-struct Walk<'w, F> {
-    f: F,
-    failure: &'w mut Option<Malformed>,
-}
-
-impl<'de, F> Walk<'_, F>
-where
-    F: FnMut(Option<&str>, &'de RawValue) -> Result<(), Malformed>,
-{
-    fn call<E: de::Error>(&mut self, name: Option<&str>, value: &'de RawValue) -> Result<(), E> {
-        (self.f)(name, value).map_err(|m| {
-            *self.failure = Some(m);
-            E::custom("malformed")
-        })
-    }
-}
-
-impl<'de, F> Visitor<'de> for Walk<'_, F>
-where
-    F: FnMut(Option<&str>, &'de RawValue) -> Result<(), Malformed>,
-{
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object or an array")
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(item) = seq.next_element::<&'de RawValue>()? {
-            self.call(None, item)?;
-        }
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<Str<'de>>()? {
-            let value: &'de RawValue = map.next_value()?;
-            self.call(Some(&key.0), value)?;
-        }
-        Ok(())
-    }
-}
