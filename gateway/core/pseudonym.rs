@@ -131,14 +131,18 @@ impl Pseudonymiser {
     /// The 32 hex digits of a suppression's subject (SPEC 2.7): the HMAC of
     /// `"accord-suppression" 0x00 SUBJECT_ID`, never rotated; remembered in `cache`.
     pub fn suppression_hex(&self, subject_id: &[u8], msg: &mut Vec<u8>, cache: &mut Cache) -> [u8; 32] {
+        let mut hex = [0u8; 32];
+        hex::encode_to_slice(self.suppression_digest(subject_id, msg, cache).to_be_bytes(), &mut hex).expect("32 hex digits for 16 bytes");
+        hex
+    }
+
+    /// The same 16 bytes as a number (the hex read as one), for look-ups.
+    pub fn suppression_digest(&self, subject_id: &[u8], msg: &mut Vec<u8>, cache: &mut Cache) -> u128 {
         msg.clear();
         msg.extend_from_slice(SUPPRESSION_DOMAIN);
         msg.push(0);
         msg.extend_from_slice(subject_id);
-        let tag = cache.get_or_insert(self.fingerprint, msg, || self.key.digest(msg));
-        let mut hex = [0u8; 32];
-        hex::encode_to_slice(tag, &mut hex).expect("32 hex digits for 16 bytes");
-        hex
+        u128::from_be_bytes(cache.get_or_insert(self.fingerprint, msg, || self.key.digest(msg)))
     }
 
     /// A suppression's `subject`, `KEY_ID:HEX` (for `accord suppress`).

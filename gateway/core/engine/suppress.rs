@@ -248,8 +248,7 @@ impl Engine {
         if set.is_empty() {
             return Ok(decision);
         }
-        let hex = self.pseudonymiser.suppression_hex(event.subject_id.as_bytes(), &mut out.msg, &mut out.cache);
-        let digest = u128::from_str_radix(std::str::from_utf8(&hex).expect("hex is ASCII"), 16).expect("32 hex digits");
+        let digest = self.pseudonymiser.suppression_digest(event.subject_id.as_bytes(), &mut out.msg, &mut out.cache);
         let removed = set.removed(digest, event.occurred_at.with_timezone(&Utc), &self.agreement);
         let purposes = decision.purposes & !removed;
         if purposes == 0 {
