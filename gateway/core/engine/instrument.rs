@@ -56,9 +56,8 @@ impl Engine {
         let found = &mut flags[..ins.quality.len()];
         let mut ok = root.first() == b'{';
         for v in root.children() {
-            let name = normal(v.name());
             for (b, f) in ins.quality.iter().zip(found.iter_mut()) {
-                if ok && b.segments[0] == name {
+                if ok && named(v, &b.segments[0]) {
                     ok = meets(v, &b.segments[1..], b, f);
                 }
             }
@@ -117,10 +116,16 @@ fn meets(v: Value<'_>, path: &[String], bound: &Bound, found: &mut bool) -> bool
         return number(v.raw()).is_some_and(|x| bound.holds(x));
     };
     match v.first() {
-        b'{' => v.children().filter(|m| normal(m.name()) == *head).all(|m| meets(m, rest, bound, found)),
+        b'{' => v.children().filter(|m| named(*m, head)).all(|m| meets(m, rest, bound, found)),
         b'[' => v.children().all(|e| meets(e, path, bound, found)),
         _ => true,
     }
+}
+
+/// Is the member named `normal` (a name in normal form), compared normalised? The
+/// hashes the tape holds settle most members without normalising.
+fn named(member: Value<'_>, normal_form: &str) -> bool {
+    member.name_hash() == crate::agreement::names::normal_hash(normal_form) && normal(member.name()) == normal_form
 }
 
 /// A member name in the normal form of SPEC 2.5 (bounds are compiled in that form).

@@ -22,6 +22,8 @@ struct Node {
     /// [`Tape::unescaped`]. Empty for an element.
     name: (u32, u32),
     name_unescaped: bool,
+    /// The hash the reader gave the name (its normal form's; 0 for an element).
+    hash: u64,
     /// The value's JSON text.
     value: (u32, u32),
     /// The index of the node after this value and everything inside it.
@@ -56,7 +58,7 @@ impl Tape {
         self.unescaped.clear();
         self.hashes.clear();
         let mut reader = Reader { s: json, b: json.as_bytes(), at: 0, tape: self };
-        reader.value((0, 0), false, &mut hash)?;
+        reader.value((0, 0), false, 0, &mut hash)?;
         Ok(())
     }
 
@@ -92,6 +94,12 @@ impl<'t> Value<'t> {
         } else {
             &self.text[a..b]
         }
+    }
+
+    /// The hash the tape was read with of the member's name (equal normal forms, equal
+    /// hashes); 0 for an element.
+    pub fn name_hash(&self) -> u64 {
+        self.node().hash
     }
 
     /// The members of an object or the elements of an array, in order (none for a
@@ -155,11 +163,11 @@ impl Reader<'_, '_> {
     }
 
     /// One value at `self.at` (after any space), as a node named `name`.
-    fn value(&mut self, name: (u32, u32), name_unescaped: bool, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
+    fn value(&mut self, name: (u32, u32), name_unescaped: bool, name_hash: u64, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
         self.skip_space();
         let index = self.tape.nodes.len();
         let start = self.at;
-        self.tape.nodes.push(Node { name, name_unescaped, value: (start as u32, start as u32), next: 0 });
+        self.tape.nodes.push(Node { name, name_unescaped, hash: name_hash, value: (start as u32, start as u32), next: 0 });
         match self.b.get(start) {
             Some(b'{') => self.object(hash)?,
             Some(b'[') => {
@@ -172,7 +180,7 @@ impl Reader<'_, '_> {
                             break;
                         }
                         Some(b',') => self.at += 1,
-                        Some(_) => self.value((0, 0), false, hash)?,
+                        Some(_) => self.value((0, 0), false, 0, hash)?,
                     }
                 }
             }
@@ -224,7 +232,7 @@ impl Reader<'_, '_> {
                     self.tape.hashes.push(h);
                     self.skip_space();
                     self.at += 1; // the colon
-                    self.value(name, unescaped, hash)?;
+                    self.value(name, unescaped, h, hash)?;
                 }
             }
         }
