@@ -19,14 +19,18 @@ use crate::event::tape::{Tape, Value};
 use crate::event::{Event, Malformed};
 
 impl Engine {
+    /// Step 4a's look-up: the first instrument for this source (in normal form) and
+    /// device, if any.
+    pub(super) fn instrument_for(&self, source: &str, device: Option<&str>) -> Option<usize> {
+        self.agreement.instruments.as_ref()?.iter().position(|ins| ins.admits(source, device))
+    }
+
     /// Steps 4a and 4b: the index of the instrument that admits the event (`None` when
     /// the agreement lists no instruments), or why it is dropped and the instrument
-    /// that matched, if one did.
-    /// `tape` holds the event's attributes, read; without one they are read here.
-    pub(super) fn admit(&self, event: &Event<'_>, tape: Option<&Tape>) -> Result<Option<u16>, (DropReason, Option<u16>)> {
+    /// that matched, if one did. `found` is [`Engine::instrument_for`]'s answer; `tape`
+    /// holds the event's attributes, read (without one they are read here).
+    pub(super) fn admit(&self, event: &Event<'_>, found: Option<usize>, tape: Option<&Tape>) -> Result<Option<u16>, (DropReason, Option<u16>)> {
         let Some(list) = &self.agreement.instruments else { return Ok(None) };
-        let device = event.device_id.as_deref();
-        let found = super::names::with_normal_pair(&event.source, &event.category, |source, _| list.iter().position(|ins| ins.admits(source, device)));
         let Some(i) = found else {
             return Err((DropReason::UnapprovedInstrument, None));
         };

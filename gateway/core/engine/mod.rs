@@ -329,8 +329,14 @@ impl Engine {
             }
             Class::Ordinary => {}
         }
+        // The source and category in normal form, looked up once for steps 4a and 5.
+        let device = event.device_id.as_deref();
+        let (found, rule) = names::with_normal_pair(&event.source, &event.category, |source, category| {
+            let listed = |list: &Option<Vec<String>>, v: &str| list.as_ref().is_none_or(|l| l.iter().any(|x| x == v));
+            (self.instrument_for(source, device), self.matchers.iter().position(|(s, c)| listed(s, source) && listed(c, category)))
+        });
         // 4a and 4b. An approved instrument, of the agreed quality?
-        let instrument = match self.admit(event, tape) {
+        let instrument = match self.admit(event, found, tape) {
             Ok(i) => {
                 if a.instruments.is_some() {
                     note(&|t| t.instrument = Some((i, None)));
@@ -343,10 +349,6 @@ impl Engine {
             }
         };
         // 5. The first rule that lists the source and the category (compared normalised).
-        let rule = names::with_normal_pair(&event.source, &event.category, |source, category| {
-            let listed = |list: &Option<Vec<String>>, v: &str| list.as_ref().is_none_or(|l| l.iter().any(|x| x == v));
-            self.matchers.iter().position(|(s, c)| listed(s, source) && listed(c, category))
-        });
         let Some(rule) = rule else {
             return Err(drop(DropReason::NoMatchingRule));
         };
