@@ -82,7 +82,8 @@ impl<'t> Value<'t> {
 
     /// The first byte of its text: `{`, `[`, `"`, or that of a number or literal.
     pub fn first(&self) -> u8 {
-        self.text.as_bytes()[self.node().value.0 as usize]
+        // 0 for an empty value, which valid JSON never has.
+        self.text.as_bytes().get(self.node().value.0 as usize).copied().unwrap_or(0)
     }
 
     /// The member's name, unescaped ("" for an element).
