@@ -143,7 +143,7 @@ pub fn check_member_names(json: &str, id: impl FnMut(&str) -> Result<u64, Malfor
 /// How deeply `json` nests (objects and arrays), stopping early past `limit`.
 pub fn nesting_exceeds(json: &[u8], limit: usize) -> bool {
     // Fast path: fewer openers than the limit cannot nest deeper than it.
-    if json.iter().filter(|&&b| b == b'{' || b == b'[').count() <= limit {
+    if memchr::memchr2_iter(b'{', b'[', json).take(limit + 1).count() <= limit {
         return false;
     }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
