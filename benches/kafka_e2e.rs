@@ -15,7 +15,9 @@
 //! ones is a duplicate. Prints the duplicates per crash.
 //!
 //! `--codec C` (default `lz4`) is the input's compression and both children's
-//! `compression.type`: `gzip`, `snappy`, `lz4` or `zstd`.
+//! `compression.type`: `gzip`, `snappy`, `lz4` or `zstd`. `--mix site` runs the second
+//! workload of `workload.rs` (its own agreement, `benches/site-agreement.yaml`) instead
+//! of the examples' mix.
 //!
 //! The examples' mix of events (each copy with its own event ids) is produced into a
 //! 6-partition input topic. Then, in turn, the pass-through (each record produced
@@ -44,7 +46,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 
-const PURPOSES: [&str; 4] = ["safety", "payroll", "planning", "it_security"];
+#[allow(dead_code)]
+mod workload;
+
+use workload::Mix;
 const PARTITIONS: i32 = 6;
 
 fn root() -> std::path::PathBuf {
@@ -83,9 +88,17 @@ fn main() {
 
     let id = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
     let dir = tempfile::tempdir().unwrap();
-    let mut agreement = std::fs::read_to_string(root().join("examples/agreement.yaml")).unwrap();
-    for p in PURPOSES {
-        agreement = agreement.replace(&format!("topic: accord.{p}\n"), &format!("topic: bench.{p}.{id}\n"));
+    let mix = args.iter().position(|a| a == "--mix").map_or(Mix::Examples, |i| Mix::parse(&args[i + 1]).expect("--mix examples|site"));
+    // Each mix's purposes, and the prefix of their topics in its agreement.
+    let (purposes, prefix): (&[&str], &str) = match mix {
+        Mix::Examples => (&["safety", "payroll", "planning", "it_security"], "accord"),
+        Mix::Site => (&["planning", "safety", "ergonomics"], "site"),
+    };
+    let mut agreement = std::fs::read_to_string(mix.agreement_path()).unwrap();
+    for p in purposes {
+        let (from, to) = (format!("topic: {prefix}.{p}\n"), format!("topic: bench.{p}.{id}\n"));
+        assert!(agreement.contains(&from), "the {} agreement names no topic `{prefix}.{p}`", mix.name());
+        agreement = agreement.replace(&from, &to);
     }
     let agreement_path = dir.path().join("agreement.yaml");
     std::fs::write(&agreement_path, &agreement).unwrap();
@@ -93,29 +106,35 @@ fn main() {
     let quarantine = format!("bench.quarantine.{id}");
     let pass = format!("bench.pass.{id}");
     let mut topics = vec![input.clone(), quarantine.clone(), pass.clone()];
-    topics.extend(PURPOSES.iter().map(|p| format!("bench.{p}.{id}")));
+    topics.extend(purposes.iter().map(|p| format!("bench.{p}.{id}")));
     create_topics(&bootstrap, &topics);
 
-    // The examples' mix, each copy with its own event ids.
-    let base: Vec<String> = std::fs::read_to_string(root().join("examples/events.jsonl")).unwrap().lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
-    let lines: Vec<String> = (0..events)
-        .map(|i| {
-            let (copy, line) = (i / base.len(), &base[i % base.len()]);
-            let marker = "\"event_id\": \"";
-            match line.find(marker) {
-                Some(at) => format!("{}b{copy}-{}", &line[..at + marker.len()], &line[at + marker.len()..]),
-                None => line.clone(),
-            }
-        })
-        .collect();
-    let bytes: usize = lines.iter().map(String::len).sum();
+    let lines: Vec<Vec<u8>> = match mix {
+        Mix::Site => workload::lines(Mix::Site, events),
+        Mix::Examples => {
+            // The examples' mix, each copy with its own event ids.
+            let base: Vec<String> = std::fs::read_to_string(root().join("examples/events.jsonl")).unwrap().lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+            let lines: Vec<Vec<u8>> = (0..events)
+                .map(|i| {
+                    let (copy, line) = (i / base.len(), &base[i % base.len()]);
+                    let marker = "\"event_id\": \"";
+                    match line.find(marker) {
+                        Some(at) => format!("{}b{copy}-{}", &line[..at + marker.len()], &line[at + marker.len()..]).into_bytes(),
+                        None => line.clone().into_bytes(),
+                    }
+                })
+                .collect();
+            lines
+        }
+    };
+    let bytes: usize = lines.iter().map(Vec::len).sum();
 
     // What the gateway must produce: outputs plus quarantine notes.
     let engine = engine(&agreement_path);
     let mut outputs = Outputs::default();
     let mut expected_gateway = 0u64;
     for l in &lines {
-        expected_gateway += match engine.process(l.as_bytes(), Format::Json, &mut outputs) {
+        expected_gateway += match engine.process(l, Format::Json, &mut outputs) {
             Verdict::Forwarded(_) => outputs.items.len() as u64,
             Verdict::Dropped(d) if d.malformed.is_some() => 1,
             Verdict::Dropped(_) => 0,
@@ -128,7 +147,7 @@ fn main() {
     eprintln!("kafka_e2e: produced in {:.1?} ({:.0} events/s)", started.elapsed(), events as f64 / started.elapsed().as_secs_f64());
     drop(lines);
 
-    let gateway_outputs: Vec<String> = PURPOSES.iter().map(|p| format!("bench.{p}.{id}")).chain([quarantine.clone()]).collect();
+    let gateway_outputs: Vec<String> = purposes.iter().map(|p| format!("bench.{p}.{id}")).chain([quarantine.clone()]).collect();
     let mut results = Vec::new();
     for round in 0..rounds {
         for mode in ["passthrough", "gateway"] {
@@ -187,7 +206,7 @@ fn main() {
     let best = |mode: &str, f: &dyn Fn(&Run) -> f64| results.iter().filter(|(m, _)| *m == mode).map(|(_, r)| f(r)).fold(0.0, f64::max);
     let (pass_rate, gw_rate) = (best("passthrough", &Run::rate), best("gateway", &Run::rate));
     let (pass_steady, gw_steady) = (best("passthrough", &Run::steady_rate), best("gateway", &Run::steady_rate));
-    println!("kafka_e2e: {events} events of the examples' mix, {PARTITIONS} input partitions, broker {bootstrap}");
+    println!("kafka_e2e: {events} events of the {} mix, {PARTITIONS} input partitions, broker {bootstrap}", mix.name());
     println!("  pass-through  {pass_rate:>10.0} events/s end to end   {pass_steady:>10.0} events/s steady");
     println!("  gateway       {gw_rate:>10.0} events/s end to end   {gw_steady:>10.0} events/s steady");
     println!("  ratio         {:>10.2}x end to end          {:>10.2}x steady (goal: at least 0.9x)", gw_rate / pass_rate, gw_steady / pass_steady);
@@ -494,7 +513,7 @@ fn create_topics(bootstrap: &str, topics: &[String]) {
     }
 }
 
-fn produce(bootstrap: &str, topic: &str, lines: &[String], codec: &str) {
+fn produce(bootstrap: &str, topic: &str, lines: &[Vec<u8>], codec: &str) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "20")
@@ -504,7 +523,7 @@ fn produce(bootstrap: &str, topic: &str, lines: &[String], codec: &str) {
         .create()
         .unwrap();
     for (i, l) in lines.iter().enumerate() {
-        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(l.as_bytes()).partition(i as i32 % PARTITIONS);
+        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(&l[..]).partition(i as i32 % PARTITIONS);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
