@@ -171,20 +171,7 @@ impl Reader<'_, '_> {
         self.tape.nodes.push(Node { name, name_unescaped, hash: name_hash, value: (start as u32, start as u32), next: 0 });
         match self.b.get(start) {
             Some(b'{') => self.object(hash)?,
-            Some(b'[') => {
-                self.at += 1;
-                loop {
-                    self.skip_space();
-                    match self.b.get(self.at) {
-                        Some(b']') | None => {
-                            self.at += 1;
-                            break;
-                        }
-                        Some(b',') => self.at += 1,
-                        Some(_) => self.value((0, 0), false, 0, hash)?,
-                    }
-                }
-            }
+            Some(b'[') => self.items(b']', |r| r.value((0, 0), false, 0, hash))?,
             Some(b'"') => {
                 self.string();
             }
@@ -203,46 +190,55 @@ impl Reader<'_, '_> {
         Ok(())
     }
 
-    fn object(&mut self, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
+    /// The items of an object or array, from its opening bracket to just past `close`;
+    /// `item` reads each one.
+    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Result<(), Malformed>) -> Result<(), Malformed> {
         self.at += 1;
-        let first = self.tape.hashes.len();
         loop {
             self.skip_space();
             match self.b.get(self.at) {
-                Some(b'}') | None => {
-                    self.at += 1;
-                    break;
-                }
                 Some(b',') => self.at += 1,
-                Some(_) => {
-                    let open = self.at;
-                    let escaped = self.string();
-                    let inner = (open + 1, self.at - 1);
-                    // Quotes are ASCII: the slices fall on character boundaries.
-                    let text = self.s.get(inner.0..inner.1).ok_or(Malformed::NotJson)?;
-                    let (name, unescaped) = if escaped {
-                        let quoted = self.s.get(open..self.at).ok_or(Malformed::NotJson)?;
-                        let s: String = serde_json::from_str(quoted).map_err(|_| Malformed::NotJson)?;
-                        let a = self.tape.unescaped.len();
-                        self.tape.unescaped.push_str(&s);
-                        ((a as u32, self.tape.unescaped.len() as u32), true)
-                    } else {
-                        ((inner.0 as u32, inner.1 as u32), false)
-                    };
-                    let h = hash(if escaped { &self.tape.unescaped[name.0 as usize..name.1 as usize] } else { text })?;
-                    self.tape.hashes.push(h);
-                    self.skip_space();
-                    self.at += 1; // the colon
-                    self.value(name, unescaped, h, hash)?;
+                Some(&c) if c != close => item(self)?,
+                _ => {
+                    self.at += 1;
+                    return Ok(());
                 }
             }
         }
+    }
+
+    fn object(&mut self, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
+        let first = self.tape.hashes.len();
+        self.items(b'}', |r| r.member(hash))?;
         let ids = &self.tape.hashes[first..];
         if has_duplicate(ids, &mut self.tape.scratch) {
             return Err(Malformed::DuplicateName);
         }
         self.tape.hashes.truncate(first);
         Ok(())
+    }
+
+    /// One member of an object: its name (hashed, unescaped if need be), then its value.
+    fn member(&mut self, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
+        let open = self.at;
+        let escaped = self.string();
+        let inner = (open + 1, self.at - 1);
+        // Quotes are ASCII: the slices fall on character boundaries.
+        let text = self.s.get(inner.0..inner.1).ok_or(Malformed::NotJson)?;
+        let (name, unescaped) = if escaped {
+            let quoted = self.s.get(open..self.at).ok_or(Malformed::NotJson)?;
+            let s: String = serde_json::from_str(quoted).map_err(|_| Malformed::NotJson)?;
+            let a = self.tape.unescaped.len();
+            self.tape.unescaped.push_str(&s);
+            ((a as u32, self.tape.unescaped.len() as u32), true)
+        } else {
+            ((inner.0 as u32, inner.1 as u32), false)
+        };
+        let h = hash(if escaped { &self.tape.unescaped[name.0 as usize..name.1 as usize] } else { text })?;
+        self.tape.hashes.push(h);
+        self.skip_space();
+        self.at += 1; // the colon
+        self.value(name, unescaped, h, hash)
     }
 }
 
