@@ -9,7 +9,6 @@
 //! building a tree, only when an instrument has bounds or fields.
 
 use chrono::Utc;
-use serde_json::value::RawValue;
 
 use super::transform::write_str;
 use super::{Decision, DropReason, Engine};
@@ -55,7 +54,7 @@ impl Engine {
                 None => return Err((DropReason::BelowQuality, index)),
             },
         };
-        let root = tape.root(raw.get());
+        let root = tape.root(raw);
         let mut flags = [false; MAX_BOUNDS];
         let found = &mut flags[..ins.quality.len()];
         let mut ok = root.first() == b'{';
@@ -74,11 +73,11 @@ impl Engine {
 
     /// Attributes read onto a tape of their own (for callers that hold none), or `None`
     /// if their member names are refused.
-    fn read(&self, raw: &RawValue) -> Option<Tape> {
+    fn read(&self, raw: &str) -> Option<Tape> {
         let a = &*self.agreement;
         super::names::begin(a);
         let mut tape = Tape::default();
-        tape.read(raw.get(), |name| super::names::member_hash(a, name)).ok()?;
+        tape.read(raw, |name| super::names::member_hash(a, name)).ok()?;
         Some(tape)
     }
 
@@ -105,9 +104,9 @@ impl Engine {
             }
         };
         buf.clear();
-        let wrote = filter(tape.root(raw.get()), fields, buf);
+        let wrote = filter(tape.root(raw), fields, buf);
         let buf: &'a Vec<u8> = buf;
-        let attributes = if wrote { Some(serde_json::from_slice::<&RawValue>(buf).map_err(|_| Malformed::NotJson)?) } else { None };
+        let attributes = if wrote { Some(std::str::from_utf8(buf).map_err(|_| Malformed::NotJson)?) } else { None };
         Ok(Event { attributes, ..event })
     }
 }

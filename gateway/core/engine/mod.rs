@@ -253,7 +253,10 @@ impl Engine {
     }
 
     fn process_json(&self, input: &[u8], suppressions: &Suppressions, out: &mut Outputs) -> Verdict {
-        let event = match json::decode(input).and_then(|e| self.read_tape(&e, out).map(|()| e)) {
+        let a = &*self.agreement;
+        names::begin(a);
+        // Decoded, and the attributes read onto the tape, in one pass.
+        let event = match json::decode_onto(input, &mut out.tape, |name| names::member_hash(a, name)) {
             Ok(e) => e,
             Err(m) => return Verdict::Dropped(malformed(m)),
         };
@@ -262,10 +265,10 @@ impl Engine {
             Err(d) => return Verdict::Dropped(d),
         };
         let mut fields = std::mem::take(&mut out.fields);
-        let attributes = event.attributes.map(|a| a.get().as_ptr());
+        let attributes = event.attributes.map(|a| a.as_ptr());
         let written = self.restrict_on(event, &decision, Some(&out.tape), &mut fields).and_then(|event| {
             // Restricted to an instrument's fields: other text, read again.
-            if event.attributes.map(|a| a.get().as_ptr()) != attributes {
+            if event.attributes.map(|a| a.as_ptr()) != attributes {
                 self.read_tape(&event, out)?;
             }
             self.write_read(&event, decision, out, None)
@@ -382,7 +385,7 @@ impl Engine {
         if let Some(attrs) = event.attributes {
             let a = &*self.agreement;
             names::begin(a);
-            crate::event::check_member_names(attrs.get(), |name| names::member_hash(a, name)).map_err(malformed)?;
+            crate::event::check_member_names(attrs, |name| names::member_hash(a, name)).map_err(malformed)?;
         }
         Ok(event)
     }

@@ -50,7 +50,7 @@ impl Engine {
         if let Some(attrs) = event.attributes {
             let a = &*self.agreement;
             names::begin(a);
-            out.tape.read(attrs.get(), |name| names::member_hash(a, name))?;
+            out.tape.read(attrs, |name| names::member_hash(a, name))?;
         }
         Ok(())
     }
@@ -144,7 +144,7 @@ impl Writer<'_> {
             } else {
                 let mark = buf.len();
                 buf.extend_from_slice(b",\"attributes\":");
-                if !self.object(tape.root(attrs.get()), &rule.attributes, false, "attributes", buf)? {
+                if !self.object(tape.root(attrs), &rule.attributes, false, "attributes", buf)? {
                     buf.truncate(mark);
                 }
             }

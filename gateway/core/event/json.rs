@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::agreement::names;
 
+use super::tape::{skip_value, string_at, Tape};
 use super::{nesting_exceeds, parse_time, Event, Malformed, MAX_DEPTH, MAX_EVENT_BYTES};
 
 /// Decodes one JSON event.
@@ -44,7 +45,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Malformed> {
     let occurred_at_text = required(fields.occurred_at, "occurred_at")?;
     let occurred_at = parse_time(&occurred_at_text)?;
     if let Some(attrs) = fields.attributes {
-        if nesting_exceeds(attrs.get().as_bytes(), MAX_DEPTH) {
+        if nesting_exceeds(attrs.as_bytes(), MAX_DEPTH) {
             return Err(Malformed::TooDeep);
         }
     }
@@ -61,6 +62,165 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Malformed> {
     })
 }
 
+/// Decodes one JSON event and reads its attributes onto `tape` in the same pass, with
+/// `hash` as [`Tape::read`] takes it: the answer of [`decode`] and then [`Tape::read`]
+/// over the attributes, from one pass over the text for events as sensors send them.
+/// Anything else (an error of any kind, a top-level name with escapes, more than
+/// [`QUICK_EXTRAS`] members outside the format) is left to those two, which say
+/// exactly what is wrong.
+pub fn decode_onto<'a>(bytes: &'a [u8], tape: &mut Tape, mut hash: impl FnMut(&str) -> Result<u64, Malformed>) -> Result<Event<'a>, Malformed> {
+    if let Some(event) = quick(bytes, tape, &mut hash) {
+        return Ok(event);
+    }
+    let event = decode(bytes)?;
+    if let Some(attributes) = event.attributes {
+        tape.read(attributes, hash)?;
+    }
+    Ok(event)
+}
+
+/// The most members outside the event format [`decode_onto`] reads in its one pass.
+pub const QUICK_EXTRAS: usize = 16;
+
+/// [`decode_onto`]'s one pass; `None` for anything it leaves to [`decode`].
+fn quick<'a>(bytes: &'a [u8], tape: &mut Tape, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Option<Event<'a>> {
+    if bytes.len() > MAX_EVENT_BYTES {
+        return None;
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    let b = bytes;
+    let space = |mut at: usize| {
+        while at < b.len() && matches!(b[at], b' ' | b'\t' | b'\n' | b'\r') {
+            at += 1;
+        }
+        at
+    };
+    // A string value, unescaped strictly (as serde_json reads a `str`).
+    let string = |at: usize| -> Option<(Cow<'a, str>, usize)> {
+        if b.get(at) != Some(&b'"') {
+            return None;
+        }
+        let (end, escaped) = string_at(b, at).ok()?;
+        let value = if escaped { Cow::Owned(serde_json::from_str::<String>(&text[at..end]).ok()?) } else { Cow::Borrowed(&text[at + 1..end - 1]) };
+        Some((value, end))
+    };
+    let mut fields = Fields::default();
+    let mut extras = [0u64; QUICK_EXTRAS];
+    let mut at = space(0);
+    if b.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = space(at + 1);
+    if b.get(at) == Some(&b'}') {
+        at += 1;
+    } else {
+        loop {
+            if b.get(at) != Some(&b'"') {
+                return None;
+            }
+            let (end, escaped) = string_at(b, at).ok()?;
+            if escaped {
+                return None;
+            }
+            let key = &text[at + 1..end - 1];
+            at = space(end);
+            if b.get(at) != Some(&b':') {
+                return None;
+            }
+            at = space(at + 1);
+            // A string field: where it goes, and whether null counts as absent.
+            let string_field = match key {
+                "event_id" => Some((&mut fields.event_id, false)),
+                "source" => Some((&mut fields.source, false)),
+                "subject_id" => Some((&mut fields.subject_id, false)),
+                "category" => Some((&mut fields.category, false)),
+                "occurred_at" => Some((&mut fields.occurred_at, false)),
+                "device_id" => Some((&mut fields.device_id, true)),
+                "attributes" => {
+                    if fields.attributes.is_some() {
+                        return None;
+                    }
+                    match b.get(at) {
+                        Some(b'{') => {
+                            let end = tape.read_at(text, at, hash).ok()?;
+                            fields.attributes = Some(&text[at..end]);
+                            at = end;
+                        }
+                        Some(b'n') if b[at..].starts_with(b"null") => at += 4,
+                        _ => return None,
+                    }
+                    None
+                }
+                other => {
+                    let n = fields.extra as usize;
+                    if n == QUICK_EXTRAS || names::is_refused_name(other) {
+                        return None;
+                    }
+                    let normal = names::normal_hash(other);
+                    if extras[..n].contains(&normal) {
+                        return None;
+                    }
+                    extras[n] = normal;
+                    fields.extra += 1;
+                    at = skip_value(text, at, MAX_DEPTH).ok()?;
+                    None
+                }
+            };
+            if let Some((slot, nullable)) = string_field {
+                if slot.is_some() {
+                    return None; // A field twice.
+                }
+                if nullable && b[at..].starts_with(b"null") {
+                    at += 4;
+                } else {
+                    let (value, end) = string(at)?;
+                    *slot = Some(value);
+                    at = end;
+                }
+            }
+            at = space(at);
+            match b.get(at) {
+                Some(b',') => at = space(at + 1),
+                Some(b'}') => {
+                    at += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    if space(at) != b.len() {
+        return None;
+    }
+    let extras = &extras[..fields.extra as usize];
+    if !extras.is_empty() {
+        let known = known_hashes();
+        let present = [&fields.event_id, &fields.source, &fields.subject_id, &fields.category, &fields.occurred_at, &fields.device_id].map(Option::is_some);
+        if present.iter().chain([&fields.attributes.is_some()]).zip(known).any(|(there, hash)| *there && extras.contains(hash)) {
+            return None;
+        }
+    }
+    let occurred_at_text = fields.occurred_at?;
+    let occurred_at = parse_time(&occurred_at_text).ok()?;
+    Some(Event {
+        event_id: fields.event_id?,
+        source: fields.source?,
+        device_id: fields.device_id,
+        subject_id: fields.subject_id?,
+        category: fields.category?,
+        occurred_at_text,
+        occurred_at,
+        attributes: fields.attributes,
+        extra_fields: fields.extra,
+    })
+}
+
+/// The normal-form hashes of the event format's members, in the order of [`Fields`].
+fn known_hashes() -> &'static [u64; 7] {
+    static KNOWN: std::sync::OnceLock<[u64; 7]> = std::sync::OnceLock::new();
+    KNOWN.get_or_init(|| ["event_id", "source", "subject_id", "category", "occurred_at", "device_id", "attributes"].map(names::normal_hash))
+}
+
 #[derive(Default)]
 struct Fields<'a> {
     event_id: Option<Cow<'a, str>>,
@@ -69,7 +229,7 @@ struct Fields<'a> {
     subject_id: Option<Cow<'a, str>>,
     category: Option<Cow<'a, str>>,
     occurred_at: Option<Cow<'a, str>>,
-    attributes: Option<&'a RawValue>,
+    attributes: Option<&'a str>,
     extra: u32,
 }
 
@@ -116,7 +276,7 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                     }
                     let raw: &'de RawValue = map.next_value()?;
                     match raw.get().as_bytes().first() {
-                        Some(b'{') => fields.attributes = Some(raw),
+                        Some(b'{') => fields.attributes = Some(raw.get()),
                         Some(b'n') => {}
                         _ => return Err(fail(Malformed::WrongType("attributes"))),
                     }
@@ -152,8 +312,7 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                 ("device_id", fields.device_id.is_some()),
                 ("attributes", fields.attributes.is_some()),
             ];
-            static KNOWN: std::sync::OnceLock<[u64; 7]> = std::sync::OnceLock::new();
-            let known = KNOWN.get_or_init(|| ["event_id", "source", "subject_id", "category", "occurred_at", "device_id", "attributes"].map(names::normal_hash));
+            let known = known_hashes();
             if present.iter().zip(known).any(|((_, there), hash)| *there && extras.contains(hash)) {
                 return Err(fail(Malformed::DuplicateName));
             }
@@ -274,7 +433,7 @@ mod tests {
         let ev = decode(GOOD.as_bytes()).unwrap();
         assert!(matches!(ev.event_id, Cow::Borrowed("e1")));
         assert_eq!(ev.device_id.as_deref(), Some("trk-1"));
-        assert_eq!(ev.attributes.unwrap().get(), r#"{"zone":"dock"}"#);
+        assert_eq!(ev.attributes.unwrap(), r#"{"zone":"dock"}"#);
         assert_eq!(ev.extra_fields, 1);
     }
 
@@ -324,5 +483,138 @@ mod tests {
         assert_eq!(decode(ev.as_bytes()).unwrap_err(), Malformed::TooDeep);
         let top = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
         assert!(decode(top.as_bytes()).is_err());
+    }
+
+    /// A name the engine would refuse (control or invisible characters) is refused
+    /// here too; the rest hash by normal form.
+    fn engine_hash(name: &str) -> Result<u64, Malformed> {
+        if names::is_refused_name(name) {
+            return Err(Malformed::BadName);
+        }
+        Ok(names::normal_hash(name))
+    }
+
+    /// Every value on a tape, depth first, as (name, raw text).
+    fn flatten(v: super::super::tape::Value<'_>, out: &mut Vec<(String, String)>) {
+        out.push((v.name().to_string(), v.raw().to_string()));
+        for c in v.children() {
+            flatten(c, out);
+        }
+    }
+
+    /// The slow path's answer: serde_json's decode, then the tape over the attributes.
+    fn slow(bytes: &[u8]) -> Result<(String, Vec<(String, String)>), Malformed> {
+        let event = decode(bytes)?;
+        let mut tape = Tape::default();
+        let mut nodes = Vec::new();
+        if let Some(a) = event.attributes {
+            tape.read(a, engine_hash)?;
+            flatten(tape.root(a), &mut nodes);
+        }
+        Ok((format!("{event:?}"), nodes))
+    }
+
+    fn fast(bytes: &[u8]) -> Option<(String, Vec<(String, String)>)> {
+        let mut tape = Tape::default();
+        let event = quick(bytes, &mut tape, &mut engine_hash)?;
+        let mut nodes = Vec::new();
+        if let Some(a) = event.attributes {
+            flatten(tape.root(a), &mut nodes);
+        }
+        Some((format!("{event:?}"), nodes))
+    }
+
+    /// JSON as sensors write it, and as they should not: escapes, look-alike and
+    /// invisible letters, numbers of every shape, nesting.
+    fn arb_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|i| serde_json::json!(i)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| serde_json::json!(f)),
+            "[a-zA-Z0-9 \"\\\\/\u{e9}\u{1F600}\u{1}\n\u{200b}]{0,10}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(5, 40, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::Array),
+                proptest::collection::vec((prop_oneof![9 => "[a-zA-Z_\u{e9}\u{301}]{1,6}", 1 => "[a-z\u{1}\u{200b}]{1,3}"], inner), 0..5).prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// An event's text: the format's members (each present, absent, null or of the wrong
+    /// type), members outside it, in any order, with any spacing.
+    fn arb_event() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let field = |name: &'static str, value: BoxedStrategy<String>| {
+            prop_oneof![40 => value.prop_map(move |v| Some(format!("\"{name}\":{v}"))), 1 => Just(None), 1 => Just(Some(format!("\"{name}\":null"))), 1 => Just(Some(format!("\"{name}\":7")))]
+        };
+        let text = || "[a-z0-9\\-\u{e9}]{1,8}".prop_map(|s| serde_json::to_string(&s).unwrap()).boxed();
+        let time = prop_oneof![4 => Just("\"2026-03-02T10:00:00+01:00\""), 4 => Just("\"2026-03-02T10:00:00Z\""), 1 => Just("\"2016-12-31T23:59:60Z\""), 1 => Just("\"yesterday\"")].prop_map(String::from).boxed();
+        let attributes = prop_oneof![10 => arb_value().prop_map(|v| serde_json::json!({ "a": v, "b": {"c": [1, "x"]} }).to_string()), 1 => arb_value().prop_map(|v| v.to_string())].boxed();
+        let extra = (prop_oneof![9 => "[a-zA-Z_\u{e9}]{1,8}", 1 => "[a-z\u{1}]{1,3}"], arb_value()).prop_map(|(k, v)| Some(format!("{}:{}", serde_json::to_string(&k).unwrap(), v)));
+        (
+            [field("event_id", text()), field("source", text()), field("subject_id", text()), field("category", text()), field("occurred_at", time), field("device_id", text()), field("attributes", attributes)],
+            proptest::collection::vec(extra, 0..4),
+            any::<u64>(),
+            prop_oneof![Just(""), Just(" "), Just("\n\t ")],
+        )
+            .prop_map(|(known, extras, order, gap)| {
+                let mut members: Vec<String> = known.into_iter().chain(extras).flatten().collect();
+                let n = members.len().max(1);
+                members.rotate_left(order as usize % n);
+                if order & 1 << 40 != 0 {
+                    members.reverse();
+                }
+                format!("{gap}{{{gap}{}{gap}}}{gap}", members.join(&format!("{gap},{gap}")))
+            })
+    }
+
+    /// Bytes that break JSON in interesting places.
+    const BREAKERS: &[u8] = b"\"\\{}[],: n0-.eEu\x01\xff\xc3\x80t";
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The one pass accepts only what serde_json and the tape accept, with the same
+        /// fields and the same tape; and it takes every well-formed event itself.
+        #[test]
+        fn the_one_pass_agrees_with_serde_json(event in arb_event()) {
+            let want = slow(event.as_bytes());
+            match fast(event.as_bytes()) {
+                Some(got) => proptest::prop_assert_eq!(Ok(got), want),
+                None => proptest::prop_assert!(want.is_err(), "a well-formed event left to the slow path: {}", event),
+            }
+        }
+
+        /// The same, once the text is broken somewhere: a byte replaced, inserted or
+        /// removed.
+        #[test]
+        fn broken_events_are_never_accepted_by_the_one_pass_alone(event in arb_event(), at in proptest::prelude::any::<proptest::sample::Index>(), byte in proptest::sample::select(BREAKERS), how in 0..3u8) {
+            let mut bytes = event.into_bytes();
+            let i = at.index(bytes.len() + 1);
+            match how {
+                0 if i < bytes.len() => bytes[i] = byte,
+                1 if i < bytes.len() => { bytes.remove(i); }
+                _ => bytes.insert(i, byte),
+            }
+            if let Some(got) = fast(&bytes) {
+                proptest::prop_assert_eq!(Ok(got), slow(&bytes), "{}", String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+
+    #[test]
+    fn decode_onto_gives_the_exact_reason_for_what_the_one_pass_refuses() {
+        let mut tape = Tape::default();
+        let mut go = |s: &str| decode_onto(s.as_bytes(), &mut tape, engine_hash).map(|_| ());
+        assert_eq!(go(&GOOD.replace("\"emp-1\"", "5")), Err(Malformed::WrongType("subject_id")));
+        assert_eq!(go(&GOOD.replace("{\"zone\":\"dock\"}", "{\"a\":1,\"A\":2}")), Err(Malformed::DuplicateName));
+        assert_eq!(go(&GOOD.replace("{\"zone\":\"dock\"}", "{\"a\":01}")), Err(Malformed::NotJson));
+        assert_eq!(go(&GOOD.replace("{\"zone\":\"dock\"}", &format!("{}1{}", "[".repeat(70), "]".repeat(70)))), Err(Malformed::WrongType("attributes")));
+        assert_eq!(go(&GOOD.replace("{\"zone\":\"dock\"}", &format!("{{\"a\":{}1{}}}", "[".repeat(70), "]".repeat(70)))), Err(Malformed::TooDeep));
+        // Unusual but well formed: left to the slow path, which takes it.
+        assert_eq!(go(&GOOD.replace("\"firmware\"", "\"firm\\u0077are\"")), Ok(()));
     }
 }

@@ -16,7 +16,6 @@ use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, Datelike, FixedOffset};
-use serde_json::value::RawValue;
 
 /// How the records of an input (or an output) are encoded. Configured, never guessed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
@@ -65,8 +64,8 @@ pub struct Event<'a> {
     /// As written, for output when it is not generalised.
     pub occurred_at_text: Cow<'a, str>,
     pub occurred_at: DateTime<FixedOffset>,
-    /// The attributes object as raw JSON, if present and not null.
-    pub attributes: Option<&'a RawValue>,
+    /// The attributes object as raw JSON text, if present and not null.
+    pub attributes: Option<&'a str>,
     /// Top-level members that are not part of the event format (they are removed).
     pub extra_fields: u32,
 }

@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use super::Malformed;
+use super::{Malformed, MAX_DEPTH};
 
 /// One value: a member of an object (with its name) or an element of an array.
 #[derive(Clone, Copy, Debug)]
@@ -50,16 +50,28 @@ pub struct Value<'t> {
 }
 
 impl Tape {
-    /// Reads `json` (a valid JSON value). `hash` gives each member name's
-    /// normal-form hash or refuses the name; two members of one object with the
-    /// same hash make it `DuplicateName`.
+    /// Reads `json`, one JSON value nested at most [`MAX_DEPTH`] deep. `hash` gives
+    /// each member name's normal-form hash or refuses the name; two members of one
+    /// object with the same hash make it `DuplicateName`. Text that is not JSON is
+    /// `NotJson`, deeper nesting `TooDeep`.
     pub fn read(&mut self, json: &str, mut hash: impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
+        let end = self.read_at(json, 0, &mut hash)?;
+        if !json.as_bytes()[end..].iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+            return Err(Malformed::NotJson);
+        }
+        Ok(())
+    }
+
+    /// Reads the JSON value that starts at `at` in `text`, as [`Tape::read`] does;
+    /// returns where it ends. The tape's positions count from `at`: walk it over
+    /// `&text[at..]`.
+    pub(crate) fn read_at(&mut self, text: &str, at: usize, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Result<usize, Malformed> {
         self.nodes.clear();
         self.unescaped.clear();
         self.hashes.clear();
-        let mut reader = Reader { s: json, b: json.as_bytes(), at: 0, tape: self };
-        reader.value((0, 0), false, 0, &mut hash)?;
-        Ok(())
+        let mut reader = Reader { s: text, b: text.as_bytes(), at, base: at, tape: self };
+        reader.value::<true>((0, 0), false, 0, MAX_DEPTH, hash)?;
+        Ok(reader.at)
     }
 
     /// The value read last, over the text it was read from.
@@ -137,8 +149,25 @@ struct Reader<'a, 't> {
     s: &'a str,
     b: &'a [u8],
     at: usize,
+    /// Where the value read onto the tape starts: its positions count from here.
+    base: usize,
     tape: &'t mut Tape,
 }
+
+/// Every byte that ends a run of plain string bytes: a quote, a backslash, a control
+/// character.
+const fn string_stops() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+}
+static STOPS: [bool; 256] = string_stops();
 
 impl Reader<'_, '_> {
     fn skip_space(&mut self) {
@@ -147,99 +176,217 @@ impl Reader<'_, '_> {
         }
     }
 
-    /// From an opening quote to just past the closing one; true if it had escapes.
-    fn string(&mut self) -> bool {
-        let mut escaped = false;
-        let mut end = self.at + 1;
-        while let Some(k) = memchr::memchr2(b'"', b'\\', &self.b[end..]) {
-            end += k;
-            if self.b[end] == b'"' {
-                break;
-            }
-            escaped = true;
-            end += 2;
-        }
-        self.at = (end + 1).min(self.b.len());
-        escaped
+    /// The byte at `at`, after any space.
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_space();
+        self.b.get(self.at).copied()
     }
 
-    /// One value at `self.at` (after any space), as a node named `name`.
-    fn value(&mut self, name: (u32, u32), name_unescaped: bool, name_hash: u64, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
+    /// Steps past `byte`, after any space; anything else is not JSON.
+    fn expect(&mut self, byte: u8) -> Result<(), Malformed> {
+        if self.peek() != Some(byte) {
+            return Err(Malformed::NotJson);
+        }
+        self.at += 1;
+        Ok(())
+    }
+
+    /// From an opening quote to just past the closing one; true if it had escapes.
+    fn string(&mut self) -> Result<bool, Malformed> {
+        let (end, escaped) = string_at(self.b, self.at)?;
+        self.at = end;
+        Ok(escaped)
+    }
+
+    /// A number, as JSON writes one: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn number(&mut self) -> Result<(), Malformed> {
+        let b = self.b;
+        let digits = |i: &mut usize| {
+            let from = *i;
+            while *i < b.len() && b[*i].is_ascii_digit() {
+                *i += 1;
+            }
+            *i > from
+        };
+        let mut i = self.at;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut i);
+            }
+            _ => return Err(Malformed::NotJson),
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if !digits(&mut i) {
+                return Err(Malformed::NotJson);
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            if !digits(&mut i) {
+                return Err(Malformed::NotJson);
+            }
+        }
+        self.at = i;
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), Malformed> {
+        if !self.b[self.at..].starts_with(word) {
+            return Err(Malformed::NotJson);
+        }
+        self.at += word.len();
+        Ok(())
+    }
+
+    /// One value at `self.at` (after any space), nested at most `depth` deep: as a
+    /// node named `name` when `RECORD`, else only checked.
+    fn value<const RECORD: bool>(&mut self, name: (u32, u32), name_unescaped: bool, name_hash: u64, depth: usize, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
         self.skip_space();
         let index = self.tape.nodes.len();
         let start = self.at;
-        self.tape.nodes.push(Node { name, name_unescaped, hash: name_hash, value: (start as u32, start as u32), next: 0 });
-        match self.b.get(start) {
-            Some(b'{') => self.object(hash)?,
-            Some(b'[') => self.items(b']', |r| r.value((0, 0), false, 0, hash))?,
-            Some(b'"') => {
-                self.string();
-            }
-            Some(_) => {
-                while self.at < self.b.len() && !matches!(self.b[self.at], b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r') {
-                    self.at += 1;
-                }
-            }
-            None => {}
+        if RECORD {
+            let at = (start - self.base) as u32;
+            self.tape.nodes.push(Node { name, name_unescaped, hash: name_hash, value: (at, at), next: 0 });
         }
-        let end = self.at.min(self.b.len());
-        let next = self.tape.nodes.len() as u32;
-        let node = &mut self.tape.nodes[index];
-        node.value.1 = end as u32;
-        node.next = next;
+        match self.b.get(start) {
+            Some(b'{' | b'[') if depth == 0 => return Err(Malformed::TooDeep),
+            Some(b'{') => self.object::<RECORD>(depth - 1, hash)?,
+            Some(b'[') => self.items(b']', |r| r.value::<RECORD>((0, 0), false, 0, depth - 1, hash))?,
+            Some(b'"') => {
+                self.string()?;
+            }
+            Some(b't') => self.literal(b"true")?,
+            Some(b'f') => self.literal(b"false")?,
+            Some(b'n') => self.literal(b"null")?,
+            _ => self.number()?,
+        }
+        if RECORD {
+            let (end, next) = ((self.at - self.base) as u32, self.tape.nodes.len() as u32);
+            let node = &mut self.tape.nodes[index];
+            node.value.1 = end;
+            node.next = next;
+        }
         Ok(())
     }
 
-    /// The items of an object or array, from its opening bracket to just past `close`;
-    /// `item` reads each one.
+    /// The items of an object or array, from its opening bracket to just past `close`,
+    /// separated by commas; `item` reads each one.
     fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Result<(), Malformed>) -> Result<(), Malformed> {
         self.at += 1;
+        if self.peek() == Some(close) {
+            self.at += 1;
+            return Ok(());
+        }
         loop {
-            self.skip_space();
-            match self.b.get(self.at) {
+            item(self)?;
+            match self.peek() {
                 Some(b',') => self.at += 1,
-                Some(&c) if c != close => item(self)?,
-                _ => {
+                Some(c) if c == close => {
                     self.at += 1;
                     return Ok(());
                 }
+                _ => return Err(Malformed::NotJson),
             }
         }
     }
 
-    fn object(&mut self, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
+    fn object<const RECORD: bool>(&mut self, depth: usize, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
         let first = self.tape.hashes.len();
-        self.items(b'}', |r| r.member(hash))?;
-        let ids = &self.tape.hashes[first..];
-        if has_duplicate(ids, &mut self.tape.scratch) {
-            return Err(Malformed::DuplicateName);
+        self.items(b'}', |r| r.member::<RECORD>(depth, hash))?;
+        if RECORD {
+            if has_duplicate(&self.tape.hashes[first..], &mut self.tape.scratch) {
+                return Err(Malformed::DuplicateName);
+            }
+            self.tape.hashes.truncate(first);
         }
-        self.tape.hashes.truncate(first);
         Ok(())
     }
 
-    /// One member of an object: its name (hashed, unescaped if need be), then its value.
-    fn member(&mut self, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
+    /// One member of an object: its name (when `RECORD`, hashed and unescaped if need
+    /// be), then its value.
+    fn member<const RECORD: bool>(&mut self, depth: usize, hash: &mut impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
+        if self.peek() != Some(b'"') {
+            return Err(Malformed::NotJson);
+        }
         let open = self.at;
-        let escaped = self.string();
-        let inner = (open + 1, self.at - 1);
-        // Quotes are ASCII: the slices fall on character boundaries.
-        let text = self.s.get(inner.0..inner.1).ok_or(Malformed::NotJson)?;
-        let (name, unescaped) = if escaped {
-            let quoted = self.s.get(open..self.at).ok_or(Malformed::NotJson)?;
-            let s: String = serde_json::from_str(quoted).map_err(|_| Malformed::NotJson)?;
-            let a = self.tape.unescaped.len();
-            self.tape.unescaped.push_str(&s);
-            ((a as u32, self.tape.unescaped.len() as u32), true)
-        } else {
-            ((inner.0 as u32, inner.1 as u32), false)
-        };
-        let h = hash(if escaped { &self.tape.unescaped[name.0 as usize..name.1 as usize] } else { text })?;
-        self.tape.hashes.push(h);
-        self.skip_space();
-        self.at += 1; // the colon
-        self.value(name, unescaped, h, hash)
+        let escaped = self.string()?;
+        let (mut name, mut unescaped, mut h) = ((0, 0), false, 0);
+        if RECORD {
+            let inner = (open + 1, self.at - 1);
+            if escaped {
+                // Strictly: a lone surrogate is not a name.
+                let s: String = serde_json::from_str(&self.s[open..self.at]).map_err(|_| Malformed::NotJson)?;
+                let a = self.tape.unescaped.len();
+                self.tape.unescaped.push_str(&s);
+                name = (a as u32, self.tape.unescaped.len() as u32);
+                unescaped = true;
+                h = hash(&self.tape.unescaped[a..])?;
+            } else {
+                name = ((inner.0 - self.base) as u32, (inner.1 - self.base) as u32);
+                h = hash(&self.s[inner.0..inner.1])?;
+            }
+            self.tape.hashes.push(h);
+        }
+        self.expect(b':')?;
+        self.value::<RECORD>(name, unescaped, h, depth, hash)
     }
+}
+
+/// Checks the JSON string whose opening quote is at `at` in `b` (no control character,
+/// escapes well formed); returns where it ends, just past the closing quote, and
+/// whether it has escapes. Surrogates in `\u` escapes are not checked here: a value's
+/// text is kept as written, and a name with escapes is unescaped strictly.
+pub(crate) fn string_at(b: &[u8], at: usize) -> Result<(usize, bool), Malformed> {
+    let mut i = at + 1;
+    let mut escaped = false;
+    loop {
+        // Eight bytes at a time while none of them stops the run.
+        while i + 8 <= b.len() {
+            const ONES: u64 = 0x0101_0101_0101_0101;
+            let chunk = u64::from_le_bytes(b[i..i + 8].try_into().expect("eight bytes"));
+            let quote = chunk ^ (ONES * u64::from(b'"'));
+            let backslash = chunk ^ (ONES * u64::from(b'\\'));
+            let control = chunk.wrapping_sub(ONES * 0x20);
+            let found = (control | quote.wrapping_sub(ONES) & !quote | backslash.wrapping_sub(ONES) & !backslash) & !chunk & (ONES << 7);
+            if found != 0 {
+                i += found.trailing_zeros() as usize / 8;
+                break;
+            }
+            i += 8;
+        }
+        while i < b.len() && !STOPS[b[i] as usize] {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'"') => return Ok((i + 1, escaped)),
+            Some(b'\\') => {
+                escaped = true;
+                match b.get(i + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                    Some(b'u') if b.get(i + 2..i + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => i += 6,
+                    _ => return Err(Malformed::NotJson),
+                }
+            }
+            _ => return Err(Malformed::NotJson),
+        }
+    }
+}
+
+/// Checks the JSON value at `at` in `text` (after any space), nested at most `depth`
+/// deep, recording nothing; returns where it ends.
+pub(crate) fn skip_value(text: &str, at: usize, depth: usize) -> Result<usize, Malformed> {
+    let mut tape = Tape::default();
+    let mut reader = Reader { s: text, b: text.as_bytes(), at, base: 0, tape: &mut tape };
+    reader.value::<false>((0, 0), false, 0, depth, &mut |_| Ok(0))?;
+    Ok(reader.at)
 }
 
 /// Whether two of `ids` are equal.
