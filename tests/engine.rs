@@ -456,3 +456,55 @@ proptest! {
         }
     }
 }
+
+/// A reader that hands over one byte at a time: every line is cut at the buffer's end.
+struct Trickle<'a>(&'a [u8]);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.len().min(buf.len()).min(1);
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+/// File mode enforces a line where it lies in the reader's buffer when it can, and
+/// copies it when the line is cut: both give the same files, with `\r\n` line ends,
+/// blank lines and a last line without an end.
+#[test]
+fn file_mode_reads_lines_the_same_whole_or_cut() {
+    use accord::run::filemode::{self, Input, Sink};
+    use std::sync::Arc;
+    let engine = Arc::new(example_engine());
+    let events = std::fs::read(example("events.jsonl")).unwrap();
+    let mut input = Vec::new();
+    for (i, line) in events.split(|b| *b == b'\n').enumerate() {
+        input.extend_from_slice(line);
+        input.extend_from_slice(match i % 3 {
+            0 => b"\n",
+            1 => b"\r\n",
+            _ => b"\n\n  \n",
+        });
+    }
+    input.extend_from_slice(&events[..events.iter().position(|b| *b == b'\n').unwrap()]);
+    let run = |reader: Box<dyn std::io::Read + Send + '_>| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = Sink::dir(dir.path(), &engine, Format::Json).unwrap();
+        let totals = filemode::run(Arc::new(engine.clone()), &mut Input::new(reader), Format::Json, &mut sink, Format::Json, &mut |_, _, _| {}).unwrap();
+        drop(sink);
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+            .collect();
+        files.sort();
+        (totals.single().unwrap().received, files)
+    };
+    let whole = run(Box::new(&input[..]));
+    let cut = run(Box::new(Trickle(&input)));
+    let lines = events.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as u64 + 1;
+    assert_eq!(whole.0, lines);
+    assert!(whole.1.iter().map(|(_, b)| b.len()).sum::<usize>() > 1000, "outputs were written");
+    assert_eq!(whole, cut);
+}

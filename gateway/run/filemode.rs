@@ -188,6 +188,11 @@ pub fn run_with(
         if let Read::End = read {
             break;
         }
+        // A line whole in the reader's buffer is enforced where it lies, not copied.
+        let (record, consume) = match read {
+            Read::Buffered { len, consume } => (&input.reader.buffer()[..len], consume),
+            _ => (&record[..], 0),
+        };
         number += 1;
         // Checked after the read, which may have waited: the agreement in force when
         // an event arrives is the one that decides it.
@@ -198,8 +203,11 @@ pub fn run_with(
         }
         let outcome = match read {
             Read::TooLarge => enforcer.malformed(Malformed::TooLarge),
-            _ if in_format == Format::Json && record.iter().all(u8::is_ascii_whitespace) => continue, // no event
-            _ => enforcer.enforce(&record),
+            _ if in_format == Format::Json && record.iter().all(u8::is_ascii_whitespace) => {
+                input.reader.consume(consume);
+                continue; // no event
+            }
+            _ => enforcer.enforce(record),
         };
         match outcome {
             Outcome::Forward(n) => {
@@ -220,6 +228,7 @@ pub fn run_with(
             Outcome::Quarantine(why) => sink.quarantine(number, why)?,
             Outcome::Drop => {}
         }
+        input.reader.consume(consume);
     }
     sink.flush()?;
     hand_over(&mut enforcer, &mut totals);
@@ -228,14 +237,23 @@ pub fn run_with(
 
 enum Read {
     End,
+    /// In `buf`.
     Record,
+    /// The first `len` bytes of the reader's buffer; `consume` with its line end.
+    Buffered { len: usize, consume: usize },
     TooLarge,
 }
 
-/// Reads one line (without its `\n` or `\r\n`) into `buf`; a line longer than
-/// [`MAX_EVENT_BYTES`] is consumed in pieces and reported, never held.
+/// Reads one line (without its `\n` or `\r\n`): left in the reader's buffer when it
+/// lies there whole, else copied into `buf`. A line longer than [`MAX_EVENT_BYTES`] is
+/// consumed in pieces and reported, never held.
 fn read_line(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<Read> {
     buf.clear();
+    let chunk = input.fill_buf()?;
+    if let Some(i) = memchr::memchr(b'\n', chunk) {
+        let len = if i > 0 && chunk[i - 1] == b'\r' { i - 1 } else { i };
+        return Ok(Read::Buffered { len, consume: i + 1 });
+    }
     let mut too_large = false;
     let mut any = false;
     loop {
@@ -244,7 +262,7 @@ fn read_line(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<Read> {
             break;
         }
         any = true;
-        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+        let (take, done) = match memchr::memchr(b'\n', chunk) {
             Some(i) => (i + 1, true),
             None => (chunk.len(), false),
         };
