@@ -148,6 +148,9 @@ pub struct Selector {
     pub op: Option<FieldOp>,
     /// (normalised name, child).
     pub children: Vec<(String, Selector)>,
+    /// The children's names' normal-form hashes ([`super::names::normal_hash`]), in
+    /// order: a member whose hash is none of them is no child, without comparing names.
+    pub hashes: Vec<u64>,
     /// The name as the DPO wrote it (empty at the root).
     pub written: String,
     /// The purposes this node's name may reach (the taxonomy, worked out once at
@@ -188,6 +191,7 @@ impl Selector {
                     Some(i) => i,
                     None => {
                         self.children.push((key, Selector { written: (*head).to_string(), ..Selector::default() }));
+                        self.hashes.push(super::names::normal_hash(head));
                         self.children.len() - 1
                     }
                 };

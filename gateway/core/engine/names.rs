@@ -120,16 +120,21 @@ pub fn member_hash(a: &Agreement, name: &str) -> Result<u64, Malformed> {
 
 /// For a member of an object under `sel`: the child of `sel` it names (names compare
 /// normalised) and the purposes it may reach; `None` when it is neither named nor
-/// kept (`keep_rest`), without classifying it.
-pub fn member<'s>(a: &Agreement, name: &str, sel: &'s Selector, keep_rest: bool) -> Option<(PurposeSet, Option<&'s Selector>)> {
+/// kept (`keep_rest`), without classifying it. `hash` is the name's normal-form hash
+/// ([`member_hash`]): when no child has it, the name is no child's.
+pub fn member<'s>(a: &Agreement, name: &str, hash: u64, sel: &'s Selector, keep_rest: bool) -> Option<(PurposeSet, Option<&'s Selector>)> {
+    let maybe_child = sel.hashes.contains(&hash);
+    if !maybe_child && !keep_rest {
+        return None;
+    }
     CACHE.with_borrow_mut(|c| {
         let mut child = None;
-        if !sel.children.is_empty() {
+        if maybe_child {
             // Written as the agreement writes it, or in normal form: no need to
             // normalise (both normalise to the child's key, and no two keys are equal).
             child = sel.children.iter().find(|(k, s)| k == name || s.written == name).map(|(_, s)| s);
         }
-        if child.is_none() && !sel.children.is_empty() {
+        if child.is_none() && maybe_child {
             let mut scratch = std::mem::take(&mut c.scratch);
             if names::ascii_normal_bytes(name, &mut scratch) {
                 child = sel.children.iter().find(|(k, _)| k.as_bytes() == scratch.as_slice()).map(|(_, s)| s);

@@ -203,7 +203,7 @@ impl Writer<'_> {
         for value in raw.children() {
             let name = value.name();
             // Names compare normalised; the taxonomy classifies by words (SPEC 2.5).
-            let Some((allowed, child)) = names::member(agreement, name, sel, keep_rest) else {
+            let Some((allowed, child)) = names::member(agreement, name, value.name_hash(), sel, keep_rest) else {
                 self.note(path, name, Treatment::Removed("not listed"));
                 continue;
             };
@@ -427,4 +427,4 @@ pub(super) fn write_str(buf: &mut Vec<u8>, s: &str) {
 }
 
 /// The selector of a kept value: no paths of its own, everything kept.
-static EVERYTHING: Selector = Selector { op: None, children: Vec::new(), written: String::new(), allowed: None };
+static EVERYTHING: Selector = Selector { op: None, children: Vec::new(), hashes: Vec::new(), written: String::new(), allowed: None };
