@@ -120,8 +120,10 @@ fn cache_table(mix: Mix, n: usize) {
     let events: Vec<&[u8]> = all.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
     // Tables that always look (bar 0), and the default, which rests when it does not pay.
     type Size = (&'static str, fn() -> Cache);
-    let sizes: [Size; 6] = [
+    let sizes: [Size; 8] = [
         ("none", Cache::disabled),
+        ("256 always", || Cache::with_bar(256, 0)),
+        ("1024 always", || Cache::with_bar(1024, 0)),
         ("4096 always", || Cache::with_bar(4096, 0)),
         ("16384 always", || Cache::with_bar(CACHE_SLOTS, 0)),
         ("65536 always", || Cache::with_bar(65536, 0)),

@@ -12,7 +12,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::agreement::PurposeId;
 use crate::engine::{DropReason, Dropped, Engine, Outputs, Verdict};
@@ -139,7 +139,7 @@ impl Enforcer {
 
     /// Enforces one record (after [`Enforcer::refresh`]).
     pub fn enforce(&mut self, record: &[u8]) -> Outcome {
-        let started = Instant::now();
+        let started = quanta::Instant::now();
         let record = if self.input_framed {
             match wire::unframe(record, self.input) {
                 Ok((_, message)) => message,

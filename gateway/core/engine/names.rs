@@ -132,7 +132,8 @@ pub fn member<'s>(a: &Agreement, name: &str, hash: u64, sel: &'s Selector, keep_
         if maybe_child {
             // Written as the agreement writes it, or in normal form: no need to
             // normalise (both normalise to the child's key, and no two keys are equal).
-            child = sel.children.iter().find(|(k, s)| k == name || s.written == name).map(|(_, s)| s);
+            // Only the children with the name's hash can be it.
+            child = sel.hashes.iter().zip(&sel.children).find(|(h, (k, s))| **h == hash && (k == name || s.written == name)).map(|(_, (_, s))| s);
         }
         if child.is_none() && maybe_child {
             let mut scratch = std::mem::take(&mut c.scratch);

@@ -87,7 +87,7 @@ fn quick<'a>(bytes: &'a [u8], tape: &mut Tape, hash: &mut impl FnMut(&str) -> Re
     if bytes.len() > MAX_EVENT_BYTES {
         return None;
     }
-    let text = std::str::from_utf8(bytes).ok()?;
+    let text = simdutf8::basic::from_utf8(bytes).ok()?;
     let b = bytes;
     let space = |mut at: usize| {
         while at < b.len() && matches!(b[at], b' ' | b'\t' | b'\n' | b'\r') {
