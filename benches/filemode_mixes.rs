@@ -113,7 +113,7 @@ fn file_mode(mix: Mix, n: usize) -> String {
 /// pseudonym cache at several sizes and without it, best of 5, and the cache's counts.
 fn cache_table(mix: Mix, n: usize) {
     use accord::engine::Outputs;
-    use accord::pseudonym::{Cache, CACHE_SLOTS};
+    use accord::pseudonym::Cache;
     let engine = workload::engine_for(mix);
     let mut all = Vec::new();
     workload::write_mix(mix, n, &mut all).unwrap();
@@ -125,10 +125,10 @@ fn cache_table(mix: Mix, n: usize) {
         ("256 always", || Cache::with_bar(256, 0)),
         ("1024 always", || Cache::with_bar(1024, 0)),
         ("4096 always", || Cache::with_bar(4096, 0)),
-        ("16384 always", || Cache::with_bar(CACHE_SLOTS, 0)),
+        ("16384 always", || Cache::with_bar(16384, 0)),
         ("65536 always", || Cache::with_bar(65536, 0)),
         ("262144 always", || Cache::with_bar(262_144, 0)),
-        ("16384 default", Cache::default),
+        ("default", Cache::default),
     ];
     println!("pseudonym cache, {} mix, engine only, {} events:", mix.name(), events.len());
     for (name, make) in sizes {

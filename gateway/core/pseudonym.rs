@@ -216,8 +216,14 @@ pub const SUPPRESSION_DOMAIN: &[u8] = b"accord-suppression";
 /// to 25 bytes); longer ones are computed every time.
 const SLOT_MESSAGE: usize = 43;
 
-/// Slots in a [`Cache::new`] table (a power of two): 1 MiB, one cache line each.
-pub const CACHE_SLOTS: usize = 1 << 14;
+/// Slots in the default table where SHA-256 runs on the CPU's own instructions: 64 KiB,
+/// one cache line each. A larger table's probe leaves the L1 and L2 and costs more than
+/// the HMAC it saves (docs/performance.md, "The pseudonym cache").
+pub const CACHE_SLOTS: usize = 1 << 10;
+
+/// Slots in the default table where SHA-256 runs in software and an HMAC costs several
+/// probes: 256 KiB.
+pub const CACHE_SLOTS_SOFTWARE_SHA: usize = 1 << 12;
 
 /// Look-ups over which the cache judges whether it pays.
 const WINDOW: u32 = 4096;
@@ -277,7 +283,7 @@ pub struct CacheStats {
 
 impl Default for Cache {
     fn default() -> Cache {
-        Cache::new(CACHE_SLOTS)
+        Cache::new(if sha_in_hardware() { CACHE_SLOTS } else { CACHE_SLOTS_SOFTWARE_SHA })
     }
 }
 
