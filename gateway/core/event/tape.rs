@@ -475,6 +475,43 @@ mod tests {
         }
     }
 
+    /// The string scanner stops where a byte-by-byte reading does, wherever the byte
+    /// falls in its eight-byte steps, and whatever follows the string.
+    #[test]
+    fn strings_end_where_they_end() {
+        fn reference(b: &[u8], at: usize) -> Result<(usize, bool), Malformed> {
+            let (mut i, mut escaped) = (at + 1, false);
+            loop {
+                match b.get(i) {
+                    Some(b'"') => return Ok((i + 1, escaped)),
+                    Some(b'\\') => match b.get(i + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => (i, escaped) = (i + 2, true),
+                        Some(b'u') if b.get(i + 2..i + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => (i, escaped) = (i + 6, true),
+                        _ => return Err(Malformed::NotJson),
+                    },
+                    Some(&c) if c < 0x20 => return Err(Malformed::NotJson),
+                    Some(_) => i += 1,
+                    None => return Err(Malformed::NotJson),
+                }
+            }
+        }
+        for len in 0..40 {
+            for at in 0..=len {
+                for stop in [b'"', b'\\', 0x01, 0x1f, b'\n', 0x7f, 0x80, 0xff, b' '] {
+                    for tail in [&b""[..], b"\"", b"n\"", b"u00e9\"xxxxxxxxxxxxxxxxxxxxxx"] {
+                        let mut text = vec![b'"'];
+                        text.extend(std::iter::repeat_n(b'a', len));
+                        if len > 0 {
+                            text[1 + at.min(len - 1)] = stop;
+                        }
+                        text.extend_from_slice(tail);
+                        assert_eq!(string_at(&text, 0), reference(&text, 0), "{:?}", String::from_utf8_lossy(&text));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn member_names_at_every_depth_are_checked() {
         let id = |n: &str| -> Result<u64, Malformed> {
