@@ -6,8 +6,8 @@
 //! With one thread (`limits.threads: 1`) it enforces one record at a time on its own
 //! thread. With more it polls a batch (up to [`BATCH`] records, as many as are already
 //! fetched), has the enforcement step run over it on that many threads
-//! ([`Records::enforce_batch`]: the payloads are split into consecutive shares, the
-//! loop's thread takes the first), and then, back on the loop's thread alone, registers
+//! ([`Records::enforce_batch`]: the threads, the loop's own among them, claim chunks
+//! of consecutive records until none is left), and then, back on the loop's thread alone, registers
 //! and produces each record in the order it was consumed, as for one record. So the
 //! watermarks, the producer and the consumer are only ever touched by the loop's
 //! thread, and the outputs of each partition are produced in its order. A revoke that

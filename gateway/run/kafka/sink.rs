@@ -258,12 +258,14 @@ pub struct Out<'a> {
 ///
 /// One record at a time ([`Records::process`], then [`Records::get`]), or a batch at a
 /// time over several threads ([`Records::enforce_batch`], then [`Records::staged`] and
-/// [`Records::get`] for each record in consumption order). A batch is split into
-/// consecutive shares, one per lane (an [`Enforcer`] with its own buffers and
-/// pseudonym cache); the consumer loop's thread enforces the first share itself, so a
-/// batch too small to split, or one lane, makes no thread hop. Every lane decides a
-/// batch with the same agreement version: lane 0 takes a reloaded agreement between
-/// two batches and the others follow it.
+/// [`Records::get`] for each record in consumption order). A batch is cut into chunks
+/// of [`CHUNK`] consecutive records that the lanes (each an [`Enforcer`] with its own
+/// buffers and pseudonym cache) claim one after another, the consumer loop's thread
+/// being one of them: a lane that gets less of the CPU (a core shared with the broker
+/// or another process) claims fewer chunks instead of holding the batch up. A batch
+/// too small to split, or one lane, makes no thread hop. Every lane decides a batch
+/// with the same agreement version: lane 0 takes a reloaded agreement between two
+/// batches and the others follow it.
 pub struct Records {
     /// At least one; lane 0 also serves the one-record-at-a-time path.
     lanes: Vec<Lane>,
@@ -271,8 +273,9 @@ pub struct Records {
     outcome: Outcome,
     /// Where [`Records::get`] finds the outputs of that record.
     cursor: Cursor,
-    /// Records per lane in the last batch (the last lane may have fewer).
-    share: usize,
+    /// Per chunk of the last batch: the lane that enforced it, and where its first
+    /// record is in that lane's `made`.
+    chunks: Vec<(usize, usize)>,
     /// Batches enforced on more than one thread so far.
     spread: u64,
     /// Per purpose of the agreement in force: its topic and its headers.
@@ -291,17 +294,20 @@ enum Cursor {
     Staged { lane: usize, start: usize },
 }
 
-/// The smallest share of a batch worth handing to another thread (a thread hop costs
-/// about as much as enforcing a few records).
-const MIN_SHARE: usize = 32;
+/// Records in a chunk: what a lane claims at a time. A batch of fewer than two chunks
+/// stays on the loop's thread (a thread hop costs about as much as enforcing a few
+/// records).
+pub const CHUNK: usize = 32;
 
-/// One enforcing thread's state: its enforcer, and what it made of its share of the
-/// last batch, kept until the loop has produced it.
+/// One enforcing thread's state: its enforcer, and what it made of the chunks it
+/// claimed in the last batch, kept until the loop has produced it.
 struct Lane {
     enforcer: Enforcer,
-    /// Per record of the share, in order: its outcome and the end of its outputs in
-    /// `outs`.
+    /// Per record it enforced, in the order it did: its outcome and the end of its
+    /// outputs in `outs`.
     made: Vec<(Outcome, usize)>,
+    /// The chunks it claimed: their number and where their first record is in `made`.
+    claimed: Vec<(usize, usize)>,
     outs: Vec<Staged>,
     /// The staged outputs' keys and payloads.
     bytes: Vec<u8>,
@@ -317,15 +323,26 @@ struct Staged {
 
 impl Lane {
     fn new(enforcer: Enforcer) -> Lane {
-        Lane { enforcer, made: Vec::new(), outs: Vec::new(), bytes: Vec::new() }
+        Lane { enforcer, made: Vec::new(), claimed: Vec::new(), outs: Vec::new(), bytes: Vec::new() }
     }
 
-    /// Enforces a share of a batch, in order, keeping every record's outputs.
-    fn enforce_all(&mut self, share: &[&[u8]]) {
+    /// Claims chunks of the batch (through `next`, shared by the lanes) until none is
+    /// left, and enforces each, keeping every record's outputs.
+    fn enforce_claimed(&mut self, batch: &[&[u8]], next: &AtomicUsize) {
         self.made.clear();
+        self.claimed.clear();
         self.outs.clear();
         self.bytes.clear();
-        for payload in share {
+        loop {
+            let chunk = next.fetch_add(1, Ordering::Relaxed);
+            let Some(records) = batch.chunks(CHUNK).nth(chunk) else { return };
+            self.claimed.push((chunk, self.made.len()));
+            self.enforce_all(records);
+        }
+    }
+
+    fn enforce_all(&mut self, records: &[&[u8]]) {
+        for payload in records {
             let outcome = self.enforcer.enforce(payload);
             if let Outcome::Forward(n) = outcome {
                 for i in 0..n {
@@ -380,7 +397,7 @@ impl Records {
             lanes,
             outcome: Outcome::Drop,
             cursor: Cursor::Last,
-            share: 1,
+            chunks: Vec::new(),
             spread: 0,
             topics: Vec::new(),
             headers: Vec::new(),
@@ -475,29 +492,43 @@ impl Records {
         if reloaded {
             self.use_agreement();
         }
-        let lanes = (payloads.len() / MIN_SHARE).clamp(1, self.lanes.len());
-        self.share = payloads.len().div_ceil(lanes).max(1);
-        let mut shares = self.lanes.iter_mut().zip(payloads.chunks(self.share));
-        let Some((first, first_share)) = shares.next() else { return reloaded };
+        let chunks = payloads.len().div_ceil(CHUNK);
+        let lanes = chunks.clamp(1, self.lanes.len());
+        let next = AtomicUsize::new(0);
+        let (first, rest) = self.lanes[..lanes].split_first_mut().expect("at least one lane");
         if lanes == 1 {
-            first.enforce_all(first_share);
+            first.enforce_claimed(payloads, &next);
         } else {
             self.spread += 1;
             std::thread::scope(|s| {
-                for (lane, share) in shares {
-                    s.spawn(move || lane.enforce_all(share));
+                for lane in rest {
+                    let next = &next;
+                    s.spawn(move || lane.enforce_claimed(payloads, next));
                 }
-                first.enforce_all(first_share);
+                first.enforce_claimed(payloads, &next);
             });
         }
+        self.chunks.clear();
+        self.chunks.resize(chunks, (0, 0));
+        for (i, lane) in self.lanes[..lanes].iter().enumerate() {
+            for &(chunk, start) in &lane.claimed {
+                self.chunks[chunk] = (i, start);
+            }
+        }
         reloaded
+    }
+
+    /// Where record `j` of the last batch is: its lane and its place in that lane's `made`.
+    fn place(&self, j: usize) -> (usize, usize) {
+        let (lane, start) = self.chunks[j / CHUNK];
+        (lane, start + j % CHUNK)
     }
 
     /// Makes record `j` of the last batch (its place in the payloads given to
     /// [`Records::enforce_batch`]) the current one; returns how many records to produce
     /// for it, each then taken with [`Records::get`].
     pub fn staged(&mut self, j: usize, topic: &str, partition: i32, offset: i64) -> usize {
-        let (lane, k) = (j / self.share, j % self.share);
+        let (lane, k) = self.place(j);
         let made = &self.lanes[lane].made;
         let start = if k == 0 { 0 } else { made[k - 1].1 };
         self.outcome = made[k].0;
@@ -508,7 +539,7 @@ impl Records {
     /// How many records to produce for record `j` of the last batch (without making it
     /// the current one).
     pub fn staged_count(&self, j: usize) -> usize {
-        let (lane, k) = (j / self.share, j % self.share);
+        let (lane, k) = self.place(j);
         let made = &self.lanes[lane].made;
         match made[k].0 {
             Outcome::Forward(_) => made[k].1 - if k == 0 { 0 } else { made[k - 1].1 },
@@ -678,10 +709,15 @@ rules:
         assert_eq!(a[0].tally, b[0].tally, "the lanes' counts add up to one lane's");
         assert_eq!(b[0].tally.received, 500);
 
-        // A batch too small to split stays on the calling thread.
-        assert!(!three.enforce_batch(&slices[..40]));
+        // A batch of one chunk stays on the calling thread.
+        assert!(!three.enforce_batch(&slices[..CHUNK]));
         assert_eq!(three.spread(), 1);
-        assert_eq!(three.staged(39, "in", 2, 39), one.process("in", 2, 39, slices[39]));
+        let mut again = Records::new(Arc::new(three.lanes[0].enforcer.engine().clone()), Format::Json, Format::Json, "q");
+        for (j, p) in slices[..CHUNK].iter().enumerate() {
+            let n = again.process("in", 2, j as i64, p);
+            assert_eq!(three.staged(j, "in", 2, j as i64), n);
+            assert_eq!(made(&three, n), made(&again, n));
+        }
     }
 
     #[test]
