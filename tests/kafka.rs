@@ -1571,7 +1571,7 @@ fn issue_11_threads_enforce_in_parallel_keeping_each_partitions_order_and_offset
     assert!(gw.terminate(Duration::from_secs(30)).success());
     let log = gw.log().join("\n");
     assert!(log.contains("enforcing on 3 threads"), "{log}");
-    let spread = log.lines().find_map(|l| l.split_once(" batch(es) spread over ")).and_then(|(before, _)| before.rsplit(' ').next()?.parse::<u64>().ok());
+    let spread = log.lines().find_map(|l| l.split_once(" of them spread over ")).and_then(|(before, _)| before.rsplit(' ').next()?.parse::<u64>().ok());
     assert!(spread.is_some_and(|n| n > 0), "some batches were enforced on several threads: {log}");
     let committed = site.offsets_committed(&group);
     assert!(committed.iter().all(|(_, c, high)| c == high && *high > 0), "{committed:?}");

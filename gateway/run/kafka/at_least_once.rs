@@ -85,7 +85,8 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     if let Err(e) = work.producer.flush(left) {
         tracing::warn!("the producer could not flush before closing ({e})");
     }
-    tracing::info!("stopped after {} record(s); {} batch(es) spread over {} threads", work.count, work.records.spread(), work.records.lanes());
+    let (batches, spread) = work.records.spread();
+    tracing::info!("stopped after {} record(s); {batches} batch(es), {spread} of them spread over {} threads", work.count, work.records.lanes());
     Ok(Summary { records: work.count, totals: work.report.total, unacknowledged })
 }
 

@@ -276,7 +276,8 @@ pub struct Records {
     /// Per chunk of the last batch: the lane that enforced it, and where its first
     /// record is in that lane's `made`.
     chunks: Vec<(usize, usize)>,
-    /// Batches enforced on more than one thread so far.
+    /// Batches enforced so far, and those of them spread over more than one thread.
+    batches: u64,
     spread: u64,
     /// Per purpose of the agreement in force: its topic and its headers.
     topics: Vec<String>,
@@ -294,10 +295,13 @@ enum Cursor {
     Staged { lane: usize, start: usize },
 }
 
-/// Records in a chunk: what a lane claims at a time. A batch of fewer than two chunks
-/// stays on the loop's thread (a thread hop costs about as much as enforcing a few
-/// records).
+/// Records in a chunk: what a lane claims at a time.
 pub const CHUNK: usize = 32;
+
+/// Chunks a batch needs per lane it is spread over. A small batch means the loop keeps
+/// up with what is fetched: it stays on the loop's thread, where it costs no thread's
+/// start; a batch gets large when the loop falls behind, and then it is spread.
+pub const CHUNKS_PER_LANE: usize = 4;
 
 /// One enforcing thread's state: its enforcer, and what it made of the chunks it
 /// claimed in the last batch, kept until the loop has produced it.
@@ -398,6 +402,7 @@ impl Records {
             outcome: Outcome::Drop,
             cursor: Cursor::Last,
             chunks: Vec::new(),
+            batches: 0,
             spread: 0,
             topics: Vec::new(),
             headers: Vec::new(),
@@ -419,9 +424,10 @@ impl Records {
         self.lanes.len()
     }
 
-    /// How many batches were enforced on more than one thread so far.
-    pub fn spread(&self) -> u64 {
-        self.spread
+    /// How many batches were enforced so far, and how many of them on more than one
+    /// thread.
+    pub fn spread(&self) -> (u64, u64) {
+        (self.batches, self.spread)
     }
 
     /// The Confluent wire format on the input and the output (SPEC 4).
@@ -493,7 +499,8 @@ impl Records {
             self.use_agreement();
         }
         let chunks = payloads.len().div_ceil(CHUNK);
-        let lanes = chunks.clamp(1, self.lanes.len());
+        let lanes = (chunks / CHUNKS_PER_LANE).clamp(1, self.lanes.len());
+        self.batches += 1;
         let next = AtomicUsize::new(0);
         let (first, rest) = self.lanes[..lanes].split_first_mut().expect("at least one lane");
         if lanes == 1 {
@@ -693,7 +700,7 @@ rules:
         let inputs = payloads(500);
         let slices: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
         assert!(!three.enforce_batch(&slices));
-        assert_eq!(three.spread(), 1, "500 records are worth three threads");
+        assert_eq!(three.spread(), (1, 1), "500 records are worth three threads");
         let mut outputs = 0;
         for (j, p) in slices.iter().enumerate() {
             let n = one.process("in", 2, j as i64, p);
@@ -709,11 +716,12 @@ rules:
         assert_eq!(a[0].tally, b[0].tally, "the lanes' counts add up to one lane's");
         assert_eq!(b[0].tally.received, 500);
 
-        // A batch of one chunk stays on the calling thread.
-        assert!(!three.enforce_batch(&slices[..CHUNK]));
-        assert_eq!(three.spread(), 1);
+        // A small batch stays on the calling thread.
+        let small = CHUNK * (2 * CHUNKS_PER_LANE - 1);
+        assert!(!three.enforce_batch(&slices[..small]));
+        assert_eq!(three.spread(), (2, 1));
         let mut again = Records::new(Arc::new(three.lanes[0].enforcer.engine().clone()), Format::Json, Format::Json, "q");
-        for (j, p) in slices[..CHUNK].iter().enumerate() {
+        for (j, p) in slices[..small].iter().enumerate() {
             let n = again.process("in", 2, j as i64, p);
             assert_eq!(three.staged(j, "in", 2, j as i64), n);
             assert_eq!(made(&three, n), made(&again, n));
