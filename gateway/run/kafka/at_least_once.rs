@@ -234,6 +234,9 @@ impl Work<'_> {
     /// the revoke stored.
     fn fill<'c>(&mut self, consumer: &'c Source, messages: &mut Vec<BorrowedMessage<'c>>) {
         let context = consumer.context();
+        // Revokes before this batch concern none of its records (callbacks run only
+        // inside this thread's polls, so nothing comes between the two lines).
+        context.revoked.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let mut seen = context.revokes.load(Ordering::Relaxed);
         while messages.len() < BATCH {
             let polled = super::stall::poll(consumer, Duration::ZERO, &self.throttle);
