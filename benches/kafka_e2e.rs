@@ -14,6 +14,9 @@
 //! once its group has committed the end of the input, every output beyond the expected
 //! ones is a duplicate. Prints the duplicates per crash.
 //!
+//! `--threads N` sets the gateway's `limits.threads` (default: the cores available to
+//! it, so under `taskset -c 0,1` two).
+//!
 //! `--codec C` (default `lz4`) is the input's compression and both children's
 //! `compression.type`: `gzip`, `snappy`, `lz4` or `zstd`. `--mix site` runs the second
 //! workload of `workload.rs` (its own agreement, `benches/site-agreement.yaml`) instead
@@ -85,6 +88,9 @@ fn main() {
     let only = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
     let commit_interval = args.iter().position(|a| a == "--commit-interval").map(|i| args[i + 1].clone());
     let crashes = flag("--crashes", 0);
+    // The gateway's `limits.threads`; unset: its default, the cores available (under
+    // `taskset`, the cores of the mask).
+    let threads = flag("--threads", 0);
 
     let id = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
     let dir = tempfile::tempdir().unwrap();
@@ -167,8 +173,11 @@ fn main() {
             if !producer_props.is_empty() {
                 text.push_str(&format!("  producer:\n{producer_props}"));
             }
-            if max_in_flight > 0 || commit_interval.is_some() {
+            if max_in_flight > 0 || commit_interval.is_some() || threads > 0 {
                 text.push_str("limits:\n");
+            }
+            if threads > 0 {
+                text.push_str(&format!("  threads: {threads}\n"));
             }
             if max_in_flight > 0 {
                 text.push_str(&format!("  max_in_flight: {max_in_flight}\n"));

@@ -192,7 +192,7 @@ KNOWN = {
     "kafka": {"brokers", "group", "input", "output", "quarantine_topic", "delivery", "transactional_id",
               "properties", "consumer", "producer"},
     "kafka.input": {"topics", "format"}, "kafka.output": {"format"},
-    "limits": {"max_in_flight", "commit_interval", "drain_timeout"},
+    "limits": {"max_in_flight", "commit_interval", "drain_timeout", "threads"},
 }
 extra_top = set((values["config"].get("extra") or {}).keys())
 def walk(node, path):
@@ -204,6 +204,8 @@ def walk(node, path):
 walk(gw, "")
 ci = values["config"]["limits"].get("commitInterval") or None
 check(gw.get("limits", {}).get("commit_interval") == ci, f"limits.commit_interval is {gw.get('limits', {}).get('commit_interval')!r}, not {ci!r} (empty: the gateway's default by delivery mode)")
+th = values["config"]["limits"].get("threads") or None
+check(gw.get("limits", {}).get("threads") == th, f"limits.threads is {gw.get('limits', {}).get('threads')!r}, not {th!r} (0: the gateway's default, the cores available)")
 args = c.get("args", [])
 check(args[:3] == ["run", "--config", "/etc/accord/gateway.yaml"], f"container args are {args}")
 audit = values["audit"]
@@ -535,6 +537,7 @@ refused "no agreement" "agreement.content is required" "${D[@]}" --set agreement
 refused "agreement both inline and existing" "agreement.existingConfigMap is set" "${D[@]}" --set agreement.existingConfigMap=dpo-agreement
 refused "a grace period shorter than the drain" "must exceed config.limits.drainTimeout" "${D[@]}" --set terminationGracePeriodSeconds=25
 refused "a bad drain timeout" "drainTimeout" "${D[@]}" --set config.limits.drainTimeout=soon
+refused "more enforcing threads than the gateway takes" "threads" "${D[@]}" --set config.limits.threads=300
 refused "a NetworkPolicy without brokers" "networkPolicy.brokers is required" "${D[@]}" --set networkPolicy.enabled=true
 refused "the quarantine topic as an input" "is also an input topic" "${D[@]}" --set config.kafka.quarantineTopic=sensors.raw
 refused "a literal Kafka password in values" "holds a literal secret" "${D[@]}" --set 'config.kafka.properties.sasl\.password=hunter2'

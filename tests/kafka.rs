@@ -92,6 +92,7 @@ fn produce_bytes(topic: &str, partitions: i32, records: &[Vec<u8>]) {
 #[derive(Clone, Debug)]
 struct Rec {
     topic: String,
+    partition: i32,
     key: Option<Vec<u8>>,
     /// The value as text (JSON outputs), and as bytes (protobuf outputs).
     payload: String,
@@ -130,6 +131,7 @@ impl Reader {
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => self.recs.push(Rec {
                     topic: m.topic().to_string(),
+                    partition: m.partition(),
                     key: m.key().map(<[u8]>::to_vec),
                     payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
                     bytes: m.payload().unwrap_or_default().to_vec(),
@@ -1481,6 +1483,98 @@ fn a_trickle_of_records_is_counted_within_a_second() {
     let (count, after) = checked.expect("the trickle lasted more than a second after the 30th record");
     assert!(count >= 30, "{after:?} after the 30th record was produced, only {count} were counted");
     assert!(gw.terminate(Duration::from_secs(30)).success());
+}
+
+// ------------------------------------------- several enforcing threads (issue 11) --
+
+/// Issue 11: with `limits.threads: 3` the records of six partitions are enforced in
+/// batches over three threads, and still every output arrives once, the outputs of
+/// each input partition come out in that partition's order (on every output
+/// partition), and the offsets committed are the end of every input partition.
+#[test]
+fn issue_11_threads_enforce_in_parallel_keeping_each_partitions_order_and_offsets() {
+    let _broker = shared_broker();
+    let site = Site::new("threads", 6);
+    let events = many_events(30);
+    let (expected, quarantined) = site.file_mode(&events);
+    // Record i goes to input partition i % 6, as its (i / 6)th record.
+    // (Some example events are malformed on purpose: their ids are read as text.)
+    let id_of = |e: &str| -> Option<String> {
+        let rest = &e[e.find("\"event_id\"")? + "\"event_id\"".len()..];
+        let rest = &rest[rest.find('"')? + 1..];
+        Some(rest[..rest.find('"')?].to_string())
+    };
+    // An id that several events share (the examples repeat a few) places none of them.
+    let mut seen: BTreeMap<String, Option<usize>> = BTreeMap::new();
+    for (i, e) in events.iter().enumerate() {
+        if let Some(id) = id_of(e) {
+            seen.entry(id).and_modify(|p| *p = None).or_insert(Some(i));
+        }
+    }
+    let place: BTreeMap<String, usize> = seen.into_iter().filter_map(|(id, i)| Some((id, i?))).collect();
+    assert!(place.len() > events.len() * 9 / 10, "{} of {} events placed", place.len(), events.len());
+    // All input is there before the gateway starts, so its polls find full batches.
+    produce(&site.input, site.partitions, &events);
+    let group = unique("threads");
+    let path = site.config("gw", &group, "");
+    let text = std::fs::read_to_string(&path).unwrap() + "  threads: 3\n";
+    assert!(text.ends_with("limits:\n  commit_interval: 300ms\n  drain_timeout: 10s\n  threads: 3\n"), "{text}");
+    std::fs::write(&path, text).unwrap();
+    let mut gw = Gateway::start("gateway", &path);
+    let mut topics: Vec<String> = site.outputs();
+    topics.push(site.quarantine.clone());
+    let mut reader = Reader::new(&topics.iter().map(String::as_str).collect::<Vec<_>>(), false);
+    let q = site.quarantine.clone();
+    reader.until(Duration::from_secs(120), "every output and quarantine note", |recs| {
+        expected.iter().all(|(t, v)| count_in(recs, t) >= v.len()) && count_in(recs, &q) >= quarantined
+    });
+    reader.poll_for(Duration::from_millis(500));
+    for (topic, want) in &expected {
+        assert_same_outputs(topic, &reader.payloads(topic), want);
+    }
+    assert_eq!(count_in(&reader.recs, &q), quarantined);
+    assert!(expected.values().map(Vec::len).sum::<usize>() > 5000, "enough outputs to fill many batches");
+
+    // Per output topic and partition, the outputs of each input partition in input order.
+    let (mut checked, mut unplaced) = (0, 0);
+    for topic in site.outputs() {
+        for out_partition in 0..2 {
+            let mut last: BTreeMap<usize, usize> = BTreeMap::new();
+            for r in reader.recs.iter().filter(|r| r.topic == topic && r.partition == out_partition) {
+                let v: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
+                let id = v["event_id"].as_str().unwrap_or_else(|| panic!("an output without its event id: {}", r.payload));
+                let Some(&i) = place.get(id) else {
+                    unplaced += 1;
+                    continue;
+                };
+                let (input_partition, seq) = (i % 6, i / 6);
+                if let Some(before) = last.insert(input_partition, seq) {
+                    assert!(before < seq, "{topic}[{out_partition}]: input partition {input_partition}'s record {seq} came after its record {before}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked + unplaced, expected.values().map(Vec::len).sum::<usize>());
+    assert!(unplaced * 20 < checked, "{unplaced} outputs not placed, {checked} checked");
+
+    // Committed: the end of every input partition, while the gateway still runs.
+    let start = Instant::now();
+    loop {
+        let committed = site.offsets_committed(&group);
+        if committed.iter().all(|(_, c, high)| c == high) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "committed offsets behind the end: {committed:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(gw.terminate(Duration::from_secs(30)).success());
+    let log = gw.log().join("\n");
+    assert!(log.contains("enforcing on 3 threads"), "{log}");
+    let spread = log.lines().find_map(|l| l.split_once(" of them spread over ")).and_then(|(before, _)| before.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(spread.is_some_and(|n| n > 0), "some batches were enforced on several threads: {log}");
+    let committed = site.offsets_committed(&group);
+    assert!(committed.iter().all(|(_, c, high)| c == high && *high > 0), "{committed:?}");
 }
 
 // ------------------------------------------- as platform teams run it (issue 12) --

@@ -205,6 +205,13 @@ fn compile_limits(raw: Option<&RawLimits>, p: &mut Vec<Problem>) -> Limits {
             limits.max_in_flight = n.value as usize;
         }
     }
+    if let Some(n) = &raw.threads {
+        if n.value == 0 || n.value > Limits::MAX_THREADS as u64 {
+            problem(p, &n.referenced, format!("`limits.threads` must be between 1 and {} threads", Limits::MAX_THREADS));
+        } else {
+            limits.threads = n.value as usize;
+        }
+    }
     for (field, raw, into) in [
         ("commit_interval", &raw.commit_interval, &mut limits.commit_interval),
         ("drain_timeout", &raw.drain_timeout, &mut limits.drain_timeout),

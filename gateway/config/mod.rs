@@ -120,6 +120,10 @@ pub struct Limits {
     pub commit_interval: Duration,
     /// How long a revoke or a shutdown waits for outstanding deliveries.
     pub drain_timeout: Duration,
+    /// Threads that enforce records in Kafka mode, at-least-once (the consumer loop's
+    /// own thread is one of them). Unless set: the cores available to the process
+    /// ([`std::thread::available_parallelism`], which heeds a container's CPU quota).
+    pub threads: usize,
 }
 
 impl Limits {
@@ -130,11 +134,18 @@ impl Limits {
     pub const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
     /// Exactly-once: each commit ends a transaction (a round trip on the loop).
     pub const TRANSACTION_INTERVAL: Duration = Duration::from_secs(1);
+    /// The most `limits.threads` a configuration may ask for.
+    pub const MAX_THREADS: usize = 256;
+
+    /// The default `limits.threads`: the cores this process may use.
+    pub fn available_threads() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(Limits::MAX_THREADS)
+    }
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_in_flight: 100_000, commit_interval: Limits::COMMIT_INTERVAL, drain_timeout: Duration::from_secs(20) }
+        Limits { max_in_flight: 100_000, commit_interval: Limits::COMMIT_INTERVAL, drain_timeout: Duration::from_secs(20), threads: Limits::available_threads() }
     }
 }
 
@@ -411,6 +422,13 @@ kafka:
         assert_eq!(c.kafka.limits.drain_timeout, Duration::from_secs(5));
         let p = problems(&format!("{GOOD}limits:\n  commit_interval: soon\n"));
         assert_eq!(p[0].line, 19);
+        assert_eq!(c.kafka.limits.threads, Limits::available_threads(), "unless set, the cores available");
+        let c = Config::parse(&format!("{GOOD}limits:\n  threads: 3\n"), "gw.yaml", env).unwrap();
+        assert_eq!(c.kafka.limits.threads, 3);
+        for bad in ["0", "257", "many"] {
+            let p = problems(&format!("{GOOD}limits:\n  threads: {bad}\n"));
+            assert!(p[0].line == 19 && p[0].message.contains("`limits.threads` must be"), "{bad}: {p:?}");
+        }
     }
 
     #[test]

@@ -133,10 +133,26 @@ impl Enforcer {
         }
         self.generation = generation;
         let next = self.engines.current();
+        self.switch(next);
+        true
+    }
+
+    /// Takes the engine `leader` decides with, if it differs from this one's: the batch
+    /// so far is finished. Enforcers that share a batch of records follow one that
+    /// [`refresh`](Enforcer::refresh)ed, so the whole batch is decided by one version.
+    pub fn follow(&mut self, leader: &Enforcer) -> bool {
+        self.generation = leader.generation;
+        if Arc::ptr_eq(&self.engine, &leader.engine) {
+            return false;
+        }
+        self.switch(leader.engine.clone());
+        true
+    }
+
+    fn switch(&mut self, next: Arc<Engine>) {
         let tally = std::mem::replace(&mut self.tally, Tally::new(next.agreement()));
         let engine = std::mem::replace(&mut self.engine, next);
         self.finished.push(Batch { engine, tally, busy: self.busy.take() });
-        true
     }
 
     /// Enforces one record (after [`Enforcer::refresh`]).

@@ -1,8 +1,18 @@
 //! At-least-once delivery, the default: an input offset is committed only once every
 //! output of it and of every earlier record of its partition is acknowledged.
 //!
-//! The loop consumes one record at a time, registers it with the watermarks (with the
-//! number of outputs it made), and hands its outputs to the producer. Delivery reports
+//! The loop consumes records, registers each with the watermarks (with the number of
+//! outputs it made), and hands its outputs to the producer, in consumption order.
+//! With one thread (`limits.threads: 1`) it enforces one record at a time on its own
+//! thread. With more it polls a batch (up to [`BATCH`] records, as many as are already
+//! fetched), has the enforcement step run over it on that many threads
+//! ([`Records::enforce_batch`]: the threads, the loop's own among them, claim chunks
+//! of consecutive records until none is left), and then, back on the loop's thread alone, registers
+//! and produces each record in the order it was consumed, as for one record. So the
+//! watermarks, the producer and the consumer are only ever touched by the loop's
+//! thread, and the outputs of each partition are produced in its order. A revoke that
+//! runs while a batch is being polled lets go of the revoked partitions' records
+//! before they are registered ([`super::source`]). Delivery reports
 //! move the watermarks on the producer's thread; the loop stores the watermarks that
 //! moved (`enable.auto.offset.store=false`), and librdkafka commits stored offsets
 //! every `limits.commit_interval`, on revoke and on close. A failed delivery comes back
@@ -37,7 +47,11 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let producer: Producer =
         producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?;
     let consumer: Source = subscribe(k, SourceContext::for_pipeline(shared.clone(), k, None, p.health.clone()))?;
-    let records = Records::for_pipeline(k, p.engines, p.suppressions);
+    let records = Records::for_pipeline(k, p.engines, p.suppressions, k.limits.threads);
+    match records.lanes() {
+        1 => tracing::info!("enforcing on the consumer loop's thread (limits.threads: 1)"),
+        n => tracing::info!("enforcing on {n} threads, in batches of up to {BATCH} records"),
+    }
     let mut work = Work {
         k,
         producer,
@@ -53,6 +67,9 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         ticks: 0,
         throttle: Throttle::default(),
         fatal: None,
+        messages: Vec::new(),
+        payloads: Vec::new(),
+        epochs: Vec::new(),
     };
     work.consume(&consumer, &p.shutdown);
     if let Some(e) = work.fatal.take() {
@@ -68,7 +85,8 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     if let Err(e) = work.producer.flush(left) {
         tracing::warn!("the producer could not flush before closing ({e})");
     }
-    tracing::info!("stopped after {} record(s)", work.count);
+    let (batches, spread) = work.records.spread();
+    tracing::info!("stopped after {} record(s); {batches} batch(es), {spread} of them spread over {} threads", work.count, work.records.lanes());
     Ok(Summary { records: work.count, totals: work.report.total, unacknowledged })
 }
 
@@ -88,6 +106,27 @@ struct Work<'a> {
     throttle: Throttle,
     /// A fatal consumer error: the loop stops and the run fails.
     fatal: Option<rdkafka::error::KafkaError>,
+    /// A batch's records, their payloads and their partitions' epochs: buffers reused
+    /// from batch to batch (empty between two).
+    messages: Vec<BorrowedMessage<'static>>,
+    payloads: Vec<&'static [u8]>,
+    epochs: Vec<u32>,
+}
+
+/// The most records polled into one batch when several threads enforce. Large enough
+/// that the threads' start (some tens of microseconds) is a small part of a batch's
+/// work; batches are smaller whenever fewer records are already fetched.
+pub const BATCH: usize = 1024;
+
+/// An empty vector's allocation, reused for items of another lifetime.
+fn reuse<'b, T: ?Sized>(mut v: Vec<&'_ T>) -> Vec<&'b T> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("empty")).collect()
+}
+
+fn reuse_messages<'b>(mut v: Vec<BorrowedMessage<'_>>) -> Vec<BorrowedMessage<'b>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("empty")).collect()
 }
 
 /// How often moved watermarks are stored (librdkafka commits them on its own interval).
@@ -110,15 +149,115 @@ impl Work<'_> {
                 self.pause(consumer, want);
             }
             let wait = Duration::from_millis(if self.paused { 10 } else { 100 });
-            match super::stall::poll(consumer, wait, &self.throttle) {
-                Polled::Record(m) => self.handle(consumer.context(), &m),
+            if changed {
+                // Revokes outside a batch's polling concern no record held.
+                consumer.context().revoked.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            }
+            let records = match super::stall::poll(consumer, wait, &self.throttle) {
+                Polled::Record(m) if self.records.lanes() == 1 => {
+                    self.handle(consumer.context(), &m);
+                    1
+                }
+                Polled::Record(m) => self.handle_batch(consumer, m),
                 Polled::Fatal(e) => {
                     self.fatal = Some(e);
                     return;
                 }
-                Polled::Nothing => self.ticks = 63, // Idle: look at the clock now.
+                Polled::Nothing => {
+                    self.ticks |= 63; // Idle: look at the clock now.
+                    1
+                }
+            };
+            if self.fatal.is_some() {
+                return;
             }
-            self.tick(consumer);
+            self.tick(consumer, records);
+        }
+    }
+
+    /// A batch, starting with `first`: poll what is already fetched, enforce it over
+    /// the threads, then register and produce each record in consumption order.
+    /// Returns how many records were polled.
+    fn handle_batch<'c>(&mut self, consumer: &'c Source, first: BorrowedMessage<'c>) -> u32 {
+        let context = consumer.context();
+        let mut messages = reuse_messages(std::mem::take(&mut self.messages));
+        messages.push(first);
+        self.fill(consumer, &mut messages);
+        let polled = messages.len() as u32;
+        let mut payloads = reuse(std::mem::take(&mut self.payloads));
+        payloads.extend(messages.iter().map(|m| m.payload().unwrap_or_default()));
+        if self.records.enforce_batch(&payloads) {
+            self.batch();
+            self.last_batch = Instant::now();
+        }
+        self.count += messages.len() as u64;
+        // Register every record under one lock, then produce, in consumption order.
+        self.epochs.clear();
+        {
+            let mut state = self.shared.lock();
+            for (j, m) in messages.iter().enumerate() {
+                let epoch = match context.tp(m.topic(), m.partition()) {
+                    Some(tp) => state.marks.register(tp, m.offset(), self.records.staged_count(j) as u32),
+                    None => 0,
+                };
+                self.epochs.push(epoch);
+            }
+            self.shared.sync_outstanding(&state);
+        }
+        for (j, m) in messages.iter().enumerate() {
+            let Some(tp) = context.tp(m.topic(), m.partition()) else { continue };
+            let offset = m.offset();
+            let n = self.records.staged(j, m.topic(), m.partition(), offset);
+            for i in 0..n {
+                let out = self.records.get(i);
+                let ticket = Box::new(Ticket { tp, epoch: self.epochs[j], offset, attempt: 0 });
+                if !self.held.is_empty() {
+                    // Behind what librdkafka's queue refused, in order.
+                    self.shared.lock().marks.unsent(tp, ticket.epoch);
+                    self.held.push_back(Owned::of(&out, ticket));
+                    continue;
+                }
+                if let Err((e, ticket)) = send(&self.producer, &out, ticket) {
+                    not_sent(&self.shared, &mut self.held, &self.throttle, Owned::of(&out, ticket), e, false);
+                }
+            }
+        }
+        payloads.clear();
+        self.payloads = reuse(payloads);
+        self.messages = reuse_messages(messages);
+        polled
+    }
+
+    /// Polls, without waiting, what is already fetched, up to [`BATCH`] records. A
+    /// revoke served meanwhile lets go of the revoked partitions' records in hand: they
+    /// are not registered, and their next owner consumes them again from the offsets
+    /// the revoke stored.
+    fn fill<'c>(&mut self, consumer: &'c Source, messages: &mut Vec<BorrowedMessage<'c>>) {
+        let context = consumer.context();
+        // Revokes before this batch concern none of its records (callbacks run only
+        // inside this thread's polls, so nothing comes between the two lines).
+        context.revoked.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let mut seen = context.revokes.load(Ordering::Relaxed);
+        while messages.len() < BATCH {
+            let polled = super::stall::poll(consumer, Duration::ZERO, &self.throttle);
+            let now = context.revokes.load(Ordering::Relaxed);
+            if now != seen {
+                seen = now;
+                let revoked = std::mem::take(&mut *context.revoked.lock().unwrap_or_else(|e| e.into_inner()));
+                let before = messages.len();
+                messages.retain(|m| !context.tp(m.topic(), m.partition()).is_some_and(|tp| revoked.contains(&tp)));
+                if messages.len() < before {
+                    tracing::info!("let go of {} record(s) of revoked partitions before enforcing them", before - messages.len());
+                }
+            }
+            match polled {
+                Polled::Record(m) => messages.push(m),
+                Polled::Fatal(e) => {
+                    self.fatal = Some(e);
+                    break;
+                }
+                Polled::Nothing => break,
+            }
         }
     }
 
@@ -193,10 +332,12 @@ impl Work<'_> {
         }
     }
 
-    fn tick(&mut self, consumer: &Source) {
+    /// After `records` records (or an idle poll, counted as one).
+    fn tick(&mut self, consumer: &Source, records: u32) {
         // The clock is read once every 64 records while they stream in.
-        self.ticks = self.ticks.wrapping_add(1);
-        if self.ticks % 64 != 0 && !self.paused {
+        let before = self.ticks;
+        self.ticks = self.ticks.wrapping_add(records);
+        if before / 64 == self.ticks / 64 && !self.paused {
             return;
         }
         consumer.context().stalls.probe(consumer, &self.k.topics);

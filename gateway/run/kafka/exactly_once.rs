@@ -53,7 +53,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     }
     let txns = Arc::new(Transactions::new(producer.clone(), shared.clone(), limits.drain_timeout, p.shutdown.clone()));
     let consumer: Source = subscribe(k, SourceContext::for_pipeline(shared.clone(), k, Some(txns.clone()), p.health.clone()))?;
-    let mut records = Records::for_pipeline(k, p.engines, p.suppressions);
+    let mut records = Records::for_pipeline(k, p.engines, p.suppressions, 1);
     let mut report = Report::new(p.on_batch);
     let throttle = Throttle::default();
     let mut count = 0u64;

@@ -15,8 +15,13 @@
 //! - [`suppressions`]: the workers' suppressions topic, read by every replica.
 //! - [`at_least_once`] and [`exactly_once`]: the two loops, one per delivery mode.
 //!
-//! One thread consumes, runs the enforcement step ([`crate::run::enforce`]) and
-//! produces; librdkafka's own threads fetch, send and report. Work in flight is bounded by `limits.max_in_flight` outputs (above it the
+//! One thread, the loop, consumes and produces; librdkafka's own threads fetch, send
+//! and report. The enforcement step ([`crate::run::enforce`]) runs on the loop's thread
+//! too, or, at-least-once with `limits.threads` above one, over that many threads a
+//! batch at a time ([`sink::Records::enforce_batch`]); the loop alone registers and
+//! produces each record, in consumption order, so the watermarks and per-partition
+//! order do not depend on the threads. Exactly-once enforces on the loop's thread.
+//! Work in flight is bounded by `limits.max_in_flight` outputs (above it the
 //! assigned partitions are paused, and still polled so the group membership lives) and
 //! by librdkafka's queues, so memory stays flat while the broker is slow or away.
 //! librdkafka is tuned for throughput ([`client::consumer_config`], [`client::producer_config`]);

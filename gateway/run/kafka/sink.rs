@@ -255,10 +255,30 @@ pub struct Out<'a> {
 
 /// Turns consumed records into records to produce: the enforcement step, then the
 /// topics, keys and headers Kafka needs.
+///
+/// One record at a time ([`Records::process`], then [`Records::get`]), or a batch at a
+/// time over several threads ([`Records::enforce_batch`], then [`Records::staged`] and
+/// [`Records::get`] for each record in consumption order). A batch is cut into chunks
+/// of [`CHUNK`] consecutive records that the lanes (each an [`Enforcer`] with its own
+/// buffers and pseudonym cache) claim one after another, the consumer loop's thread
+/// being one of them: a lane that gets less of the CPU (a core shared with the broker
+/// or another process) claims fewer chunks instead of holding the batch up. A batch
+/// too small to split, or one lane, makes no thread hop. Every lane decides a batch
+/// with the same agreement version: lane 0 takes a reloaded agreement between two
+/// batches and the others follow it.
 pub struct Records {
-    enforcer: Enforcer,
-    /// The outcome of the record last processed.
+    /// At least one; lane 0 also serves the one-record-at-a-time path.
+    lanes: Vec<Lane>,
+    /// The outcome of the record last processed (or staged).
     outcome: Outcome,
+    /// Where [`Records::get`] finds the outputs of that record.
+    cursor: Cursor,
+    /// Per chunk of the last batch: the lane that enforced it, and where its first
+    /// record is in that lane's `made`.
+    chunks: Vec<(usize, usize)>,
+    /// Batches enforced so far, and those of them spread over more than one thread.
+    batches: u64,
+    spread: u64,
     /// Per purpose of the agreement in force: its topic and its headers.
     topics: Vec<String>,
     headers: Vec<OwnedHeaders>,
@@ -267,11 +287,95 @@ pub struct Records {
     note: Vec<u8>,
 }
 
+#[derive(Clone, Copy)]
+enum Cursor {
+    /// In lane 0's enforcer: the record last processed.
+    Last,
+    /// In a lane's staged outputs, from this index.
+    Staged { lane: usize, start: usize },
+}
+
+/// Records in a chunk: what a lane claims at a time.
+pub const CHUNK: usize = 32;
+
+/// Chunks a batch needs per lane it is spread over. A small batch means the loop keeps
+/// up with what is fetched: it stays on the loop's thread, where it costs no thread's
+/// start; a batch gets large when the loop falls behind, and then it is spread.
+pub const CHUNKS_PER_LANE: usize = 4;
+
+/// One enforcing thread's state: its enforcer, and what it made of the chunks it
+/// claimed in the last batch, kept until the loop has produced it.
+struct Lane {
+    enforcer: Enforcer,
+    /// Per record it enforced, in the order it did: its outcome and the end of its
+    /// outputs in `outs`.
+    made: Vec<(Outcome, usize)>,
+    /// The chunks it claimed: their number and where their first record is in `made`.
+    claimed: Vec<(usize, usize)>,
+    outs: Vec<Staged>,
+    /// The staged outputs' keys and payloads.
+    bytes: Vec<u8>,
+}
+
+/// One output of a staged record: its purpose, and its key and payload in the lane's
+/// bytes.
+struct Staged {
+    purpose: crate::agreement::PurposeId,
+    key: Option<(usize, usize)>,
+    payload: (usize, usize),
+}
+
+impl Lane {
+    fn new(enforcer: Enforcer) -> Lane {
+        Lane { enforcer, made: Vec::new(), claimed: Vec::new(), outs: Vec::new(), bytes: Vec::new() }
+    }
+
+    /// Claims chunks of the batch (through `next`, shared by the lanes) until none is
+    /// left, and enforces each, keeping every record's outputs.
+    fn enforce_claimed(&mut self, batch: &[&[u8]], next: &AtomicUsize) {
+        self.made.clear();
+        self.claimed.clear();
+        self.outs.clear();
+        self.bytes.clear();
+        loop {
+            let chunk = next.fetch_add(1, Ordering::Relaxed);
+            let Some(records) = batch.chunks(CHUNK).nth(chunk) else { return };
+            self.claimed.push((chunk, self.made.len()));
+            self.enforce_all(records);
+        }
+    }
+
+    fn enforce_all(&mut self, records: &[&[u8]]) {
+        for payload in records {
+            let outcome = self.enforcer.enforce(payload);
+            if let Outcome::Forward(n) = outcome {
+                for i in 0..n {
+                    let o = self.enforcer.output(i);
+                    let key = o.key.map(|k| stage(&mut self.bytes, k));
+                    let payload = stage(&mut self.bytes, o.payload);
+                    self.outs.push(Staged { purpose: o.purpose, key, payload });
+                }
+            }
+            self.made.push((outcome, self.outs.len()));
+        }
+    }
+
+    fn slice(&self, (start, end): (usize, usize)) -> &[u8] {
+        &self.bytes[start..end]
+    }
+}
+
+fn stage(bytes: &mut Vec<u8>, b: &[u8]) -> (usize, usize) {
+    let start = bytes.len();
+    bytes.extend_from_slice(b);
+    (start, bytes.len())
+}
+
 impl Records {
-    /// Enforces under the suppressions this cell holds (SPEC 2.7).
-    /// The records a pipeline makes: its agreement, formats, framing and suppressions.
-    pub fn for_pipeline(k: &crate::config::Kafka, engines: Arc<dyn Engines + Send + Sync>, suppressions: Option<crate::run::suppressions::Live>) -> Records {
-        let mut records = Records::new(engines, k.input_format, k.output_format, &k.quarantine_topic);
+    /// The records a pipeline makes: its agreement, formats, framing and suppressions
+    /// (SPEC 2.7), enforced by `lanes` lanes (at least one).
+    pub fn for_pipeline(k: &crate::config::Kafka, engines: Arc<dyn Engines + Send + Sync>, suppressions: Option<crate::run::suppressions::Live>, lanes: usize) -> Records {
+        let mut records = Records::with_lanes(engines, k.input_format, k.output_format, &k.quarantine_topic, lanes);
         records.set_framing(k.input_framing, k.output_schema_id);
         if let Some(live) = suppressions {
             records.set_suppressions(live);
@@ -279,33 +383,63 @@ impl Records {
         records
     }
 
+    /// Enforces under the suppressions this cell holds (SPEC 2.7).
     pub fn set_suppressions(&mut self, live: crate::run::suppressions::Live) {
-        self.enforcer.set_suppressions(live);
+        for lane in &mut self.lanes {
+            lane.enforcer.set_suppressions(live.clone());
+        }
     }
 
     pub fn new(engines: Arc<dyn Engines + Send + Sync>, input: Format, output: Format, quarantine_topic: &str) -> Records {
-        let enforcer = Enforcer::new(engines, input, Encoding { format: output, length_delimited: false });
+        Records::with_lanes(engines, input, output, quarantine_topic, 1)
+    }
+
+    pub fn with_lanes(engines: Arc<dyn Engines + Send + Sync>, input: Format, output: Format, quarantine_topic: &str, lanes: usize) -> Records {
+        let encoding = Encoding { format: output, length_delimited: false };
+        let lanes: Vec<Lane> = (0..lanes.max(1)).map(|_| Lane::new(Enforcer::new(engines.clone(), input, encoding))).collect();
         let mut records = Records {
-            enforcer,
+            lanes,
             outcome: Outcome::Drop,
+            cursor: Cursor::Last,
+            chunks: Vec::new(),
+            batches: 0,
+            spread: 0,
             topics: Vec::new(),
             headers: Vec::new(),
             quarantine_topic: quarantine_topic.to_string(),
             quarantine_headers: OwnedHeaders::new(),
             note: Vec::new(),
         };
+        // Lanes built one after another may have met a reload in between.
+        let (first, rest) = records.lanes.split_first_mut().expect("at least one lane");
+        for lane in rest {
+            lane.enforcer.follow(&first.enforcer);
+        }
         records.use_agreement();
         records
     }
 
+    /// How many lanes enforce a batch.
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// How many batches were enforced so far, and how many of them on more than one
+    /// thread.
+    pub fn spread(&self) -> (u64, u64) {
+        (self.batches, self.spread)
+    }
+
     /// The Confluent wire format on the input and the output (SPEC 4).
     pub fn set_framing(&mut self, input: crate::event::wire::Framing, output_schema_id: Option<u32>) {
-        self.enforcer.set_framing(input, output_schema_id);
+        for lane in &mut self.lanes {
+            lane.enforcer.set_framing(input, output_schema_id);
+        }
     }
 
     /// Topics and headers for the agreement in force.
     fn use_agreement(&mut self) {
-        let a = self.enforcer.engine().agreement();
+        let a = self.lanes[0].enforcer.engine().agreement();
         let version = a.version.to_string();
         let base = || {
             OwnedHeaders::new_with_capacity(3)
@@ -320,15 +454,21 @@ impl Records {
     /// Runs the enforcement step over one consumed record; returns how many records
     /// to produce.
     pub fn process(&mut self, topic: &str, partition: i32, offset: i64, payload: &[u8]) -> usize {
-        if self.enforcer.refresh() {
+        if self.lanes[0].enforcer.refresh() {
             self.use_agreement();
         }
-        self.outcome = self.enforcer.enforce(payload);
+        self.outcome = self.lanes[0].enforcer.enforce(payload);
+        self.cursor = Cursor::Last;
+        self.count(topic, partition, offset)
+    }
+
+    /// How many records to produce for the current outcome; writes the quarantine note.
+    fn count(&mut self, topic: &str, partition: i32, offset: i64) -> usize {
         match self.outcome {
             Outcome::Forward(n) => n,
             Outcome::Quarantine(why) => {
                 self.note.clear();
-                let a = self.enforcer.engine().agreement();
+                let a = self.lanes[0].enforcer.engine().agreement();
                 let note = serde_json::json!({
                     "topic": topic,
                     "partition": partition,
@@ -345,15 +485,91 @@ impl Records {
         }
     }
 
-    /// The `i`th record to produce for the record last processed.
+    /// Enforces a batch of consumed records (their payloads, in consumption order),
+    /// spread over the lanes; returns whether a new agreement came into force with it
+    /// (then hand the batches over before producing its first output). The outputs stay
+    /// here until the next batch: take them record by record with [`Records::staged`].
+    pub fn enforce_batch(&mut self, payloads: &[&[u8]]) -> bool {
+        let (first, rest) = self.lanes.split_first_mut().expect("at least one lane");
+        let reloaded = first.enforcer.refresh();
+        for lane in rest.iter_mut() {
+            lane.enforcer.follow(&first.enforcer);
+        }
+        if reloaded {
+            self.use_agreement();
+        }
+        let chunks = payloads.len().div_ceil(CHUNK);
+        let lanes = (chunks / CHUNKS_PER_LANE).clamp(1, self.lanes.len());
+        self.batches += 1;
+        let next = AtomicUsize::new(0);
+        let (first, rest) = self.lanes[..lanes].split_first_mut().expect("at least one lane");
+        if lanes == 1 {
+            first.enforce_claimed(payloads, &next);
+        } else {
+            self.spread += 1;
+            std::thread::scope(|s| {
+                for lane in rest {
+                    let next = &next;
+                    s.spawn(move || lane.enforce_claimed(payloads, next));
+                }
+                first.enforce_claimed(payloads, &next);
+            });
+        }
+        self.chunks.clear();
+        self.chunks.resize(chunks, (0, 0));
+        for (i, lane) in self.lanes[..lanes].iter().enumerate() {
+            for &(chunk, start) in &lane.claimed {
+                self.chunks[chunk] = (i, start);
+            }
+        }
+        reloaded
+    }
+
+    /// Where record `j` of the last batch is: its lane and its place in that lane's `made`.
+    fn place(&self, j: usize) -> (usize, usize) {
+        let (lane, start) = self.chunks[j / CHUNK];
+        (lane, start + j % CHUNK)
+    }
+
+    /// Makes record `j` of the last batch (its place in the payloads given to
+    /// [`Records::enforce_batch`]) the current one; returns how many records to produce
+    /// for it, each then taken with [`Records::get`].
+    pub fn staged(&mut self, j: usize, topic: &str, partition: i32, offset: i64) -> usize {
+        let (lane, k) = self.place(j);
+        let made = &self.lanes[lane].made;
+        let start = if k == 0 { 0 } else { made[k - 1].1 };
+        self.outcome = made[k].0;
+        self.cursor = Cursor::Staged { lane, start };
+        self.count(topic, partition, offset)
+    }
+
+    /// How many records to produce for record `j` of the last batch (without making it
+    /// the current one).
+    pub fn staged_count(&self, j: usize) -> usize {
+        let (lane, k) = self.place(j);
+        let made = &self.lanes[lane].made;
+        match made[k].0 {
+            Outcome::Forward(_) => made[k].1 - if k == 0 { 0 } else { made[k - 1].1 },
+            Outcome::Quarantine(_) => 1,
+            Outcome::Drop => 0,
+        }
+    }
+
+    /// The `i`th record to produce for the current record.
     pub fn get(&self, i: usize) -> Out<'_> {
-        match self.outcome {
-            Outcome::Forward(_) => {
-                let o = self.enforcer.output(i);
+        match (self.outcome, self.cursor) {
+            (Outcome::Forward(_), Cursor::Last) => {
+                let o = self.lanes[0].enforcer.output(i);
                 Out { topic: &self.topics[o.purpose as usize], key: o.key, payload: o.payload, headers: Some(&self.headers[o.purpose as usize]) }
             }
-            Outcome::Quarantine(_) => Out { topic: &self.quarantine_topic, key: None, payload: &self.note, headers: Some(&self.quarantine_headers) },
-            Outcome::Drop => unreachable!("no record to produce"),
+            (Outcome::Forward(_), Cursor::Staged { lane, start }) => {
+                let lane = &self.lanes[lane];
+                let o = &lane.outs[start + i];
+                let p = o.purpose as usize;
+                Out { topic: &self.topics[p], key: o.key.map(|k| lane.slice(k)), payload: lane.slice(o.payload), headers: Some(&self.headers[p]) }
+            }
+            (Outcome::Quarantine(_), _) => Out { topic: &self.quarantine_topic, key: None, payload: &self.note, headers: Some(&self.quarantine_headers) },
+            (Outcome::Drop, _) => unreachable!("no record to produce"),
         }
     }
 
@@ -361,13 +577,26 @@ impl Records {
     /// batches over before its outputs are produced, so `accord_agreement_info`
     /// switches with the first output of the new version.
     pub fn reloaded(&self) -> bool {
-        self.enforcer.has_finished()
+        self.lanes.iter().any(|l| l.enforcer.has_finished())
     }
 
     /// Hands over the batches so far (one per agreement in force since the last
-    /// call), and starts a new batch.
+    /// call), and starts a new batch: every lane's counts, added up per agreement.
     pub fn take_batches(&mut self) -> Vec<Batch> {
-        self.enforcer.take_batches()
+        let (first, rest) = self.lanes.split_first_mut().expect("at least one lane");
+        let mut batches = first.enforcer.take_batches();
+        for lane in rest {
+            for b in lane.enforcer.take_batches() {
+                match batches.iter_mut().find(|m| Arc::ptr_eq(&m.engine, &b.engine)) {
+                    Some(m) => {
+                        m.tally.merge(&b.tally);
+                        m.busy += b.busy;
+                    }
+                    None => batches.push(b),
+                }
+            }
+        }
+        batches
     }
 }
 
@@ -390,5 +619,139 @@ impl Report {
             }
             self.total.add(b.engine.agreement(), &b.tally);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use rdkafka::message::Headers as _;
+
+    use super::*;
+    use crate::agreement::Agreement;
+    use crate::engine::Engine;
+    use crate::pseudonym::{Key, Pseudonymiser};
+
+    fn engine(version: u32) -> Arc<Engine> {
+        let text = format!(
+            r#"
+agreement: {{ id: t, version: {version}, parties: [a, b] }}
+purposes:
+  safety: {{ description: d, topic: out.safety }}
+  planning: {{ description: d, topic: out.planning }}
+rules:
+  - name: r
+    match: {{ source: [tracker] }}
+    purposes: [safety, planning]
+    pseudonymise: [subject_id]
+    keep: [attributes.zone]
+"#
+        );
+        let a = Agreement::parse(text.as_bytes()).unwrap().agreement;
+        Arc::new(Engine::new(Arc::new(a), Arc::new(Pseudonymiser::new(Key::new(&[3; 32], "k").unwrap()))))
+    }
+
+    /// A stand-in for the hot-reloaded agreement: swapped by the test.
+    struct Swapped {
+        generation: AtomicU64,
+        engine: Mutex<Arc<Engine>>,
+    }
+
+    impl Engines for Swapped {
+        fn generation(&self) -> u64 {
+            self.generation.load(Ordering::Acquire)
+        }
+
+        fn current(&self) -> Arc<Engine> {
+            self.engine.lock().unwrap().clone()
+        }
+    }
+
+    /// Forwarded (two outputs), dropped, and malformed records, each worker its own.
+    fn payloads(n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| match i % 7 {
+                3 => b"{not json".to_vec(),
+                5 => format!(r#"{{"event_id":"e{i}","source":"camera","subject_id":"w{i}","category":"location","occurred_at":"2026-03-02T10:00:00Z"}}"#).into_bytes(),
+                _ => format!(r#"{{"event_id":"e{i}","source":"tracker","subject_id":"w{}","category":"location","occurred_at":"2026-03-02T10:00:00Z","attributes":{{"zone":"Z{i}"}}}}"#, i % 13)
+                    .into_bytes(),
+            })
+            .collect()
+    }
+
+    type Made = Vec<(String, Option<Vec<u8>>, Vec<u8>, String)>;
+
+    fn made(records: &Records, n: usize) -> Made {
+        (0..n)
+            .map(|i| {
+                let o = records.get(i);
+                let version = o.headers.and_then(|h| h.iter().find(|h| h.key == "accord-version")).and_then(|h| h.value).unwrap_or_default();
+                (o.topic.to_string(), o.key.map(<[u8]>::to_vec), o.payload.to_vec(), String::from_utf8_lossy(version).into_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_over_three_lanes_makes_what_one_record_at_a_time_makes() {
+        let engines: Arc<dyn Engines + Send + Sync> = Arc::new(engine(1));
+        let mut one = Records::new(engines.clone(), Format::Json, Format::Json, "q");
+        let mut three = Records::with_lanes(engines, Format::Json, Format::Json, "q", 3);
+        let inputs = payloads(500);
+        let slices: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        assert!(!three.enforce_batch(&slices));
+        assert_eq!(three.spread(), (1, 1), "500 records are worth three threads");
+        let mut outputs = 0;
+        for (j, p) in slices.iter().enumerate() {
+            let n = one.process("in", 2, j as i64, p);
+            let expected = made(&one, n);
+            assert_eq!(three.staged_count(j), n, "record {j}");
+            assert_eq!(three.staged(j, "in", 2, j as i64), n, "record {j}");
+            assert_eq!(made(&three, n), expected, "record {j}");
+            outputs += n;
+        }
+        assert!(outputs > 500, "most records made two outputs, malformed ones a note");
+        let (a, b) = (one.take_batches(), three.take_batches());
+        assert_eq!((a.len(), b.len()), (1, 1));
+        assert_eq!(a[0].tally, b[0].tally, "the lanes' counts add up to one lane's");
+        assert_eq!(b[0].tally.received, 500);
+
+        // A small batch stays on the calling thread.
+        let small = CHUNK * (2 * CHUNKS_PER_LANE - 1);
+        assert!(!three.enforce_batch(&slices[..small]));
+        assert_eq!(three.spread(), (2, 1));
+        let mut again = Records::new(Arc::new(three.lanes[0].enforcer.engine().clone()), Format::Json, Format::Json, "q");
+        for (j, p) in slices[..small].iter().enumerate() {
+            let n = again.process("in", 2, j as i64, p);
+            assert_eq!(three.staged(j, "in", 2, j as i64), n);
+            assert_eq!(made(&three, n), made(&again, n));
+        }
+    }
+
+    #[test]
+    fn every_lane_takes_a_reloaded_agreement_between_two_batches() {
+        let swapped = Arc::new(Swapped { generation: AtomicU64::new(0), engine: Mutex::new(engine(1)) });
+        let mut records = Records::with_lanes(swapped.clone(), Format::Json, Format::Json, "q", 4);
+        let inputs = payloads(300);
+        let slices: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        assert!(!records.enforce_batch(&slices));
+        *swapped.engine.lock().unwrap() = engine(2);
+        swapped.generation.store(1, Ordering::Release);
+        assert!(records.enforce_batch(&slices), "the batch after the swap is the new version's");
+        assert!(records.reloaded());
+        for j in 0..slices.len() {
+            let n = records.staged(j, "in", 0, j as i64);
+            for (topic, _, _, version) in made(&records, n) {
+                assert_eq!(version, "2", "record {j} to {topic}");
+            }
+        }
+        let batches = records.take_batches();
+        let versions: Vec<(u32, u64)> = batches.iter().map(|b| (b.engine.agreement().version, b.tally.received)).collect();
+        assert_eq!(versions, [(1, 300), (2, 300)], "one batch per version, every lane's counts in it");
+        assert!(!records.reloaded());
+        // The next hand-over is the new version's alone, from every lane.
+        assert!(!records.enforce_batch(&slices[..100]));
+        let versions: Vec<(u32, u64)> = records.take_batches().iter().map(|b| (b.engine.agreement().version, b.tally.received)).collect();
+        assert_eq!(versions, [(2, 100)]);
     }
 }

@@ -13,9 +13,14 @@
 //!   group generation is still ours; if that fails, abort it.
 //!
 //! A lost assignment (the group moved on without us) is forgotten without committing.
+//!
+//! At-least-once polls records in batches: a revoke may then run while the loop holds
+//! records it has not registered yet. The revoked partitions are noted
+//! ([`SourceContext::revoked`]) and the loop lets go of their records unregistered, so
+//! the watermarks stored on revoke stay true and the next owner consumes them again.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -44,6 +49,11 @@ pub struct SourceContext {
     pub assignment_changed: AtomicBool,
     /// The loop already drained for shutdown: a revoke during close only stores.
     pub closing: AtomicBool,
+    /// At-least-once: bumped by every revoke, whose partitions go to `revoked`, so that
+    /// a loop holding records it has polled but not yet registered can let go of the
+    /// revoked partitions' records (their next owner consumes them again).
+    pub revokes: AtomicU64,
+    pub revoked: Mutex<Vec<Tp>>,
     /// Told after each rebalance whether any partition is assigned (`/readyz`).
     pub health: Option<Arc<crate::report::admin::Health>>,
     /// Causes that stop consumption (SPEC 4); the loop replaces it with one that
@@ -65,6 +75,8 @@ impl SourceContext {
             txns,
             assignment_changed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            revokes: AtomicU64::new(0),
+            revoked: Mutex::new(Vec::new()),
             health: None,
             stalls: super::stall::Stalls::new(None),
             throttle: Throttle::default(),
@@ -88,6 +100,8 @@ impl SourceContext {
     /// At-least-once: drain the revoked partitions, store what is done, forget them.
     fn revoke_at_least_once(&self, consumer: &BaseConsumer<SourceContext>, tpl: &TopicPartitionList, lost: bool) {
         let tps: Vec<Tp> = tpl.elements().iter().filter_map(|e| self.tp(e.topic(), e.partition())).collect();
+        self.revoked.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&tps);
+        self.revokes.fetch_add(1, Ordering::Relaxed);
         let shared = &*self.shared;
         let mut state = shared.lock();
         let mut waited = Duration::ZERO;

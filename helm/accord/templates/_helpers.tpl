@@ -190,6 +190,7 @@ anyway, so what runs is what this file says.
     "kafka" $kafka
     "limits" (dict "max_in_flight" (int64 $l.maxInFlight) "drain_timeout" (toString $l.drainTimeout)) }}
 {{- if $l.commitInterval }}{{ $_ := set $config.limits "commit_interval" (toString $l.commitInterval) }}{{ end }}
+{{- if $l.threads }}{{ $_ := set $config.limits "threads" (int64 $l.threads) }}{{ end }}
 {{- if .Values.config.suppressionsTopic }}{{ $_ := set $config "suppressions" (dict "topic" .Values.config.suppressionsTopic) }}{{ end }}
 {{- $config = mergeOverwrite $config (deepCopy .Values.config.extra) }}
 {{- toYaml $config }}
