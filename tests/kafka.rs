@@ -842,6 +842,14 @@ fn broker_restart_mid_stream_loses_nothing() {
     // Short delivery timeouts, so that deliveries fail while the broker is away and
     // the gateway's own retries (which hold the watermark) are exercised.
     let config = site.config("gw", &unique("restart"), "  producer:\n    message.timeout.ms: 3000\n");
+    // The consumer's session as the gateway ships it (45 s), longer than the broker is
+    // away: the restart is survived without losing the assignment. (With the tests'
+    // 6 s session it expires while the broker is away, and librdkafka's cooperative
+    // rejoin after the coordinator's restart sometimes never got an assignment back:
+    // 2 runs in 9 under load here, once in CI. docs/kafka.md says so.)
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("session.timeout.ms: 6000"), "the tests' consumer block changed:\n{text}");
+    std::fs::write(&config, text.replace("session.timeout.ms: 6000", "session.timeout.ms: 45000").replace("heartbeat.interval.ms: 500", "heartbeat.interval.ms: 3000").replace("max.poll.interval.ms: 30000", "max.poll.interval.ms: 300000")).unwrap();
     let outputs = site.outputs();
     let mut gw = Gateway::start("gateway", &config);
     {
@@ -854,8 +862,6 @@ fn broker_restart_mid_stream_loses_nothing() {
     assert!(gw.alive(), "the gateway exited while the broker was down:\n{}", gw.log().join("\n"));
     down.start();
     let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), false);
-    // A consumer whose session timed out while the broker was away rejoins; the
-    // group's rebalance waits at most max.poll.interval.ms (30 s in these tests).
     reader.until_else(Duration::from_secs(180), "every expected output after the broker came back", all_there(&expected), || {
         let logs = Command::new(common::root().join("scripts/kafka.sh")).args(["logs", &dir, "80"]).output();
         let logs = logs.map_or_else(|e| e.to_string(), |o| String::from_utf8_lossy(&o.stderr).into_owned());
