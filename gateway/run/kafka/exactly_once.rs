@@ -54,6 +54,9 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let txns = Arc::new(Transactions::new(producer.clone(), shared.clone(), limits.drain_timeout, p.shutdown.clone()));
     let consumer: Source = subscribe(k, SourceContext::for_pipeline(shared.clone(), k, Some(txns.clone()), p.health.clone()))?;
     let mut records = Records::for_pipeline(k, p.engines, p.suppressions, 1);
+    if k.limits.threads > 1 {
+        tracing::info!("exactly-once enforces on the consumer loop's thread; limits.threads ({}) applies to at-least-once only", k.limits.threads);
+    }
     let mut report = Report::new(p.on_batch);
     let throttle = Throttle::default();
     let mut count = 0u64;
