@@ -127,14 +127,16 @@ pub fn member<'s>(a: &Agreement, name: &str, hash: u64, sel: &'s Selector, keep_
     if !maybe_child && !keep_rest {
         return None;
     }
+    // Written as the agreement writes it, or in normal form: no need to normalise (both
+    // normalise to the child's key, and no two keys are equal). Only the children with
+    // the name's hash can be it.
+    let exact = if maybe_child { sel.hashes.iter().zip(&sel.children).find(|(h, (k, s))| **h == hash && (k == name || s.written == name)).map(|(_, (_, s))| s) } else { None };
+    // Named exactly as the agreement writes it: classified at compile time, no cache.
+    if let Some(allowed) = exact.filter(|s| s.written == name).and_then(|s| s.allowed) {
+        return Some((allowed, exact));
+    }
     CACHE.with_borrow_mut(|c| {
-        let mut child = None;
-        if maybe_child {
-            // Written as the agreement writes it, or in normal form: no need to
-            // normalise (both normalise to the child's key, and no two keys are equal).
-            // Only the children with the name's hash can be it.
-            child = sel.hashes.iter().zip(&sel.children).find(|(h, (k, s))| **h == hash && (k == name || s.written == name)).map(|(_, (_, s))| s);
-        }
+        let mut child = exact;
         if child.is_none() && maybe_child {
             let mut scratch = std::mem::take(&mut c.scratch);
             if names::ascii_normal_bytes(name, &mut scratch) {
@@ -147,10 +149,6 @@ pub fn member<'s>(a: &Agreement, name: &str, hash: u64, sel: &'s Selector, keep_
         }
         if child.is_none() && !keep_rest {
             return None;
-        }
-        // Named exactly as the agreement writes it: classified at compile time.
-        if let Some(allowed) = child.filter(|s| s.written == name).and_then(|s| s.allowed) {
-            return Some((allowed, child));
         }
         Some((member_in(c, a, name).allowed, child))
     })
