@@ -221,6 +221,18 @@ impl Site {
         PURPOSES.iter().map(|p| self.topic(p)).collect()
     }
 
+    /// Reads every output topic and the quarantine topic until `expected` outputs and
+    /// `quarantined` notes are there, then half a second more, so that anything extra
+    /// shows up too.
+    fn read_all(&self, timeout: Duration, what: &str, expected: &BTreeMap<String, Vec<String>>, quarantined: usize) -> Reader {
+        let mut topics = self.outputs();
+        topics.push(self.quarantine.clone());
+        let mut reader = Reader::new(&topics.iter().map(String::as_str).collect::<Vec<_>>(), false);
+        reader.until(timeout, what, |recs| expected.iter().all(|(t, v)| count_in(recs, t) >= v.len()) && count_in(recs, &self.quarantine) >= quarantined);
+        reader.poll_for(Duration::from_millis(500));
+        reader
+    }
+
     /// A gateway configuration for this site; `kafka` is extra YAML inside `kafka:`.
     fn config(&self, name: &str, group: &str, kafka: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{name}.yaml"));
@@ -472,15 +484,7 @@ fn examples_run() -> &'static ExamplesRun {
         produce(&site.input, site.partitions, &events);
         let group = unique("examples");
         let mut gw = Gateway::start("gateway", &site.config("gw", &group, ""));
-        let mut topics: Vec<String> = site.outputs();
-        topics.push(site.quarantine.clone());
-        let mut reader = Reader::new(&topics.iter().map(String::as_str).collect::<Vec<_>>(), false);
-        let q = site.quarantine.clone();
-        reader.until(Duration::from_secs(90), "every example output and quarantine note", |recs| {
-            expected.iter().all(|(t, v)| count_in(recs, t) >= v.len()) && count_in(recs, &q) >= quarantined
-        });
-        // Anything extra would show up now.
-        reader.poll_for(Duration::from_millis(500));
+        let reader = site.read_all(Duration::from_secs(90), "every example output and quarantine note", &expected, quarantined);
         let started = Instant::now();
         let exit = gw.terminate(Duration::from_secs(30));
         let stopped_in = started.elapsed();
@@ -1527,18 +1531,11 @@ fn issue_11_threads_enforce_in_parallel_keeping_each_partitions_order_and_offset
     assert!(text.ends_with("limits:\n  commit_interval: 300ms\n  drain_timeout: 10s\n  threads: 3\n"), "{text}");
     std::fs::write(&path, text).unwrap();
     let mut gw = Gateway::start("gateway", &path);
-    let mut topics: Vec<String> = site.outputs();
-    topics.push(site.quarantine.clone());
-    let mut reader = Reader::new(&topics.iter().map(String::as_str).collect::<Vec<_>>(), false);
-    let q = site.quarantine.clone();
-    reader.until(Duration::from_secs(120), "every output and quarantine note", |recs| {
-        expected.iter().all(|(t, v)| count_in(recs, t) >= v.len()) && count_in(recs, &q) >= quarantined
-    });
-    reader.poll_for(Duration::from_millis(500));
+    let reader = site.read_all(Duration::from_secs(120), "every output and quarantine note", &expected, quarantined);
     for (topic, want) in &expected {
         assert_same_outputs(topic, &reader.payloads(topic), want);
     }
-    assert_eq!(count_in(&reader.recs, &q), quarantined);
+    assert_eq!(count_in(&reader.recs, &site.quarantine), quarantined);
     assert!(expected.values().map(Vec::len).sum::<usize>() > 5000, "enough outputs to fill many batches");
 
     // Per output topic and partition, the outputs of each input partition in input order.

@@ -306,6 +306,8 @@ impl WorkClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agreement::Agreement;
+    use crate::pseudonym::{Key, Pseudonymiser};
 
     /// The work clock counts the time between `start` and `stop`, not the time between
     /// records, and never more than the batch lasted.
@@ -328,8 +330,6 @@ mod tests {
         // A new batch starts empty.
         assert!(clock.take() < Duration::from_millis(5));
     }
-    use crate::agreement::Agreement;
-    use crate::pseudonym::{Key, Pseudonymiser};
 
     const AGREEMENT: &str = r#"
 agreement: { id: t, version: 1, parties: [a, b] }

@@ -202,13 +202,13 @@ pub fn run_with(
             last = Instant::now();
         }
         let outcome = match read {
-            Read::TooLarge => enforcer.malformed(Malformed::TooLarge),
-            _ if in_format == Format::Json && record.iter().all(u8::is_ascii_whitespace) => {
-                input.reader.consume(consume);
-                continue; // no event
-            }
-            _ => enforcer.enforce(record),
+            Read::TooLarge => Some(enforcer.malformed(Malformed::TooLarge)),
+            _ if in_format == Format::Json && record.iter().all(u8::is_ascii_whitespace) => None, // no event
+            _ => Some(enforcer.enforce(record)),
         };
+        // The record is enforced: its line can go.
+        input.reader.consume(consume);
+        let Some(outcome) = outcome else { continue };
         match outcome {
             Outcome::Forward(n) => {
                 if !routed.as_ref().is_some_and(|e| Arc::ptr_eq(e, enforcer.engine())) {
@@ -228,7 +228,6 @@ pub fn run_with(
             Outcome::Quarantine(why) => sink.quarantine(number, why)?,
             Outcome::Drop => {}
         }
-        input.reader.consume(consume);
     }
     sink.flush()?;
     hand_over(&mut enforcer, &mut totals);

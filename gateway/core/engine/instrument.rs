@@ -74,10 +74,8 @@ impl Engine {
     /// Attributes read onto a tape of their own (for callers that hold none), or `None`
     /// if their member names are refused.
     fn read(&self, raw: &str) -> Option<Tape> {
-        let a = &*self.agreement;
-        super::names::begin(a);
         let mut tape = Tape::default();
-        tape.read(raw, |name| super::names::member_hash(a, name)).ok()?;
+        self.read_attributes(raw, &mut tape).ok()?;
         Some(tape)
     }
 

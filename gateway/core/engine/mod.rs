@@ -21,7 +21,7 @@ use chrono::{Datelike, Timelike, Utc};
 
 use crate::agreement::taxonomy::{CategoryId, Class};
 use crate::agreement::{Agreement, PurposeId, PurposeSet, Schedule};
-use crate::event::{json, proto, Event, Format, Malformed};
+use crate::event::{proto, Event, Format, Malformed};
 use crate::pseudonym::Pseudonymiser;
 
 pub use suppress::Suppressions;
@@ -253,10 +253,7 @@ impl Engine {
     }
 
     fn process_json(&self, input: &[u8], suppressions: &Suppressions, out: &mut Outputs) -> Verdict {
-        let a = &*self.agreement;
-        names::begin(a);
-        // Decoded, and the attributes read onto the tape, in one pass.
-        let event = match json::decode_onto(input, &mut out.tape, |name| names::member_hash(a, name)) {
+        let event = match self.decode_onto(input, &mut out.tape) {
             Ok(e) => e,
             Err(m) => return Verdict::Dropped(malformed(m)),
         };
@@ -372,22 +369,12 @@ impl Engine {
         Ok(Decision { rule, purposes, instrument })
     }
 
-    /// Decodes one JSON event (step 1), for callers that want the event itself.
+    /// Decodes one JSON event (step 1), for callers that want the event itself, with
+    /// SPEC 2.5's rules on member names: none may hold a control or invisible
+    /// character, and no two members of one object may be equal once normalised, at
+    /// any depth of `attributes`.
     pub fn decode<'a>(&self, input: &'a [u8]) -> Result<Event<'a>, Dropped> {
-        self.decode_checked(input)
-    }
-
-    /// Step 1 with SPEC 2.5's rules on member names: none may hold a control or
-    /// invisible character, and no two members of one object may be equal once
-    /// normalised, at any depth of `attributes`.
-    fn decode_checked<'a>(&self, input: &'a [u8]) -> Result<Event<'a>, Dropped> {
-        let event = json::decode(input).map_err(malformed)?;
-        if let Some(attrs) = event.attributes {
-            let a = &*self.agreement;
-            names::begin(a);
-            crate::event::check_member_names(attrs, |name| names::member_hash(a, name)).map_err(malformed)?;
-        }
-        Ok(event)
+        self.decode_onto(input, &mut crate::event::tape::Tape::default()).map_err(malformed)
     }
 }
 

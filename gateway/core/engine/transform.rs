@@ -47,12 +47,25 @@ impl Engine {
 
     /// Reads the event's attributes onto `out`'s tape, checking their member names.
     pub(super) fn read_tape(&self, event: &Event<'_>, out: &mut Outputs) -> Result<(), Malformed> {
-        if let Some(attrs) = event.attributes {
-            let a = &*self.agreement;
-            names::begin(a);
-            out.tape.read(attrs, |name| names::member_hash(a, name))?;
+        match event.attributes {
+            Some(attrs) => self.read_attributes(attrs, &mut out.tape),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Reads `attributes` onto `tape`, with SPEC 2.5's rules on their member names.
+    pub(super) fn read_attributes(&self, attributes: &str, tape: &mut Tape) -> Result<(), Malformed> {
+        let a = &*self.agreement;
+        names::begin(a);
+        tape.read(attributes, |name| names::member_hash(a, name))
+    }
+
+    /// Step 1: decodes a JSON event and reads its attributes onto `tape` in one pass,
+    /// with SPEC 2.5's rules on member names at every depth.
+    pub(super) fn decode_onto<'a>(&self, input: &'a [u8], tape: &mut Tape) -> Result<Event<'a>, Malformed> {
+        let a = &*self.agreement;
+        names::begin(a);
+        crate::event::json::decode_onto(input, tape, |name| names::member_hash(a, name))
     }
 
     /// [`Engine::write_outputs`], the attributes being on `out`'s tape already.

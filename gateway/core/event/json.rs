@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::agreement::names;
 
-use super::tape::{skip_value, string_at, Tape};
+use super::tape::{skip_space, skip_value, string_at, unquote, Tape};
 use super::{nesting_exceeds, parse_time, Event, Malformed, MAX_DEPTH, MAX_EVENT_BYTES};
 
 /// Decodes one JSON event.
@@ -89,19 +89,14 @@ fn quick<'a>(bytes: &'a [u8], tape: &mut Tape, hash: &mut impl FnMut(&str) -> Re
     }
     let text = simdutf8::basic::from_utf8(bytes).ok()?;
     let b = bytes;
-    let space = |mut at: usize| {
-        while at < b.len() && matches!(b[at], b' ' | b'\t' | b'\n' | b'\r') {
-            at += 1;
-        }
-        at
-    };
+    let space = |at: usize| skip_space(b, at);
     // A string value, unescaped strictly (as serde_json reads a `str`).
     let string = |at: usize| -> Option<(Cow<'a, str>, usize)> {
         if b.get(at) != Some(&b'"') {
             return None;
         }
         let (end, escaped) = string_at(b, at).ok()?;
-        let value = if escaped { Cow::Owned(serde_json::from_str::<String>(&text[at..end]).ok()?) } else { Cow::Borrowed(&text[at + 1..end - 1]) };
+        let value = if escaped { unquote(&text[at..end])? } else { Cow::Borrowed(&text[at + 1..end - 1]) };
         Some((value, end))
     };
     let mut fields = Fields::default();
@@ -192,13 +187,8 @@ fn quick<'a>(bytes: &'a [u8], tape: &mut Tape, hash: &mut impl FnMut(&str) -> Re
     if space(at) != b.len() {
         return None;
     }
-    let extras = &extras[..fields.extra as usize];
-    if !extras.is_empty() {
-        let known = known_hashes();
-        let present = [&fields.event_id, &fields.source, &fields.subject_id, &fields.category, &fields.occurred_at, &fields.device_id].map(Option::is_some);
-        if present.iter().chain([&fields.attributes.is_some()]).zip(known).any(|(there, hash)| *there && extras.contains(hash)) {
-            return None;
-        }
+    if fields.collides(&extras[..fields.extra as usize]) {
+        return None;
     }
     let occurred_at_text = fields.occurred_at?;
     let occurred_at = parse_time(&occurred_at_text).ok()?;
@@ -215,11 +205,6 @@ fn quick<'a>(bytes: &'a [u8], tape: &mut Tape, hash: &mut impl FnMut(&str) -> Re
     })
 }
 
-/// The normal-form hashes of the event format's members, in the order of [`Fields`].
-fn known_hashes() -> &'static [u64; 7] {
-    static KNOWN: std::sync::OnceLock<[u64; 7]> = std::sync::OnceLock::new();
-    KNOWN.get_or_init(|| ["event_id", "source", "subject_id", "category", "occurred_at", "device_id", "attributes"].map(names::normal_hash))
-}
 
 #[derive(Default)]
 struct Fields<'a> {
@@ -231,6 +216,20 @@ struct Fields<'a> {
     occurred_at: Option<Cow<'a, str>>,
     attributes: Option<&'a str>,
     extra: u32,
+}
+
+impl Fields<'_> {
+    /// Whether a member outside the format (by the normal-form hashes in `extras`)
+    /// has the name of a format member that is present, once normalised (SPEC 2.5).
+    fn collides(&self, extras: &[u64]) -> bool {
+        if extras.is_empty() {
+            return false;
+        }
+        static KNOWN: std::sync::OnceLock<[u64; 7]> = std::sync::OnceLock::new();
+        let known = KNOWN.get_or_init(|| ["event_id", "source", "subject_id", "category", "occurred_at", "device_id", "attributes"].map(names::normal_hash));
+        let present = [&self.event_id, &self.source, &self.subject_id, &self.category, &self.occurred_at, &self.device_id].map(Option::is_some);
+        present.into_iter().chain([self.attributes.is_some()]).zip(known).any(|(there, hash)| there && extras.contains(hash))
+    }
 }
 
 struct TopLevel<'w> {
@@ -302,20 +301,8 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
             }
             *slot = map.next_value_seed(TypedStr { field: name, why, nullable: false })?;
         }
-        if !extras.is_empty() {
-            let present = [
-                ("event_id", fields.event_id.is_some()),
-                ("source", fields.source.is_some()),
-                ("subject_id", fields.subject_id.is_some()),
-                ("category", fields.category.is_some()),
-                ("occurred_at", fields.occurred_at.is_some()),
-                ("device_id", fields.device_id.is_some()),
-                ("attributes", fields.attributes.is_some()),
-            ];
-            let known = known_hashes();
-            if present.iter().zip(known).any(|((_, there), hash)| *there && extras.contains(hash)) {
-                return Err(fail(Malformed::DuplicateName));
-            }
+        if fields.collides(&extras) {
+            return Err(fail(Malformed::DuplicateName));
         }
         Ok(fields)
     }

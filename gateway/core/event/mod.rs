@@ -131,14 +131,6 @@ pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, Malformed> {
     Ok(at)
 }
 
-/// Checks the member names of a JSON value at every depth (the text must be valid
-/// JSON): `id` gives each name's normal-form hash or refuses it, and two members of
-/// one object with the same hash make it `DuplicateName`. The engine does this while
-/// reading the attributes onto its [`tape::Tape`].
-pub fn check_member_names(json: &str, id: impl FnMut(&str) -> Result<u64, Malformed>) -> Result<(), Malformed> {
-    tape::Tape::default().read(json, id)
-}
-
 /// How deeply `json` nests (objects and arrays), stopping early past `limit`.
 pub fn nesting_exceeds(json: &[u8], limit: usize) -> bool {
     // Fast path: fewer openers than the limit cannot nest deeper than it.
