@@ -81,7 +81,10 @@ pub const MAX_BOUNDS: usize = 64;
 pub struct Bound {
     /// As written, e.g. `pos.accuracy_m`.
     pub path: String,
+    /// The path's names, in normal form (SPEC 2.5).
     pub segments: Vec<String>,
+    /// Each segment's [`crate::agreement::names::normal_hash`], to match members by.
+    pub hashes: Vec<u64>,
     pub min: Option<f64>,
     pub max: Option<f64>,
 }
@@ -101,6 +104,12 @@ impl Instrument {
 }
 
 impl Bound {
+    /// A bound on the path `segments` (names in normal form), written `path`.
+    pub fn new(path: String, segments: Vec<String>, min: Option<f64>, max: Option<f64>) -> Bound {
+        let hashes = segments.iter().map(|s| crate::agreement::names::normal_hash(s)).collect();
+        Bound { path, segments, hashes, min, max }
+    }
+
     pub fn holds(&self, x: f64) -> bool {
         self.min.is_none_or(|m| x >= m) && self.max.is_none_or(|m| x <= m)
     }
@@ -310,7 +319,7 @@ pub(super) fn compile(doc: &Doc, diags: &mut Diagnostics) -> Option<Vec<Instrume
                     diags.error(q.path.span, format!("the quality bound on `{}` has `min` {a} above `max` {b}; no reading could meet it", q.path.value));
                 }
             }
-            quality.push(Bound { path: q.path.value.clone(), segments: segments.iter().map(|s| crate::agreement::names::normalise(s)).collect(), min, max });
+            quality.push(Bound::new(q.path.value.clone(), segments.iter().map(|s| crate::agreement::names::normalise(s)).collect(), min, max));
         }
         out.push(Instrument {
             name,

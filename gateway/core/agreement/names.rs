@@ -121,6 +121,9 @@ pub fn ascii_normal_bytes(s: &str, out: &mut Vec<u8>) -> bool {
 /// then compared in full. Most names are ASCII: normalised byte by byte through the
 /// ASCII table and hashed as they go, eight bytes at a time.
 pub fn normal_hash(s: &str) -> u64 {
+    if let Some(h) = plain_hash(s.as_bytes()) {
+        return h;
+    }
     if s.is_ascii() {
         let table = ascii_table();
         let mut h = FormHash::default();
@@ -143,6 +146,57 @@ pub fn normal_hash(s: &str) -> u64 {
     let mut h = FormHash::default();
     normalise_slow(s).bytes().for_each(|x| h.push(x));
     h.finish()
+}
+
+/// Bit 7 of each byte.
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Bit 7 set in each byte of `w` that is its own normal form and common in names: a
+/// lowercase letter other than `m` (whose skeleton is `rn`), a digit from 2 to 9 (`0`
+/// and `1` are `o` and `l`), `_` or `-`. Every byte is compared at once: with no byte
+/// above 0x7f, adding at most 0x7f to each never carries into the next.
+#[inline]
+fn plain_bytes(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    if w & HIGH != 0 {
+        return 0;
+    }
+    let at_least = |c: u8| w.wrapping_add(ONES * u64::from(0x80 - c)) & HIGH;
+    let equal = |c: u8| {
+        let y = w ^ (ONES * u64::from(c));
+        !(y.wrapping_add(ONES * 0x7f) | y) & HIGH
+    };
+    let lower = at_least(b'a') & !at_least(b'z' + 1) & !equal(b'm');
+    let digit = at_least(b'2') & !at_least(b'9' + 1);
+    lower | digit | equal(b'_') | equal(b'-')
+}
+
+/// [`normal_hash`] of a name whose every byte is its own normal form
+/// ([`plain_bytes`]; most names), eight bytes at a time: the hash of its bytes as they
+/// are. `None` for any other name.
+#[inline]
+fn plain_hash(b: &[u8]) -> Option<u64> {
+    let mut h = FormHash { len: b.len() as u32, ..FormHash::default() };
+    let mut chunks = b.chunks_exact(8);
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        if plain_bytes(w) != HIGH {
+            return None;
+        }
+        h.hash = FormHash::mix(h.hash ^ w, FormHash::K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        let w = u64::from_le_bytes(last);
+        let present = HIGH >> (8 * (8 - rest.len()));
+        if plain_bytes(w) & present != present {
+            return None;
+        }
+        h.word = w;
+    }
+    Some(h.finish())
 }
 
 /// The hash of a normal form's bytes, fed one at a time: each eight are mixed in with
@@ -394,6 +448,17 @@ mod tests {
         #[test]
         fn ascii_fast_path_agrees(s in "[ -~]{0,12}") {
             prop_assert_eq!(normalise(&s), normalise_slow(&s));
+            let mut h = FormHash::default();
+            normalise_slow(&s).bytes().for_each(|x| h.push(x));
+            prop_assert_eq!(normal_hash(&s), h.finish());
+        }
+
+        /// The word-at-a-time path takes exactly the names whose bytes are their own
+        /// normal form, and hashes them as the byte-at-a-time path does.
+        #[test]
+        fn plain_names_hash_as_their_normal_form(s in "[a-zA-Z0-9_\\-.|m]{0,40}") {
+            let plain = normalise_slow(&s) == s && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            prop_assert_eq!(plain_hash(s.as_bytes()).is_some(), plain, "{}", s);
             let mut h = FormHash::default();
             normalise_slow(&s).bytes().for_each(|x| h.push(x));
             prop_assert_eq!(normal_hash(&s), h.finish());

@@ -60,8 +60,8 @@ impl Engine {
         let mut ok = root.first() == b'{';
         for v in root.children() {
             for (b, f) in ins.quality.iter().zip(found.iter_mut()) {
-                if ok && named(v, &b.segments[0]) {
-                    ok = meets(v, &b.segments[1..], b, f);
+                if ok && named(v, b, 0) {
+                    ok = meets(v, 1, b, f);
                 }
             }
         }
@@ -111,22 +111,23 @@ impl Engine {
 
 /// Does every value the path names meet the bound? `found` is set when one is named.
 /// Through arrays, every element is looked into; a path ending on a non-number fails.
-fn meets(v: Value<'_>, path: &[String], bound: &Bound, found: &mut bool) -> bool {
-    let Some((head, rest)) = path.split_first() else {
+/// `v` is where the bound's path reached after `depth` of its segments.
+fn meets(v: Value<'_>, depth: usize, bound: &Bound, found: &mut bool) -> bool {
+    if depth == bound.segments.len() {
         *found = true;
         return number(v.raw()).is_some_and(|x| bound.holds(x));
-    };
+    }
     match v.first() {
-        b'{' => v.children().filter(|m| named(*m, head)).all(|m| meets(m, rest, bound, found)),
-        b'[' => v.children().all(|e| meets(e, path, bound, found)),
+        b'{' => v.children().filter(|m| named(*m, bound, depth)).all(|m| meets(m, depth + 1, bound, found)),
+        b'[' => v.children().all(|e| meets(e, depth, bound, found)),
         _ => true,
     }
 }
 
-/// Is the member named `normal` (a name in normal form), compared normalised? The
+/// Is the member named as the bound's segment `depth`, compared normalised? The
 /// hashes the tape holds settle most members without normalising.
-fn named(member: Value<'_>, normal_form: &str) -> bool {
-    member.name_hash() == crate::agreement::names::normal_hash(normal_form) && normal(member.name()) == normal_form
+fn named(member: Value<'_>, bound: &Bound, depth: usize) -> bool {
+    member.name_hash() == bound.hashes[depth] && normal(member.name()) == bound.segments[depth]
 }
 
 /// A member name in the normal form of SPEC 2.5 (bounds are compiled in that form).
@@ -235,10 +236,10 @@ mod tests {
 
     #[test]
     fn bounds_need_every_named_value_numeric_and_inside() {
-        let b = Bound { path: "pos.acc".into(), segments: vec!["pos".into(), "acc".into()], min: Some(0.0), max: Some(5.0) };
+        let b = Bound::new("pos.acc".into(), vec!["pos".into(), "acc".into()], Some(0.0), Some(5.0));
         let check = |json: &str| {
             let mut found = false;
-            meets(tape(json).root(json), &b.segments, &b, &mut found) && found
+            meets(tape(json).root(json), 0, &b, &mut found) && found
         };
         assert!(check(r#"{"pos":{"acc":5}}"#));
         assert!(check(r#"{"pos":{"acc":0.0}}"#));

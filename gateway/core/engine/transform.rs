@@ -430,7 +430,7 @@ fn is_integer(text: &str) -> bool {
 
 pub(super) fn write_str(buf: &mut Vec<u8>, s: &str) {
     // Fast path: nothing to escape.
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if crate::event::tape::is_plain(s.as_bytes()) {
         buf.push(b'"');
         buf.extend_from_slice(s.as_bytes());
         buf.push(b'"');

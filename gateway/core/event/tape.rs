@@ -354,22 +354,24 @@ pub(crate) fn string_at(b: &[u8], at: usize) -> Result<(usize, bool), Malformed>
     let mut i = at + 1;
     let mut escaped = false;
     loop {
-        // Eight bytes at a time while none of them stops the run.
-        while i + 8 <= b.len() {
-            const ONES: u64 = 0x0101_0101_0101_0101;
-            let chunk = u64::from_le_bytes(b[i..i + 8].try_into().expect("eight bytes"));
-            let quote = chunk ^ (ONES * u64::from(b'"'));
-            let backslash = chunk ^ (ONES * u64::from(b'\\'));
-            let control = chunk.wrapping_sub(ONES * 0x20);
-            let found = (control | quote.wrapping_sub(ONES) & !quote | backslash.wrapping_sub(ONES) & !backslash) & !chunk & (ONES << 7);
-            if found != 0 {
-                i += found.trailing_zeros() as usize / 8;
-                break;
+        // Sixteen bytes at a time while none of them stops the run; the last few one
+        // by one.
+        loop {
+            match b.get(i..i + 16) {
+                Some(chunk) => {
+                    let stop = first_stop(chunk.try_into().expect("sixteen bytes"));
+                    i += stop;
+                    if stop < 16 {
+                        break;
+                    }
+                }
+                None => {
+                    while i < b.len() && !STOPS[b[i] as usize] {
+                        i += 1;
+                    }
+                    break;
+                }
             }
-            i += 8;
-        }
-        while i < b.len() && !STOPS[b[i] as usize] {
-            i += 1;
         }
         match b.get(i) {
             Some(b'"') => return Ok((i + 1, escaped)),
@@ -384,6 +386,50 @@ pub(crate) fn string_at(b: &[u8], at: usize) -> Result<(usize, bool), Malformed>
             _ => return Err(Malformed::NotJson),
         }
     }
+}
+
+/// Whether no byte of `b` stops a run of plain string bytes: written between quotes,
+/// it is a JSON string as it is.
+pub(crate) fn is_plain(b: &[u8]) -> bool {
+    let mut chunks = b.chunks_exact(16);
+    chunks.all(|c| first_stop(c.try_into().expect("sixteen bytes")) == 16) && !chunks.remainder().iter().any(|&c| STOPS[c as usize])
+}
+
+/// Where the first byte of `chunk` that stops a run of plain string bytes ([`STOPS`])
+/// is; 16 if none does. All sixteen are compared at once.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn first_stop(chunk: &[u8; 16]) -> usize {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
+    // SAFETY: SSE2 is part of every x86_64 CPU, and the load reads the sixteen bytes
+    // `chunk` borrows, unaligned.
+    let stops = unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // A control character is its own minimum with 0x1f.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+    };
+    (stops | 1 << 16).trailing_zeros() as usize
+}
+
+/// [`first_stop`] eight bytes at a time, where there is no SSE2.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn first_stop(chunk: &[u8; 16]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    for (k, word) in chunk.chunks_exact(8).enumerate() {
+        let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        let control = w.wrapping_sub(ONES * 0x20);
+        let found = (control | quote.wrapping_sub(ONES) & !quote | backslash.wrapping_sub(ONES) & !backslash) & !w & (ONES << 7);
+        if found != 0 {
+            return 8 * k + found.trailing_zeros() as usize / 8;
+        }
+    }
+    16
 }
 
 /// Checks the JSON value at `at` in `text` (after any space), nested at most `depth`
@@ -502,13 +548,14 @@ mod tests {
 
     proptest::proptest! {
         /// The string scanner stops where a byte-by-byte reading does, wherever a
-        /// quote, backslash, escape, control or non-ASCII byte falls in its eight-byte
+        /// quote, backslash, escape, control or non-ASCII byte falls in its sixteen-byte
         /// steps, and whatever follows the string.
         #[test]
-        fn strings_end_where_they_end(body in proptest::collection::vec(proptest::sample::select(&b"aaaaaaaa\"\\\\nu00e9\x01\x1f\n\x7f\x80\xff "[..]), 0..48)) {
+        fn strings_end_where_they_end(body in proptest::collection::vec(proptest::sample::select(&b"aaaaaaaa\"\\\\nu00e9\x01\x1f\n\x7f\x80\xff "[..]), 0..80)) {
             let mut text = vec![b'"'];
             text.extend_from_slice(&body);
             proptest::prop_assert_eq!(string_at(&text, 0), string_by_bytes(&text, 0), "{:?}", String::from_utf8_lossy(&text));
+            proptest::prop_assert_eq!(is_plain(&body), !body.iter().any(|&c| STOPS[c as usize]));
         }
     }
 
