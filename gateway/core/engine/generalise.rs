@@ -78,22 +78,26 @@ pub fn round_text(text: &str, decimals: u32, out: &mut Vec<u8>) -> bool {
             }
         }
     }
-    // Split off the fraction, drop its trailing zeros, then the spare leading zero.
-    let mut fraction: Vec<u8> = out.split_off(out.len() - keep);
-    while fraction.last() == Some(&b'0') {
-        fraction.pop();
+    // In place: drop the fraction's trailing zeros (one stays), the spare leading
+    // zeros of the integer (one stays), and put the point between them.
+    let int_end = out.len() - keep;
+    let mut frac_end = out.len();
+    while frac_end > int_end && out[frac_end - 1] == b'0' {
+        frac_end -= 1;
     }
-    if fraction.is_empty() {
-        fraction.push(b'0');
+    let lead = out[first..int_end].iter().position(|d| *d != b'0').map_or(int_end - 1, |i| first + i);
+    out.copy_within(lead..int_end, first);
+    let point = first + (int_end - lead);
+    if frac_end == int_end {
+        out.truncate(point);
+        out.extend_from_slice(b".0");
+    } else {
+        // The fraction moves right by at most one (the point), never past the end.
+        out.push(0);
+        out.copy_within(int_end..frac_end, point + 1);
+        out[point] = b'.';
+        out.truncate(point + 1 + (frac_end - int_end));
     }
-    let int_digits = out.split_off(first);
-    let trimmed = match int_digits.iter().position(|d| *d != b'0') {
-        Some(i) => &int_digits[i..],
-        None => &b"0"[..],
-    };
-    out.extend_from_slice(trimmed);
-    out.push(b'.');
-    out.extend_from_slice(&fraction);
     debug_assert!(out.len() > start);
     true
 }
@@ -155,21 +159,26 @@ pub fn decimal(text: &str) -> Option<(i128, u32)> {
 /// Writes `mantissa * 10^-scale` as a JSON number; `fraction` keeps at least one
 /// fractional digit (`20.0`), as a number written with a fraction is.
 fn write_decimal(m: i128, scale: u32, fraction: bool, out: &mut Vec<u8>) {
-    let digits = m.unsigned_abs().to_string();
+    let mut b = itoa::Buffer::new();
+    let digits = b.format(m.unsigned_abs()).as_bytes();
     if m < 0 {
         out.push(b'-');
     }
     let scale = scale as usize;
-    let (int, frac) = if digits.len() > scale {
-        (digits[..digits.len() - scale].to_string(), digits[digits.len() - scale..].to_string())
+    // The integer's digits, then the fraction's: zeros up to the scale, then the
+    // rest of the digits, without the trailing zeros.
+    let split = digits.len().saturating_sub(scale);
+    if split > 0 {
+        out.extend_from_slice(&digits[..split]);
     } else {
-        ("0".to_string(), format!("{}{digits}", "0".repeat(scale - digits.len())))
-    };
-    out.extend_from_slice(int.as_bytes());
-    let frac = frac.trim_end_matches('0');
+        out.push(b'0');
+    }
+    let frac = &digits[split..];
+    let frac = &frac[..frac.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1)];
     if !frac.is_empty() {
         out.push(b'.');
-        out.extend_from_slice(frac.as_bytes());
+        out.extend(std::iter::repeat_n(b'0', scale - (digits.len() - split)));
+        out.extend_from_slice(frac);
     } else if fraction {
         out.extend_from_slice(b".0");
     }
@@ -180,21 +189,16 @@ fn write_decimal(m: i128, scale: u32, fraction: bool, out: &mut Vec<u8>) {
 /// the result cannot be held exactly: an integer outside 64 bits, a decimal outside
 /// 38 digits. It never wraps.
 pub fn bucket_text(text: &str, width: f64, out: &mut Vec<u8>) -> bool {
-    let mut w = ryu::Buffer::new();
-    let (Some((x, p)), Some((wm, q))) = (decimal(text), decimal(w.format_finite(width))) else { return false };
-    if wm <= 0 {
-        return false;
-    }
-    // The width's own trailing zeros (`5.0`) do not make the result a fraction.
-    let (mut wm, mut q) = (wm, q);
-    while q > 0 && wm % 10 == 0 {
-        wm /= 10;
-        q -= 1;
-    }
+    let (Some((x, p)), Some((wm, q))) = (decimal(text), width_decimal(width)) else { return false };
     let scale = p.max(q);
     let up = |m: i128, from: u32| 10i128.checked_pow(scale - from).and_then(|f| m.checked_mul(f));
     let (Some(x), Some(wm)) = (up(x, p), up(wm, q)) else { return false };
-    let Some(r) = x.div_euclid(wm).checked_mul(wm) else { return false };
+    // Most values and widths fit in 64 bits, where division is cheap.
+    let small = match (i64::try_from(x), i64::try_from(wm)) {
+        (Ok(x), Ok(wm)) => x.div_euclid(wm).checked_mul(wm).map(i128::from),
+        _ => None,
+    };
+    let Some(r) = small.or_else(|| x.div_euclid(wm).checked_mul(wm)) else { return false };
     let integer = is_plain_integer(text);
     if integer && scale == 0 {
         let Ok(r) = i64::try_from(r) else { return false };
@@ -204,6 +208,25 @@ pub fn bucket_text(text: &str, width: f64, out: &mut Vec<u8>) -> bool {
     }
     write_decimal(r, scale, true, out);
     true
+}
+
+/// A bucket's width as the decimal it is written as (its shortest round-trip form),
+/// without trailing zeros (`5.0` is 5, not 50 tenths); `None` unless positive. An
+/// integer below 2^53 is its own shortest form.
+fn width_decimal(width: f64) -> Option<(i128, u32)> {
+    if width > 0.0 && width.fract() == 0.0 && width < 9_007_199_254_740_992.0 {
+        return Some((width as i128, 0));
+    }
+    let mut w = ryu::Buffer::new();
+    let (mut wm, mut q) = decimal(w.format_finite(width))?;
+    if wm <= 0 {
+        return None;
+    }
+    while q > 0 && wm % 10 == 0 {
+        wm /= 10;
+        q -= 1;
+    }
+    Some((wm, q))
 }
 
 /// SPEC 2.4's `round` for any JSON number, exponents included: on the decimal value.
@@ -297,6 +320,126 @@ mod tests {
         assert_eq!(bucket_int(-1, 5), -5);
     }
 
+    /// The end of `round_text` as first written, through two vectors: the oracle of
+    /// the one that works in place.
+    fn round_text_by_vectors(text: &str, decimals: u32, out: &mut Vec<u8>) -> bool {
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        if digits.bytes().any(|b| !(b.is_ascii_digit() || b == b'.')) {
+            return false;
+        }
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        if int.is_empty() || frac.len() <= decimals as usize {
+            out.extend_from_slice(text.as_bytes());
+            return true;
+        }
+        let keep = decimals as usize;
+        if negative {
+            out.push(b'-');
+        }
+        let first = out.len();
+        out.push(b'0');
+        out.extend_from_slice(int.as_bytes());
+        out.extend_from_slice(&frac.as_bytes()[..keep]);
+        if frac.as_bytes()[keep] >= b'5' {
+            let mut i = out.len();
+            loop {
+                i -= 1;
+                if out[i] == b'9' {
+                    out[i] = b'0';
+                } else {
+                    out[i] += 1;
+                    break;
+                }
+            }
+        }
+        let mut fraction: Vec<u8> = out.split_off(out.len() - keep);
+        while fraction.last() == Some(&b'0') {
+            fraction.pop();
+        }
+        if fraction.is_empty() {
+            fraction.push(b'0');
+        }
+        let int_digits = out.split_off(first);
+        let trimmed = match int_digits.iter().position(|d| *d != b'0') {
+            Some(i) => &int_digits[i..],
+            None => &b"0"[..],
+        };
+        out.extend_from_slice(trimmed);
+        out.push(b'.');
+        out.extend_from_slice(&fraction);
+        true
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rounding_in_place_writes_what_the_vectors_wrote(text in "-?(0|[0-9]{1,6})(\\.[0-9]{0,8})?", decimals in 0u32..6, prefix in "[a-z]{0,3}") {
+            let (mut a, mut b) = (prefix.clone().into_bytes(), prefix.into_bytes());
+            proptest::prop_assert_eq!(round_text(&text, decimals, &mut a), round_text_by_vectors(&text, decimals, &mut b));
+            proptest::prop_assert_eq!(&a, &b, "{} to {}", text, decimals);
+        }
+    }
+
+    /// `write_decimal` as first written, through strings: the oracle of the one
+    /// that writes in place.
+    fn write_decimal_by_strings(m: i128, scale: u32, fraction: bool, out: &mut Vec<u8>) {
+        let digits = m.unsigned_abs().to_string();
+        if m < 0 {
+            out.push(b'-');
+        }
+        let scale = scale as usize;
+        let (int, frac) = if digits.len() > scale {
+            (digits[..digits.len() - scale].to_string(), digits[digits.len() - scale..].to_string())
+        } else {
+            ("0".to_string(), format!("{}{digits}", "0".repeat(scale - digits.len())))
+        };
+        out.extend_from_slice(int.as_bytes());
+        let frac = frac.trim_end_matches('0');
+        if !frac.is_empty() {
+            out.push(b'.');
+            out.extend_from_slice(frac.as_bytes());
+        } else if fraction {
+            out.extend_from_slice(b".0");
+        }
+    }
+
+    /// The width as the first `bucket_text` read it: always through ryu.
+    fn width_by_ryu(width: f64) -> Option<(i128, u32)> {
+        let mut w = ryu::Buffer::new();
+        let (mut wm, mut q) = decimal(w.format_finite(width))?;
+        if wm <= 0 {
+            return None;
+        }
+        while q > 0 && wm % 10 == 0 {
+            wm /= 10;
+            q -= 1;
+        }
+        Some((wm, q))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decimals_are_written_as_through_strings(m in proptest::prelude::any::<i128>(), small in -100_000i128..100_000, scale in 0u32..40, fraction in proptest::bool::ANY) {
+            for m in [m, small, m >> 64] {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                write_decimal(m, scale, fraction, &mut a);
+                write_decimal_by_strings(m, scale, fraction, &mut b);
+                proptest::prop_assert_eq!(&a, &b, "{} {}", m, scale);
+            }
+        }
+
+        #[test]
+        fn widths_read_as_ryu_writes_them(int in 0u64..(1 << 54), x in proptest::prelude::any::<f64>(), exp in -12i32..20) {
+            for w in [int as f64, x, 10f64.powi(exp), (int % 1000) as f64 * 10f64.powi(exp)] {
+                if w.is_finite() {
+                    proptest::prop_assert_eq!(width_decimal(w), width_by_ryu(w), "{}", w);
+                }
+            }
+        }
+    }
+
     fn bucketed(text: &str, width: f64) -> Option<String> {
         let mut out = Vec::new();
         bucket_text(text, width, &mut out).then(|| String::from_utf8(out).unwrap())
@@ -316,6 +459,8 @@ mod tests {
         assert_eq!(bucketed("9223372036854775807", 10.0).as_deref(), Some("9223372036854775800"));
         // The lowest 64-bit integer has no lower multiple of 10 in 64 bits: removed.
         assert_eq!(bucketed("-9223372036854775808", 10.0), None);
+        // Below the lowest 64-bit integer, a decimal still has its multiple.
+        assert_eq!(bucketed("-922337203685477580.8", 1.0).as_deref(), Some("-922337203685477581.0"));
         assert_eq!(bucketed("1e400", 5.0), None);
         assert_eq!(bucketed("north", 5.0), None);
     }

@@ -123,12 +123,44 @@ impl std::error::Error for Malformed {}
 /// Parses `occurred_at`: RFC 3339, offset required; no leap second (`:60`), and in
 /// the years 0000 to 9999 in UTC (SPEC 2.5).
 pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, Malformed> {
-    let at = DateTime::parse_from_rfc3339(s).map_err(|_| Malformed::BadTime)?;
+    let at = match common_time(s.as_bytes()) {
+        Some(at) => at,
+        None => DateTime::parse_from_rfc3339(s).map_err(|_| Malformed::BadTime)?,
+    };
     // chrono accepts `:60` as a leap second, kept in the nanoseconds past 1e9.
     if at.timestamp_subsec_nanos() >= 1_000_000_000 || !(0..=9999).contains(&at.naive_utc().year()) {
         return Err(Malformed::BadTime);
     }
     Ok(at)
+}
+
+/// The form nearly every sensor writes, `YYYY-MM-DDTHH:MM:SS` then `Z` or `±HH:MM`,
+/// read directly; `None` for anything else (fractions, `:60`, another separator, an
+/// impossible date), which chrono's reading then takes or refuses.
+fn common_time(b: &[u8]) -> Option<DateTime<FixedOffset>> {
+    use chrono::{NaiveDate, TimeZone};
+    if !matches!(b.len(), 20 | 25) || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let number = |from: usize, to: usize| b[from..to].iter().try_fold(0u32, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')));
+    let offset = match (b[19], b.len()) {
+        (b'Z', 20) => 0,
+        (sign @ (b'+' | b'-'), 25) if b[22] == b':' => {
+            let (h, m) = (number(20, 22)?, number(23, 25)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let seconds = (h * 3600 + m * 60) as i32;
+            if sign == b'-' { -seconds } else { seconds }
+        }
+        _ => return None,
+    };
+    let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
+    if second > 59 {
+        return None;
+    }
+    let local = NaiveDate::from_ymd_opt(number(0, 4)? as i32, number(5, 7)?, number(8, 10)?)?.and_hms_opt(hour, minute, second)?;
+    FixedOffset::east_opt(offset)?.from_local_datetime(&local).single()
 }
 
 /// How deeply `json` nests (objects and arrays), stopping early past `limit`.
@@ -172,6 +204,32 @@ mod tests {
         assert!(!nesting_exceeds(br#"{"a":{"b":[1,2]}}"#, 3));
         assert!(nesting_exceeds(br#"{"a":{"b":[1,2]}}"#, 2));
         assert!(!nesting_exceeds(br#"{"a":"[[[[[[\"[[["}"#, 1));
+    }
+
+    proptest::proptest! {
+        /// The common form is read exactly as chrono reads it, or left to chrono;
+        /// near-misses (bad digits, days, hours, offsets, separators) included.
+        #[test]
+        fn the_common_time_form_reads_as_chrono_reads_it(
+            y in 0u32..10_000, mo in 0u32..14, d in 0u32..33, h in 0u32..26, mi in 0u32..62, sec in 0u32..62,
+            oh in 0u32..26, om in 0u32..62, zone in 0usize..4, sep in proptest::sample::select(&b"Tt x"[..]),
+            mutate in proptest::option::of((0usize..25, proptest::sample::select(&b"0a-:+Z9 "[..]))),
+        ) {
+            let offset = match zone { 0 => "Z".to_string(), 1 => format!("+{oh:02}:{om:02}"), 2 => format!("-{oh:02}:{om:02}"), _ => format!("+{oh:02}{om:02}") };
+            let mut text = format!("{y:04}-{mo:02}-{d:02}{}{h:02}:{mi:02}:{sec:02}{offset}", sep as char).into_bytes();
+            if let Some((at, byte)) = mutate {
+                if at < text.len() {
+                    text[at] = byte;
+                }
+            }
+            let text = String::from_utf8(text).unwrap();
+            let chrono = DateTime::parse_from_rfc3339(&text);
+            match common_time(text.as_bytes()) {
+                Some(at) => proptest::prop_assert_eq!(Ok(at), chrono, "{}", text),
+                // What chrono takes in the common form, the direct reading takes too.
+                None => proptest::prop_assert!(chrono.is_err() || mutate.is_some() || sep != b'T' || zone == 3 || sec > 59 || oh > 23 || om > 59, "{}", text),
+            }
+        }
     }
 
     #[test]
