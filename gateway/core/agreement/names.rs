@@ -173,9 +173,9 @@ fn plain_bytes(w: u64) -> u64 {
 
 /// [`normal_hash`] of a name whose every byte is its own normal form
 /// ([`plain_bytes`]; most names), eight bytes at a time: the hash of its bytes as they
-/// are. `None` for any other name.
+/// are. `None` for any other name. Such a name has no control character.
 #[inline]
-fn plain_hash(b: &[u8]) -> Option<u64> {
+pub fn plain_hash(b: &[u8]) -> Option<u64> {
     let mut h = FormHash { len: b.len() as u32, ..FormHash::default() };
     let mut chunks = b.chunks_exact(8);
     for chunk in &mut chunks {

@@ -103,6 +103,9 @@ fn member_in(c: &mut Cache, a: &Agreement, name: &str) -> Member {
 /// The hash of a member name's normal form (equal for duplicates), or `BadName` if
 /// SPEC 2.5 refuses it. ASCII names are answered without the cache.
 pub fn member_hash(a: &Agreement, name: &str) -> Result<u64, Malformed> {
+    if let Some(hash) = names::plain_hash(name.as_bytes()) {
+        return Ok(hash);
+    }
     // Plain ASCII as JSON carries it: only DEL is a control character there (escaped
     // ones arrive unescaped); default-ignorable code points are never ASCII.
     if name.is_ascii() && !name.bytes().any(|b| b < 0x20 || b == 0x7f) {
