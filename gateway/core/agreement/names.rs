@@ -118,8 +118,12 @@ pub fn ascii_normal_bytes(s: &str, out: &mut Vec<u8>) -> bool {
 /// A 64-bit hash of a name's normal form: equal normal forms always hash alike; a
 /// collision can only make two names look like duplicates (the event is then
 /// refused), never two duplicates unlike, and a name that looks like a listed one is
-/// then compared in full. Most names are ASCII: normalised byte by byte through the
-/// ASCII table and hashed as they go, eight bytes at a time.
+/// then compared in full.
+///
+/// What is hashed is the normal form with each `rn` read as `m` (a normal form has no
+/// `m`: its skeleton is `rn`), so that most names, lowercase or not, hash as their own
+/// bytes, eight at a time ([`plain_hash`]). Other ASCII names are normalised byte by
+/// byte through the ASCII table and hashed as they go.
 pub fn normal_hash(s: &str) -> u64 {
     if let Some(h) = plain_hash(s.as_bytes()) {
         return h;
@@ -131,12 +135,12 @@ pub fn normal_hash(s: &str) -> u64 {
         for b in s.bytes() {
             let m = table[b as usize];
             match m.len {
-                1 => h.push(m.bytes[0]),
+                1 => h.feed(m.bytes[0]),
                 0 => {
                     ok = false;
                     break;
                 }
-                n => m.bytes[..n as usize].iter().for_each(|&x| h.push(x)),
+                n => m.bytes[..n as usize].iter().for_each(|&x| h.feed(x)),
             }
         }
         if ok {
@@ -144,59 +148,92 @@ pub fn normal_hash(s: &str) -> u64 {
         }
     }
     let mut h = FormHash::default();
-    normalise_slow(s).bytes().for_each(|x| h.push(x));
+    normalise_slow(s).bytes().for_each(|x| h.feed(x));
     h.finish()
 }
 
 /// Bit 7 of each byte.
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
-/// Bit 7 set in each byte of `w` that is its own normal form and common in names: a
-/// lowercase letter other than `m` (whose skeleton is `rn`), a digit from 2 to 9 (`0`
-/// and `1` are `o` and `l`), `_` or `-`. Every byte is compared at once: with no byte
-/// above 0x7f, adding at most 0x7f to each never carries into the next.
+/// The eight ASCII bytes of `w` as [`normal_hash`] reads them, if each is a letter,
+/// a digit, `_` or `-`: letters in lowercase, `0` as `o` and `1` as `l` (their normal
+/// forms; `m` stands for the normal form's `rn`). Also, bit 7 of each byte that is an
+/// `r`. `None` if a byte is anything else. Every byte is compared at once: with no
+/// byte above 0x7f, adding at most 0x7f to each never carries into the next.
 #[inline]
-fn plain_bytes(w: u64) -> u64 {
+fn plain_word(w: u64) -> Option<(u64, u64)> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     if w & HIGH != 0 {
-        return 0;
+        return None;
     }
-    let at_least = |c: u8| w.wrapping_add(ONES * u64::from(0x80 - c)) & HIGH;
-    let equal = |c: u8| {
+    let at_least = |w: u64, c: u8| w.wrapping_add(ONES * u64::from(0x80 - c)) & HIGH;
+    let equal = |w: u64, c: u8| {
         let y = w ^ (ONES * u64::from(c));
         !(y.wrapping_add(ONES * 0x7f) | y) & HIGH
     };
-    let lower = at_least(b'a') & !at_least(b'z' + 1) & !equal(b'm');
-    let digit = at_least(b'2') & !at_least(b'9' + 1);
-    lower | digit | equal(b'_') | equal(b'-')
+    let upper = at_least(w, b'A') & !at_least(w, b'Z' + 1);
+    let (zero, one) = (equal(w, b'0'), equal(w, b'1'));
+    let read = w + (upper >> 7) * 0x20 + (zero >> 7) * u64::from(b'o' - b'0') + (one >> 7) * u64::from(b'l' - b'1');
+    let lower = at_least(read, b'a') & !at_least(read, b'z' + 1);
+    let digit = at_least(read, b'2') & !at_least(read, b'9' + 1);
+    let ok = lower | digit | equal(read, b'_') | equal(read, b'-');
+    (ok == HIGH).then(|| (read, equal(read, b'r')))
 }
 
-/// [`normal_hash`] of a name whose every byte is its own normal form
-/// ([`plain_bytes`]; most names), eight bytes at a time: the hash of its bytes as they
-/// are. `None` for any other name. Such a name has no control character.
+/// [`normal_hash`] of a name of letters, digits, `_` and `-` with no `rn` (as
+/// [`plain_word`] reads it; most names), eight bytes at a time. `None` for any other
+/// name. Such a name has no control character.
 #[inline]
 pub fn plain_hash(b: &[u8]) -> Option<u64> {
     let mut h = FormHash { len: b.len() as u32, ..FormHash::default() };
-    let mut chunks = b.chunks_exact(8);
-    for chunk in &mut chunks {
-        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        if plain_bytes(w) != HIGH {
+    // The `r`s of the word before, at its last byte (bit 63).
+    let mut r_before = 0u64;
+    let mut word = |w: u64| -> Option<u64> {
+        let (read, r) = plain_word(w)?;
+        let n = read ^ (0x0101_0101_0101_0101 * u64::from(b'n'));
+        let n = !(n.wrapping_add(0x7f7f_7f7f_7f7f_7f7f) | n) & HIGH;
+        // An `r` right before an `n`: within the word, or across from the last one.
+        if (r & (n >> 8)) != 0 || (r_before >> 56) & n & 0x80 != 0 {
             return None;
         }
-        h.hash = FormHash::mix(h.hash ^ w, FormHash::K);
+        r_before = r;
+        Some(read)
+    };
+    let mut chunks = b.chunks_exact(8);
+    for chunk in &mut chunks {
+        let read = word(u64::from_le_bytes(chunk.try_into().expect("eight bytes")))?;
+        h.hash = FormHash::mix(h.hash ^ read, FormHash::K);
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut last = [0u8; 8];
-        last[..rest.len()].copy_from_slice(rest);
-        let w = u64::from_le_bytes(last);
-        let present = HIGH >> (8 * (8 - rest.len()));
-        if plain_bytes(w) & present != present {
-            return None;
-        }
-        h.word = w;
+        // Padded with `a`s, which are plain, then cut back to zeros.
+        let keep = u64::MAX >> (8 * (8 - rest.len()));
+        let padded = last_word(b, rest.len()) | (0x6161_6161_6161_6161 & !keep);
+        h.word = word(padded)? & keep;
     }
     Some(h.finish())
+}
+
+/// The last `n` (1 to 7) bytes of `b` as the low bytes of a word, the rest zero; read
+/// in whole words (a copy into a buffer would stall the load that follows it).
+#[inline]
+fn last_word(b: &[u8], n: usize) -> u64 {
+    if b.len() >= 8 {
+        return u64::from_le_bytes(b[b.len() - 8..].try_into().expect("eight bytes")) >> (8 * (8 - n));
+    }
+    let (mut w, mut i) = (0u64, 0);
+    if n >= 4 {
+        w = u64::from(u32::from_le_bytes(b[..4].try_into().expect("four bytes")));
+        i = 4;
+    }
+    if n - i >= 2 {
+        w |= u64::from(u16::from_le_bytes(b[i..i + 2].try_into().expect("two bytes"))) << (8 * i);
+        i += 2;
+    }
+    if n > i {
+        w |= u64::from(b[i]) << (8 * i);
+    }
+    w
 }
 
 /// The hash of a normal form's bytes, fed one at a time: each eight are mixed in with
@@ -206,6 +243,8 @@ struct FormHash {
     hash: u64,
     word: u64,
     len: u32,
+    /// An `r` fed and not yet pushed: an `n` after it makes them an `m`.
+    r: bool,
 }
 
 impl FormHash {
@@ -214,6 +253,24 @@ impl FormHash {
     fn mix(x: u64, k: u64) -> u64 {
         let m = u128::from(x) * u128::from(k);
         (m as u64) ^ ((m >> 64) as u64)
+    }
+
+    /// Feeds one byte of a normal form, reading `rn` as `m`.
+    #[inline]
+    fn feed(&mut self, byte: u8) {
+        if self.r {
+            self.r = false;
+            if byte == b'n' {
+                self.push(b'm');
+                return;
+            }
+            self.push(b'r');
+        }
+        if byte == b'r' {
+            self.r = true;
+        } else {
+            self.push(byte);
+        }
     }
 
     #[inline]
@@ -226,7 +283,11 @@ impl FormHash {
         }
     }
 
-    fn finish(self) -> u64 {
+    fn finish(mut self) -> u64 {
+        if self.r {
+            self.r = false;
+            self.push(b'r');
+        }
         Self::mix(self.hash ^ self.word ^ u64::from(self.len).rotate_right(8), 0xa076_1d64_78bd_642f)
     }
 }
@@ -449,18 +510,19 @@ mod tests {
         fn ascii_fast_path_agrees(s in "[ -~]{0,12}") {
             prop_assert_eq!(normalise(&s), normalise_slow(&s));
             let mut h = FormHash::default();
-            normalise_slow(&s).bytes().for_each(|x| h.push(x));
+            normalise_slow(&s).replace("rn", "m").bytes().for_each(|x| h.push(x));
             prop_assert_eq!(normal_hash(&s), h.finish());
         }
 
         /// The word-at-a-time path takes exactly the names whose bytes are their own
         /// normal form, and hashes them as the byte-at-a-time path does.
         #[test]
-        fn plain_names_hash_as_their_normal_form(s in "[a-zA-Z0-9_\\-.|m]{0,40}") {
-            let plain = normalise_slow(&s) == s && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        fn plain_names_hash_as_their_normal_form(s in "[a-zA-Z0-9_\\-.|mrnMRN]{0,40}") {
+            let read: String = s.chars().map(|c| match c { '0' => 'o', '1' => 'l', c => c.to_ascii_lowercase() }).collect();
+            let plain = s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') && !read.contains("rn");
             prop_assert_eq!(plain_hash(s.as_bytes()).is_some(), plain, "{}", s);
             let mut h = FormHash::default();
-            normalise_slow(&s).bytes().for_each(|x| h.push(x));
+            normalise_slow(&s).replace("rn", "m").bytes().for_each(|x| h.push(x));
             prop_assert_eq!(normal_hash(&s), h.finish());
         }
 
