@@ -127,7 +127,8 @@ fn meets(v: Value<'_>, depth: usize, bound: &Bound, found: &mut bool) -> bool {
 /// Is the member named as the bound's segment `depth`, compared normalised? The
 /// hashes the tape holds settle most members without normalising.
 fn named(member: Value<'_>, bound: &Bound, depth: usize) -> bool {
-    member.name_hash() == bound.hashes[depth] && normal(member.name()) == bound.segments[depth]
+    // A name written in normal form is its own normal form (normalising is idempotent).
+    member.name_hash() == bound.hashes[depth] && (member.name() == bound.segments[depth] || normal(member.name()) == bound.segments[depth])
 }
 
 /// A member name in the normal form of SPEC 2.5 (bounds are compiled in that form).

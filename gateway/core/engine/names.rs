@@ -173,6 +173,9 @@ pub fn field_allowed(a: &Agreement, name: &str) -> PurposeSet {
 /// Calls `f` with the normal forms of two names (an event's source and category).
 pub fn with_normal_pair<R>(a: &str, b: &str, f: impl FnOnce(&str, &str) -> R) -> R {
     CACHE.with_borrow_mut(|c| {
+        if let (Some(x), Some(y)) = (c.texts.get(a), c.texts.get(b)) {
+            return f(x, y);
+        }
         for name in [a, b] {
             if !c.texts.contains_key(name) {
                 c.texts.insert(name.into(), names::normalise(name).into_boxed_str());

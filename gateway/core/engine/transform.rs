@@ -230,8 +230,17 @@ impl Writer<'_> {
             if any {
                 buf.push(b',');
             }
-            write_str(buf, name);
-            buf.push(b':');
+            match value.name_as_written() {
+                Some(plain) => {
+                    buf.push(b'"');
+                    buf.extend_from_slice(plain.as_bytes());
+                    buf.extend_from_slice(b"\":");
+                }
+                None => {
+                    write_str(buf, name);
+                    buf.push(b':');
+                }
+            }
             let sub = self.sub_path(path, name);
             if self.value(value, child, op, path, name, &sub, buf)? {
                 any = true;

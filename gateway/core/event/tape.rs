@@ -109,6 +109,13 @@ impl<'t> Value<'t> {
         }
     }
 
+    /// The member's name as it stands between its quotes in the text, if it had no
+    /// escapes: then it is a JSON string's contents as it is.
+    pub fn name_as_written(&self) -> Option<&'t str> {
+        let n = self.node();
+        (!n.name_unescaped).then(|| &self.text[n.name.0 as usize..n.name.1 as usize])
+    }
+
     /// The hash the tape was read with of the member's name (equal normal forms, equal
     /// hashes); 0 for an element.
     pub fn name_hash(&self) -> u64 {
@@ -350,6 +357,7 @@ pub(crate) fn skip_space(b: &[u8], mut at: usize) -> usize {
 /// escapes well formed); returns where it ends, just past the closing quote, and
 /// whether it has escapes. Surrogates in `\u` escapes are not checked here: a value's
 /// text is kept as written, and a name with escapes is unescaped strictly.
+#[inline]
 pub(crate) fn string_at(b: &[u8], at: usize) -> Result<(usize, bool), Malformed> {
     let mut i = at + 1;
     let mut escaped = false;
