@@ -10,11 +10,10 @@
 
 use chrono::Utc;
 
-use super::transform::write_str;
 use super::{Decision, DropReason, Engine};
 use crate::agreement::instruments::{Bound, MAX_BOUNDS};
 use crate::agreement::Selector;
-use crate::event::tape::{Tape, Value};
+use crate::event::tape::{Pick, Tape, Value};
 use crate::event::{Event, Malformed};
 
 impl Engine {
@@ -88,11 +87,17 @@ impl Engine {
     /// [`Engine::restrict`], `tape` holding the event's attributes, read (else they are
     /// read here).
     pub(super) fn restrict_on<'a>(&self, event: Event<'a>, decision: &Decision, tape: Option<&Tape>, buf: &'a mut Vec<u8>) -> Result<Event<'a>, Malformed> {
-        let Some(i) = decision.instrument else { return Ok(event) };
-        let Some(ins) = self.agreement.instruments.as_ref().map(|l| &l[i as usize]) else { return Ok(event) };
+        self.restrict_onto(event, decision, tape, buf, None).map(|(e, _)| e)
+    }
+
+    /// [`Engine::restrict_on`], reading what it lets through onto `onto` if given;
+    /// true beside the event when it did.
+    pub(super) fn restrict_onto<'a>(&self, event: Event<'a>, decision: &Decision, tape: Option<&Tape>, buf: &'a mut Vec<u8>, onto: Option<&mut Tape>) -> Result<(Event<'a>, bool), Malformed> {
+        let Some(i) = decision.instrument else { return Ok((event, false)) };
+        let Some(ins) = self.agreement.instruments.as_ref().map(|l| &l[i as usize]) else { return Ok((event, false)) };
         // Nothing to do when the rule treats only what the instrument may send.
-        let Some(fields) = ins.fields.as_ref().filter(|_| !ins.rule_within_fields[decision.rule]) else { return Ok(event) };
-        let Some(raw) = event.attributes else { return Ok(event) };
+        let Some(fields) = ins.fields.as_ref().filter(|_| !ins.rule_within_fields[decision.rule]) else { return Ok((event, false)) };
+        let Some(raw) = event.attributes else { return Ok((event, false)) };
         let read;
         let tape = match tape {
             Some(t) => t,
@@ -101,12 +106,22 @@ impl Engine {
                 &read
             }
         };
-        buf.clear();
-        let wrote = filter(tape.root(raw), fields, buf);
+        let read_onto = onto.is_some();
+        let wrote = match onto {
+            Some(onto) => onto.filter_from(tape.root(raw), fields, &pick, buf),
+            None => Tape::default().filter_from(tape.root(raw), fields, &pick, buf),
+        };
         let buf: &'a Vec<u8> = buf;
-        let attributes = if wrote { Some(std::str::from_utf8(buf).map_err(|_| Malformed::NotJson)?) } else { None };
-        Ok(Event { attributes, ..event })
+        // Pieces of valid text: this cannot fail.
+        let attributes = if wrote { Some(simdutf8::basic::from_utf8(buf).map_err(|_| Malformed::NotJson)?) } else { None };
+        Ok((Event { attributes, ..event }, read_onto))
     }
+}
+
+/// What `fields` keep of a member: the value whole when it names the member itself,
+/// else what it names inside.
+fn pick<'s>(sel: &'s Selector, member: Value<'_>) -> Pick<'s, Selector> {
+    sel.child(member.name()).map(|c| (c, c.op.is_some()))
 }
 
 /// Does every value the path names meet the bound? `found` is set when one is named.
@@ -149,53 +164,6 @@ fn number(text: &str) -> Option<f64> {
     }
 }
 
-/// Writes the part of a value that the `fields` tree names; false, having written
-/// nothing, if nothing is named. A field names the whole value below it; through arrays
-/// each element is filtered and the elements in which nothing is named are left out.
-fn filter(v: Value<'_>, sel: &Selector, buf: &mut Vec<u8>) -> bool {
-    let start = buf.len();
-    let mut any = false;
-    let object = match v.first() {
-        b'{' => true,
-        b'[' => false,
-        _ => return false,
-    };
-    buf.push(if object { b'{' } else { b'[' });
-    for m in v.children() {
-        let child = if object {
-            match sel.child(m.name()) {
-                Some(c) => c,
-                None => continue,
-            }
-        } else {
-            sel
-        };
-        let mark = buf.len();
-        if any {
-            buf.push(b',');
-        }
-        if object {
-            write_str(buf, m.name());
-            buf.push(b':');
-        }
-        let wrote = if object && child.op.is_some() {
-            buf.extend_from_slice(m.raw().as_bytes());
-            true
-        } else {
-            filter(m, child, buf)
-        };
-        if wrote {
-            any = true;
-        } else {
-            buf.truncate(mark);
-        }
-    }
-    buf.push(if object { b'}' } else { b']' });
-    if !any {
-        buf.truncate(start);
-    }
-    any
-}
 
 #[cfg(test)]
 mod tests {
@@ -218,7 +186,7 @@ mod tests {
 
     fn filtered(json: &str, paths: &[&str]) -> String {
         let mut buf = Vec::new();
-        filter(tape(json).root(json), &fields(paths), &mut buf);
+        Tape::default().filter_from(tape(json).root(json), &fields(paths), &pick, &mut buf);
         String::from_utf8(buf).unwrap()
     }
 

@@ -157,6 +157,8 @@ pub struct Outputs {
     fields: Vec<u8>,
     /// The attributes of the event at hand, read once.
     tape: crate::event::tape::Tape,
+    /// The attributes an instrument's `fields` let through, read as they are written.
+    restricted: crate::event::tape::Tape,
     /// Pseudonyms already computed: see [`crate::pseudonym::Cache`].
     pub cache: crate::pseudonym::Cache,
 }
@@ -262,11 +264,10 @@ impl Engine {
             Err(d) => return Verdict::Dropped(d),
         };
         let mut fields = std::mem::take(&mut out.fields);
-        let attributes = event.attributes.map(|a| a.as_ptr());
-        let written = self.restrict_on(event, &decision, Some(&out.tape), &mut fields).and_then(|event| {
-            // Restricted to an instrument's fields: other text, read again.
-            if event.attributes.map(|a| a.as_ptr()) != attributes {
-                self.read_tape(&event, out)?;
+        let written = self.restrict_onto(event, &decision, Some(&out.tape), &mut fields, Some(&mut out.restricted)).and_then(|(event, read)| {
+            // Restricted to an instrument's fields: other text, read as it was written.
+            if read {
+                std::mem::swap(&mut out.tape, &mut out.restricted);
             }
             self.write_read(&event, decision, out, None)
         });

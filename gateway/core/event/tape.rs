@@ -131,6 +131,119 @@ impl<'t> Value<'t> {
     }
 }
 
+/// What a filter keeps of one member or element: `Some(whole)`, kept as it is
+/// (`true`) or filtered again with `S` (`false`, for an object or array).
+pub type Pick<'s, S> = Option<(&'s S, bool)>;
+
+impl Tape {
+    /// Writes into `buf` (cleared) what `pick` keeps of the object or array `v`
+    /// and reads it onto this tape in the same walk, as [`Tape::read`] would read
+    /// `buf` (with the names' hashes `v`'s tape has). `pick` is asked, under an
+    /// object's selector, about each of its members; an array's elements are
+    /// filtered with the array's selector, and a scalar element is left out. An
+    /// object or array left with nothing is left out; false (`buf` empty) if nothing
+    /// is left at all.
+    pub fn filter_from<S>(&mut self, v: Value<'_>, sel: &S, pick: &impl for<'s> Fn(&'s S, Value<'_>) -> Pick<'s, S>, buf: &mut Vec<u8>) -> bool {
+        self.nodes.clear();
+        self.unescaped.clear();
+        buf.clear();
+        self.filter_value(v, sel, pick, buf, ((0, 0), false, 0))
+    }
+
+    fn filter_value<S>(&mut self, v: Value<'_>, sel: &S, pick: &impl for<'s> Fn(&'s S, Value<'_>) -> Pick<'s, S>, buf: &mut Vec<u8>, name: ((u32, u32), bool, u64)) -> bool {
+        let object = match v.first() {
+            b'{' => true,
+            b'[' => false,
+            _ => return false,
+        };
+        let (start, index, unescaped) = (buf.len(), self.nodes.len(), self.unescaped.len());
+        self.nodes.push(Node { name: name.0, name_unescaped: name.1, hash: name.2, value: (start as u32, 0), next: 0 });
+        buf.push(if object { b'{' } else { b'[' });
+        let mut any = false;
+        for m in v.children() {
+            let (child, whole) = if object {
+                match pick(sel, m) {
+                    Some(kept) => kept,
+                    None => continue,
+                }
+            } else {
+                (sel, false)
+            };
+            let (mark, nodes, names) = (buf.len(), self.nodes.len(), self.unescaped.len());
+            if any {
+                buf.push(b',');
+            }
+            let mut name = ((0, 0), false, 0);
+            if object {
+                name = match m.name_as_written() {
+                    Some(plain) => {
+                        buf.push(b'"');
+                        let at = buf.len() as u32;
+                        buf.extend_from_slice(plain.as_bytes());
+                        buf.extend_from_slice(b"\":");
+                        ((at, at + plain.len() as u32), false, m.name_hash())
+                    }
+                    None => {
+                        let escaped = serde_json::to_string(m.name()).expect("a string is written");
+                        buf.extend_from_slice(escaped.as_bytes());
+                        buf.push(b':');
+                        let at = self.unescaped.len() as u32;
+                        self.unescaped.push_str(m.name());
+                        ((at, self.unescaped.len() as u32), true, m.name_hash())
+                    }
+                };
+            }
+            let wrote = if whole {
+                self.copy_value(m, buf, name);
+                true
+            } else {
+                self.filter_value(m, child, pick, buf, name)
+            };
+            if wrote {
+                any = true;
+            } else {
+                buf.truncate(mark);
+                self.nodes.truncate(nodes);
+                self.unescaped.truncate(names);
+            }
+        }
+        if !any {
+            buf.truncate(start);
+            self.nodes.truncate(index);
+            self.unescaped.truncate(unescaped);
+            return false;
+        }
+        buf.push(if object { b'}' } else { b']' });
+        let (end, next) = (buf.len() as u32, self.nodes.len() as u32);
+        let node = &mut self.nodes[index];
+        node.value.1 = end;
+        node.next = next;
+        true
+    }
+
+    /// Appends `v`'s text to `buf` and its nodes to this tape, named `name`.
+    fn copy_value(&mut self, v: Value<'_>, buf: &mut Vec<u8>, name: ((u32, u32), bool, u64)) {
+        let src = v.node();
+        let shift = |at: u32| at - src.value.0 + buf.len() as u32;
+        let first = self.nodes.len() as u32;
+        self.nodes.push(Node { name: name.0, name_unescaped: name.1, hash: name.2, value: (shift(src.value.0), shift(src.value.1)), next: first + (src.next - v.index) });
+        for k in v.index + 1..src.next {
+            let n = v.tape.nodes[k as usize];
+            let name = if n.name_unescaped {
+                let at = self.unescaped.len() as u32;
+                self.unescaped.push_str(&v.tape.unescaped[n.name.0 as usize..n.name.1 as usize]);
+                (at, self.unescaped.len() as u32)
+            } else if n.name == (0, 0) {
+                (0, 0)
+            } else {
+                (shift(n.name.0), shift(n.name.1))
+            };
+            self.nodes.push(Node { name, value: (shift(n.value.0), shift(n.value.1)), next: first + (n.next - v.index), ..n });
+        }
+        buf.extend_from_slice(v.raw().as_bytes());
+    }
+}
+
 /// The members or elements of one value.
 pub struct Children<'t> {
     tape: &'t Tape,
@@ -564,6 +677,49 @@ mod tests {
             text.extend_from_slice(&body);
             proptest::prop_assert_eq!(string_at(&text, 0), string_by_bytes(&text, 0), "{:?}", String::from_utf8_lossy(&text));
             proptest::prop_assert_eq!(is_plain(&body), !body.iter().any(|&c| STOPS[c as usize]));
+        }
+    }
+
+    /// Every value of a tape, depth first, with its name's hash and whether its name
+    /// had escapes.
+    fn nodes_of(v: Value<'_>, out: &mut Vec<(String, String, u64)>) {
+        out.push((v.name().to_string(), v.raw().to_string(), v.name_hash()));
+        for c in v.children() {
+            nodes_of(c, out);
+        }
+    }
+
+    proptest::proptest! {
+        /// A filter's tape is the tape of the text it writes: read in the same walk,
+        /// names with escapes and whole values with everything inside them included.
+        #[test]
+        fn a_filtered_tape_is_the_tape_of_its_text(v in arb_json(), keep in proptest::collection::vec(proptest::prelude::any::<u8>(), 8), pretty in proptest::bool::ANY) {
+            let obj = serde_json::json!({ "root": v, "other": 1 });
+            let text = if pretty { serde_json::to_string_pretty(&obj).unwrap() } else { serde_json::to_string(&obj).unwrap() };
+            let hash = |n: &str| Ok(crate::agreement::names::normal_hash(n));
+            let mut source = Tape::default();
+            source.read(&text, hash).unwrap();
+            // A member is kept whole, looked into, or left out, by its name's hash:
+            // the same choice for the same name at any depth.
+            fn pick<'s>(keep: &'s Vec<u8>, m: Value<'_>) -> Pick<'s, Vec<u8>> {
+                match keep[(m.name_hash() % 8) as usize] % 3 {
+                    0 => None,
+                    1 => Some((keep, true)),
+                    _ => Some((keep, false)),
+                }
+            }
+            let (mut filtered, mut buf) = (Tape::default(), Vec::new());
+            let wrote = filtered.filter_from(source.root(&text), &keep, &pick, &mut buf);
+            proptest::prop_assert_eq!(wrote, !buf.is_empty());
+            if wrote {
+                let written = String::from_utf8(buf).unwrap();
+                let mut again = Tape::default();
+                again.read(&written, hash).unwrap();
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                nodes_of(filtered.root(&written), &mut a);
+                nodes_of(again.root(&written), &mut b);
+                proptest::prop_assert_eq!(a, b);
+            }
         }
     }
 
