@@ -90,15 +90,18 @@ fn quick<'a>(bytes: &'a [u8], tape: &mut Tape, hash: &mut impl FnMut(&str) -> Re
     let text = simdutf8::basic::from_utf8(bytes).ok()?;
     let b = bytes;
     let space = |at: usize| skip_space(b, at);
-    // A string value, unescaped strictly (as serde_json reads a `str`).
-    let string = |at: usize| -> Option<(Cow<'a, str>, usize)> {
+    // A string value, unescaped strictly (as serde_json reads a `str`). Inlined: its
+    // answer, passed back through memory, stalled the load that stored it.
+    #[inline(always)]
+    fn string(text: &str, at: usize) -> Option<(Cow<'_, str>, usize)> {
+        let b = text.as_bytes();
         if b.get(at) != Some(&b'"') {
             return None;
         }
         let (end, escaped) = string_at(b, at).ok()?;
         let value = if escaped { unquote(&text[at..end])? } else { Cow::Borrowed(&text[at + 1..end - 1]) };
         Some((value, end))
-    };
+    }
     let mut fields = Fields::default();
     let mut extras = [0u64; QUICK_EXTRAS];
     let mut at = space(0);
@@ -168,7 +171,7 @@ fn quick<'a>(bytes: &'a [u8], tape: &mut Tape, hash: &mut impl FnMut(&str) -> Re
                 if nullable && b[at..].starts_with(b"null") {
                     at += 4;
                 } else {
-                    let (value, end) = string(at)?;
+                    let (value, end) = string(text, at)?;
                     *slot = Some(value);
                     at = end;
                 }

@@ -480,11 +480,17 @@ pub(crate) fn string_at(b: &[u8], at: usize) -> Result<(usize, bool), Malformed>
         loop {
             match b.get(i..i + 16) {
                 Some(chunk) => {
-                    let stop = first_stop(chunk.try_into().expect("sixteen bytes"));
-                    i += stop;
-                    if stop < 16 {
+                    let (stops, quotes) = stops_in(chunk.try_into().expect("sixteen bytes"));
+                    if stops != 0 {
+                        let k = stops.trailing_zeros() as usize;
+                        // The closing quote, told by the mask, not by reading it again.
+                        if quotes >> k & 1 != 0 {
+                            return Ok((i + k + 1, escaped));
+                        }
+                        i += k;
                         break;
                     }
+                    i += 16;
                 }
                 None => {
                     while i < b.len() && !STOPS[b[i] as usize] {
@@ -513,44 +519,39 @@ pub(crate) fn string_at(b: &[u8], at: usize) -> Result<(usize, bool), Malformed>
 /// it is a JSON string as it is.
 pub(crate) fn is_plain(b: &[u8]) -> bool {
     let mut chunks = b.chunks_exact(16);
-    chunks.all(|c| first_stop(c.try_into().expect("sixteen bytes")) == 16) && !chunks.remainder().iter().any(|&c| STOPS[c as usize])
+    chunks.all(|c| stops_in(c.try_into().expect("sixteen bytes")).0 == 0) && !chunks.remainder().iter().any(|&c| STOPS[c as usize])
 }
 
-/// Where the first byte of `chunk` that stops a run of plain string bytes ([`STOPS`])
-/// is; 16 if none does. All sixteen are compared at once.
+/// Which bytes of `chunk` stop a run of plain string bytes ([`STOPS`]), and which of
+/// those are quotes: one bit per byte, the first byte lowest. All sixteen are compared
+/// at once.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn first_stop(chunk: &[u8; 16]) -> usize {
+fn stops_in(chunk: &[u8; 16]) -> (u32, u32) {
     use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
     // SAFETY: SSE2 is part of every x86_64 CPU, and the load reads the sixteen bytes
     // `chunk` borrows, unaligned.
-    let stops = unsafe {
+    unsafe {
         let v = _mm_loadu_si128(chunk.as_ptr().cast());
         let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
         let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
         // A control character is its own minimum with 0x1f.
         let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
-    };
-    (stops | 1 << 16).trailing_zeros() as usize
+        let stops = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32;
+        (stops, _mm_movemask_epi8(quote) as u32)
+    }
 }
 
-/// [`first_stop`] eight bytes at a time, where there is no SSE2.
+/// [`stops_in`] byte by byte, where there is no SSE2.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline]
-fn first_stop(chunk: &[u8; 16]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    for (k, word) in chunk.chunks_exact(8).enumerate() {
-        let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-        let quote = w ^ (ONES * u64::from(b'"'));
-        let backslash = w ^ (ONES * u64::from(b'\\'));
-        let control = w.wrapping_sub(ONES * 0x20);
-        let found = (control | quote.wrapping_sub(ONES) & !quote | backslash.wrapping_sub(ONES) & !backslash) & !w & (ONES << 7);
-        if found != 0 {
-            return 8 * k + found.trailing_zeros() as usize / 8;
-        }
+fn stops_in(chunk: &[u8; 16]) -> (u32, u32) {
+    let (mut stops, mut quotes) = (0, 0);
+    for (k, &c) in chunk.iter().enumerate() {
+        stops |= u32::from(STOPS[c as usize]) << k;
+        quotes |= u32::from(c == b'"') << k;
     }
-    16
+    (stops, quotes)
 }
 
 /// Checks the JSON value at `at` in `text` (after any space), nested at most `depth`
