@@ -98,7 +98,7 @@ fn quick<'a>(bytes: &'a [u8], tape: &mut Tape, hash: &mut impl FnMut(&str) -> Re
         if b.get(at) != Some(&b'"') {
             return None;
         }
-        let (end, escaped) = string_at(b, at).ok()?;
+        let (end, escaped) = string_at(b, at)?;
         let value = if escaped { unquote(&text[at..end])? } else { Cow::Borrowed(&text[at + 1..end - 1]) };
         Some((value, end))
     }
@@ -116,7 +116,7 @@ fn quick<'a>(bytes: &'a [u8], tape: &mut Tape, hash: &mut impl FnMut(&str) -> Re
             if b.get(at) != Some(&b'"') {
                 return None;
             }
-            let (end, escaped) = string_at(b, at).ok()?;
+            let (end, escaped) = string_at(b, at)?;
             if escaped {
                 return None;
             }

@@ -311,7 +311,7 @@ impl Reader<'_, '_> {
 
     /// From an opening quote to just past the closing one; true if it had escapes.
     fn string(&mut self) -> Result<bool, Malformed> {
-        let (end, escaped) = string_at(self.b, self.at)?;
+        let (end, escaped) = string_at(self.b, self.at).ok_or(Malformed::NotJson)?;
         self.at = end;
         Ok(escaped)
     }
@@ -468,10 +468,11 @@ pub(crate) fn skip_space(b: &[u8], mut at: usize) -> usize {
 
 /// Checks the JSON string whose opening quote is at `at` in `b` (no control character,
 /// escapes well formed); returns where it ends, just past the closing quote, and
-/// whether it has escapes. Surrogates in `\u` escapes are not checked here: a value's
-/// text is kept as written, and a name with escapes is unescaped strictly.
+/// whether it has escapes; `None` if it is not a string (an answer that fits in two
+/// registers). Surrogates in `\u` escapes are not checked here: a value's text is kept
+/// as written, and a name with escapes is unescaped strictly.
 #[inline]
-pub(crate) fn string_at(b: &[u8], at: usize) -> Result<(usize, bool), Malformed> {
+pub(crate) fn string_at(b: &[u8], at: usize) -> Option<(usize, bool)> {
     let mut i = at + 1;
     let mut escaped = false;
     loop {
@@ -485,7 +486,7 @@ pub(crate) fn string_at(b: &[u8], at: usize) -> Result<(usize, bool), Malformed>
                         let k = stops.trailing_zeros() as usize;
                         // The closing quote, told by the mask, not by reading it again.
                         if quotes >> k & 1 != 0 {
-                            return Ok((i + k + 1, escaped));
+                            return Some((i + k + 1, escaped));
                         }
                         i += k;
                         break;
@@ -501,16 +502,16 @@ pub(crate) fn string_at(b: &[u8], at: usize) -> Result<(usize, bool), Malformed>
             }
         }
         match b.get(i) {
-            Some(b'"') => return Ok((i + 1, escaped)),
+            Some(b'"') => return Some((i + 1, escaped)),
             Some(b'\\') => {
                 escaped = true;
                 match b.get(i + 1) {
                     Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
                     Some(b'u') if b.get(i + 2..i + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => i += 6,
-                    _ => return Err(Malformed::NotJson),
+                    _ => return None,
                 }
             }
-            _ => return Err(Malformed::NotJson),
+            _ => return None,
         }
     }
 }
@@ -676,7 +677,7 @@ mod tests {
         fn strings_end_where_they_end(body in proptest::collection::vec(proptest::sample::select(&b"aaaaaaaa\"\\\\nu00e9\x01\x1f\n\x7f\x80\xff "[..]), 0..80)) {
             let mut text = vec![b'"'];
             text.extend_from_slice(&body);
-            proptest::prop_assert_eq!(string_at(&text, 0), string_by_bytes(&text, 0), "{:?}", String::from_utf8_lossy(&text));
+            proptest::prop_assert_eq!(string_at(&text, 0), string_by_bytes(&text, 0).ok(), "{:?}", String::from_utf8_lossy(&text));
             proptest::prop_assert_eq!(is_plain(&body), !body.iter().any(|&c| STOPS[c as usize]));
         }
     }
