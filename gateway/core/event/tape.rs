@@ -82,23 +82,27 @@ impl Tape {
 }
 
 impl<'t> Value<'t> {
+    #[inline]
     fn node(&self) -> &'t Node {
         &self.tape.nodes[self.index as usize]
     }
 
     /// The value's JSON text, as written.
+    #[inline]
     pub fn raw(&self) -> &'t str {
         let (a, b) = self.node().value;
         &self.text[a as usize..b as usize]
     }
 
     /// The first byte of its text: `{`, `[`, `"`, or that of a number or literal.
+    #[inline]
     pub fn first(&self) -> u8 {
         // 0 for an empty value, which valid JSON never has.
         self.text.as_bytes().get(self.node().value.0 as usize).copied().unwrap_or(0)
     }
 
     /// The member's name, unescaped ("" for an element).
+    #[inline]
     pub fn name(&self) -> &'t str {
         let n = self.node();
         let (a, b) = (n.name.0 as usize, n.name.1 as usize);
@@ -111,6 +115,7 @@ impl<'t> Value<'t> {
 
     /// The member's name as it stands between its quotes in the text, if it had no
     /// escapes: then it is a JSON string's contents as it is.
+    #[inline]
     pub fn name_as_written(&self) -> Option<&'t str> {
         let n = self.node();
         (!n.name_unescaped).then(|| &self.text[n.name.0 as usize..n.name.1 as usize])
@@ -118,12 +123,14 @@ impl<'t> Value<'t> {
 
     /// The hash the tape was read with of the member's name (equal normal forms, equal
     /// hashes); 0 for an element.
+    #[inline]
     pub fn name_hash(&self) -> u64 {
         self.node().hash
     }
 
     /// The members of an object or the elements of an array, in order (none for a
     /// scalar).
+    #[inline]
     pub fn children(&self) -> Children<'t> {
         let end = self.node().next;
         let first = if matches!(self.first(), b'{' | b'[') { self.index + 1 } else { end };
@@ -255,6 +262,7 @@ pub struct Children<'t> {
 impl<'t> Iterator for Children<'t> {
     type Item = Value<'t>;
 
+    #[inline]
     fn next(&mut self) -> Option<Value<'t>> {
         if self.at >= self.end {
             return None;
