@@ -1130,6 +1130,53 @@ fn failed_deliveries_are_counted() {
     gw.kill_9();
 }
 
+/// A purpose topic that refuses every batch at first and then accepts them (issue 11:
+/// an output's ticket is a number librdkafka carries, not an allocation): each failed
+/// output is retried until it lands, none is lost, and the input's offsets are
+/// committed to the end only once the retries have landed.
+#[test]
+fn failed_deliveries_are_retried_until_they_land_and_the_offsets_wait_for_them() {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    let _broker = shared_broker();
+    let site = Site::new("delivery-retries", 1);
+    let refusing = site.topic("planning");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let limit = |bytes: &str| {
+        let altered = futures::executor::block_on(admin().alter_configs(&[AlterConfig::new(ResourceSpecifier::Topic(&refusing)).set("max.message.bytes", bytes)], &opts));
+        assert!(altered.expect("configs altered").iter().all(Result::is_ok));
+    };
+    limit("64");
+    let events = many_events(60);
+    let (expected, quarantined) = site.file_mode(&events);
+    assert!(!expected[&refusing].is_empty(), "some events are for the refusing topic");
+    produce(&site.input, 1, &events);
+    let group = unique("delivery-retries");
+    let mut gw = Gateway::start("gateway", &site.config("gw", &group, ""));
+    let log = gw.wait_for_log(Duration::from_secs(60), "delivery to");
+    assert!(log.iter().any(|l| l.contains("delivery to") && l.contains(&refusing)), "{}", log.join("\n"));
+    // The other topics take their outputs; the input's offset stays behind the first
+    // record whose output was refused.
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, committed, end) = site.offsets_committed(&group)[0];
+    assert!(committed < end, "committed {committed} of {end} while outputs were refused");
+    limit("1048588");
+    let mut reader = site.read_all(Duration::from_secs(90), "every output once the topic accepts them", &expected, quarantined);
+    reader.poll_for(Duration::from_millis(300));
+    for (topic, want) in &expected {
+        assert_nothing_missing(topic, &reader.payloads(topic), want);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, committed, end) = site.offsets_committed(&group)[0];
+        if committed == end {
+            break;
+        }
+        assert!(Instant::now() < deadline, "committed {committed} of {end} after every output landed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(gw.terminate(Duration::from_secs(30)).success());
+}
+
 // ------------------------------------------------- the audit topic (issue 4) --
 
 fn verify_topic(config: &Path, topic: &str) -> (bool, String, String) {

@@ -70,6 +70,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         messages: Vec::new(),
         payloads: Vec::new(),
         epochs: Vec::new(),
+        tickets: Vec::new(),
     };
     work.consume(&consumer, &p.shutdown);
     if let Some(e) = work.fatal.take() {
@@ -111,6 +112,8 @@ struct Work<'a> {
     messages: Vec<BorrowedMessage<'static>>,
     payloads: Vec<&'static [u8]>,
     epochs: Vec<u32>,
+    /// The tickets of the outputs about to be produced, in order.
+    tickets: Vec<usize>,
 }
 
 /// The most records polled into one batch when several threads enforce. Large enough
@@ -191,29 +194,39 @@ impl Work<'_> {
             self.last_batch = Instant::now();
         }
         self.count += messages.len() as u64;
-        // Register every record under one lock, then produce, in consumption order.
+        // Register every record and take its outputs' tickets under one lock, then
+        // produce, in consumption order.
         self.epochs.clear();
+        self.tickets.clear();
         {
             let mut state = self.shared.lock();
             for (j, m) in messages.iter().enumerate() {
                 let epoch = match context.tp(m.topic(), m.partition()) {
-                    Some(tp) => state.marks.register(tp, m.offset(), self.records.staged_count(j) as u32),
+                    Some(tp) => {
+                        let n = self.records.staged_count(j);
+                        let epoch = state.marks.register(tp, m.offset(), n as u32);
+                        for _ in 0..n {
+                            self.tickets.push(state.tickets.insert(Ticket { tp, epoch, offset: m.offset(), attempt: 0 }));
+                        }
+                        epoch
+                    }
                     None => 0,
                 };
                 self.epochs.push(epoch);
             }
             self.shared.sync_outstanding(&state);
         }
+        let mut tickets = self.tickets.iter().copied();
         for (j, m) in messages.iter().enumerate() {
             let Some(tp) = context.tp(m.topic(), m.partition()) else { continue };
             let offset = m.offset();
             let n = self.records.staged(j, m.topic(), m.partition(), offset);
             for i in 0..n {
                 let out = self.records.get(i);
-                let ticket = Box::new(Ticket { tp, epoch: self.epochs[j], offset, attempt: 0 });
+                let ticket = tickets.next().expect("a ticket per output registered");
                 if !self.held.is_empty() {
                     // Behind what librdkafka's queue refused, in order.
-                    self.shared.lock().marks.unsent(tp, ticket.epoch);
+                    self.shared.lock().marks.unsent(tp, self.epochs[j]);
                     self.held.push_back(Owned::of(&out, ticket));
                     continue;
                 }
@@ -271,15 +284,18 @@ impl Work<'_> {
             self.batch();
             self.last_batch = Instant::now();
         }
-        let epoch = {
+        self.tickets.clear();
+        {
             let mut state = self.shared.lock();
             let epoch = state.marks.register(tp, offset, n as u32);
+            for _ in 0..n {
+                self.tickets.push(state.tickets.insert(Ticket { tp, epoch, offset, attempt: 0 }));
+            }
             self.shared.sync_outstanding(&state);
-            epoch
-        };
+        }
         for i in 0..n {
             let out = self.records.get(i);
-            let ticket = Box::new(Ticket { tp, epoch, offset, attempt: 0 });
+            let ticket = self.tickets[i];
             if let Err((e, ticket)) = send(&self.producer, &out, ticket) {
                 not_sent(&self.shared, &mut self.held, &self.throttle, Owned::of(&out, ticket), e, false);
             }
@@ -289,8 +305,14 @@ impl Work<'_> {
     /// Hands held records to librdkafka again, in order, until its queue is full.
     fn send_held(&mut self) {
         while let Some(o) = self.held.pop_front() {
-            if !self.shared.lock().marks.resent(o.ticket.tp, o.ticket.epoch) {
-                continue; // Its partition was revoked: its next owner produces it again.
+            {
+                let mut state = self.shared.lock();
+                let t = state.tickets.get(o.ticket);
+                if !state.marks.resent(t.tp, t.epoch) {
+                    // Its partition was revoked: its next owner produces it again.
+                    state.tickets.remove(o.ticket);
+                    continue;
+                }
             }
             if let Err(failed) = send_owned(&self.producer, o) {
                 let (e, o) = *failed;
@@ -415,7 +437,8 @@ impl Work<'_> {
 /// was already first in line), otherwise retried later.
 fn not_sent(shared: &Shared, held: &mut Held, throttle: &Throttle, mut o: Owned, e: rdkafka::error::KafkaError, front: bool) {
     let mut state = shared.lock();
-    state.marks.unsent(o.ticket.tp, o.ticket.epoch);
+    let t = state.tickets.get(o.ticket);
+    state.marks.unsent(t.tp, t.epoch);
     if queue_full(&e) {
         if front {
             held.push_front(o);
@@ -424,10 +447,9 @@ fn not_sent(shared: &Shared, held: &mut Held, throttle: &Throttle, mut o: Owned,
         }
         return;
     }
-    o.ticket.attempt = o.ticket.attempt.saturating_add(1);
-    o.due = Instant::now() + backoff(o.ticket.attempt);
+    o.due = Instant::now() + backoff(state.tickets.failed(o.ticket));
     if throttle.allow("produce") {
-        tracing::warn!("could not produce to {} ({e}); retrying, and offsets of input partition {} wait for it", o.topic, o.ticket.tp.partition);
+        tracing::warn!("could not produce to {} ({e}); retrying, and offsets of input partition {} wait for it", o.topic, t.tp.partition);
     }
     state.retries.push(o);
 }

@@ -26,8 +26,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::Producer as _;
 
 use super::client::{producer_config, subscribe, Throttle};
-use super::offsets::Tp;
-use super::sink::{queue_full, send, Producer, Records, Report, Shared, SinkContext, Ticket};
+use super::sink::{queue_full, send, Producer, Records, Report, Shared, SinkContext};
 use super::source::{Source, SourceContext};
 use super::txn::{Outcome, Transactions};
 use super::{Error, Pipeline, Summary};
@@ -97,14 +96,13 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         }
         for i in 0..n {
             let out = records.get(i);
-            let mut ticket = Box::new(Ticket { tp: Tp { topic: 0, partition: m.partition() }, epoch: 0, offset, attempt: 0 });
+            // Reports only count what is in flight: no ticket.
             shared.outstanding.fetch_add(1, Ordering::Relaxed);
             let waiting = Instant::now();
             loop {
-                match send(&producer, &out, ticket) {
+                match send(&producer, &out, 0) {
                     Ok(()) => break,
-                    Err((e, t)) if queue_full(&e) && waiting.elapsed() < limits.drain_timeout => {
-                        ticket = t;
+                    Err((e, _)) if queue_full(&e) && waiting.elapsed() < limits.drain_timeout => {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                     Err((e, _)) => {

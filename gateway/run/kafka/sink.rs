@@ -38,13 +38,69 @@ use crate::run::reload::Engines;
 pub type Producer = ThreadedProducer<SinkContext>;
 
 /// Which record an output belongs to, carried through librdkafka to its report.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket {
     pub tp: Tp,
     pub epoch: u32,
     pub offset: i64,
     /// Deliveries tried and failed so far.
     pub attempt: u16,
+}
+
+/// The tickets of the outputs registered and not yet acknowledged, each under a
+/// number: what librdkafka carries as an output's delivery opaque is that number (a
+/// pointer-sized integer), so producing an output allocates nothing for its ticket.
+/// A number is taken when its record is registered (under the lock the loop takes for
+/// that anyway) and given back when its output is acknowledged, or dropped with its
+/// revoked partition; a failed output keeps it through its retries. Freed numbers are
+/// reused, so the table stays as large as the most outputs ever in flight.
+#[derive(Debug, Default)]
+pub struct Tickets {
+    slots: Vec<Ticket>,
+    free: Vec<usize>,
+}
+
+impl Tickets {
+    /// Takes a number for `t`.
+    pub fn insert(&mut self, t: Ticket) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = t;
+                i
+            }
+            None => {
+                self.slots.push(t);
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    pub fn get(&self, i: usize) -> Ticket {
+        self.slots[i]
+    }
+
+    /// Counts one more failed delivery of ticket `i`; returns the attempts so far.
+    pub fn failed(&mut self, i: usize) -> u16 {
+        let t = &mut self.slots[i];
+        t.attempt = t.attempt.saturating_add(1);
+        t.attempt
+    }
+
+    /// Gives number `i` back.
+    pub fn remove(&mut self, i: usize) -> Ticket {
+        debug_assert!(!self.free.contains(&i), "ticket {i} given back twice");
+        self.free.push(i);
+        self.slots[i]
+    }
+
+    /// Tickets taken and not given back.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A record to produce that librdkafka does not hold: its queue was full, or its
@@ -54,13 +110,14 @@ pub struct Owned {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: Option<OwnedHeaders>,
-    pub ticket: Box<Ticket>,
+    /// Its number in [`State::tickets`].
+    pub ticket: usize,
     /// Not before (retries back off).
     pub due: Instant,
 }
 
 impl Owned {
-    pub fn of(out: &Out<'_>, ticket: Box<Ticket>) -> Owned {
+    pub fn of(out: &Out<'_>, ticket: usize) -> Owned {
         Owned {
             topic: out.topic.to_string(),
             key: out.key.map(<[u8]>::to_vec),
@@ -89,6 +146,8 @@ pub struct Shared {
 
 pub struct State {
     pub marks: Watermarks,
+    /// At-least-once: the tickets of the outputs not yet acknowledged.
+    pub tickets: Tickets,
     /// Failed deliveries waiting for their retry (at-least-once).
     pub retries: Vec<Owned>,
     /// Someone waits on [`Shared::drained`].
@@ -99,7 +158,7 @@ impl Shared {
     pub fn new(delivery: Delivery) -> Shared {
         Shared {
             delivery,
-            state: Mutex::new(State { marks: Watermarks::new(), retries: Vec::new(), draining: false }),
+            state: Mutex::new(State { marks: Watermarks::new(), tickets: Tickets::default(), retries: Vec::new(), draining: false }),
             drained: Condvar::new(),
             outstanding: AtomicUsize::new(0),
             txn_failed: AtomicBool::new(false),
@@ -153,9 +212,10 @@ impl ClientContext for SinkContext {
 }
 
 impl ProducerContext for SinkContext {
-    type DeliveryOpaque = Box<Ticket>;
+    /// At-least-once: the output's number in [`State::tickets`]; exactly-once: unused.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, mut ticket: Box<Ticket>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, ticket: usize) {
         let shared = &*self.shared;
         if result.is_err() {
             self.stats.delivery_failed();
@@ -170,44 +230,65 @@ impl ProducerContext for SinkContext {
             }
             return;
         }
-        let mut state = shared.lock();
         match result {
-            Ok(_) => {
-                state.marks.acked(ticket.tp, ticket.epoch, ticket.offset);
-            }
-            Err((e, m)) => {
-                if state.marks.failed(ticket.tp, ticket.epoch) == Ack::Counted {
-                    ticket.attempt = ticket.attempt.saturating_add(1);
-                    let due = Instant::now() + backoff(ticket.attempt);
-                    if shared.throttle.allow("delivery") {
-                        tracing::warn!(
-                            "delivery to {} failed ({e}); retrying (attempt {}), and offsets of input partition {} wait for it",
-                            m.topic(),
-                            ticket.attempt + 1,
-                            ticket.tp.partition
-                        );
-                    }
-                    state.retries.push(Owned {
-                        topic: m.topic().to_string(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        payload: m.payload().unwrap_or_default().to_vec(),
-                        headers: m.headers().map(|h| h.detach()),
-                        ticket,
-                        due,
-                    });
-                }
-            }
+            Ok(_) => shared.acked(ticket),
+            Err((e, m)) => shared.failed(ticket, e, m.topic(), |ticket, due| Owned {
+                topic: m.topic().to_string(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers: m.headers().map(|h| h.detach()),
+                ticket,
+                due,
+            }),
         }
-        shared.sync_outstanding(&state);
+    }
+}
+
+impl Shared {
+    /// At-least-once: the output under `ticket` was acknowledged; its number is given
+    /// back and its partition's watermark may move.
+    pub fn acked(&self, ticket: usize) {
+        let mut state = self.lock();
+        let t = state.tickets.remove(ticket);
+        state.marks.acked(t.tp, t.epoch, t.offset);
+        self.reported(&state);
+    }
+
+    /// At-least-once: the delivery of the output under `ticket` (to `topic`) failed.
+    /// Its partition's watermark waits, and `record` (given the ticket and when the
+    /// retry is due) is queued for a retry; an output of a revoked partition is let go.
+    pub fn failed(&self, ticket: usize, e: &KafkaError, topic: &str, record: impl FnOnce(usize, Instant) -> Owned) {
+        let mut state = self.lock();
+        let t = state.tickets.get(ticket);
+        if state.marks.failed(t.tp, t.epoch) == Ack::Counted {
+            let attempt = state.tickets.failed(ticket);
+            let due = Instant::now() + backoff(attempt);
+            if self.throttle.allow("delivery") {
+                tracing::warn!(
+                    "delivery to {topic} failed ({e}); retrying (attempt {}), and offsets of input partition {} wait for it",
+                    attempt + 1,
+                    t.tp.partition
+                );
+            }
+            let o = record(ticket, due);
+            state.retries.push(o);
+        } else {
+            state.tickets.remove(ticket);
+        }
+        self.reported(&state);
+    }
+
+    fn reported(&self, state: &State) {
+        self.sync_outstanding(state);
         if state.draining {
-            shared.drained.notify_all();
+            self.drained.notify_all();
         }
     }
 }
 
 /// Hands one record to librdkafka; on failure gives the ticket back.
-pub fn send(producer: &Producer, out: &Out<'_>, ticket: Box<Ticket>) -> Result<(), (KafkaError, Box<Ticket>)> {
-    let mut record: BaseRecord<'_, [u8], [u8], Box<Ticket>> = BaseRecord::with_opaque_to(out.topic, ticket).payload(out.payload);
+pub fn send(producer: &Producer, out: &Out<'_>, ticket: usize) -> Result<(), (KafkaError, usize)> {
+    let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(out.topic, ticket).payload(out.payload);
     if let Some(key) = out.key {
         record = record.key(key);
     }
@@ -220,7 +301,7 @@ pub fn send(producer: &Producer, out: &Out<'_>, ticket: Box<Ticket>) -> Result<(
 /// Hands a held record to librdkafka again; on failure gives it back (boxed: the
 /// error path is the rare one).
 pub fn send_owned(producer: &Producer, o: Owned) -> Result<(), Box<(KafkaError, Owned)>> {
-    let mut record: BaseRecord<'_, [u8], [u8], Box<Ticket>> = BaseRecord::with_opaque_to(&o.topic, o.ticket).payload(&o.payload[..]);
+    let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(&o.topic, o.ticket).payload(&o.payload[..]);
     if let Some(key) = &o.key {
         record = record.key(&key[..]);
     }
@@ -690,6 +771,95 @@ rules:
                 (o.topic.to_string(), o.key.map(<[u8]>::to_vec), o.payload.to_vec(), String::from_utf8_lossy(version).into_owned())
             })
             .collect()
+    }
+
+    const TP: Tp = Tp { topic: 0, partition: 1 };
+
+    /// Registers a record with one output and takes its ticket, as the loop does.
+    fn registered(shared: &Shared, offset: i64) -> usize {
+        let mut s = shared.lock();
+        let epoch = s.marks.register(TP, offset, 1);
+        let ticket = s.tickets.insert(Ticket { tp: TP, epoch, offset, attempt: 0 });
+        shared.sync_outstanding(&s);
+        ticket
+    }
+
+    fn retry(ticket: usize, due: Instant) -> Owned {
+        Owned { topic: "out".into(), key: None, payload: b"p".to_vec(), headers: None, ticket, due }
+    }
+
+    /// Takes the due retry off and hands it to the producer again, as the loop does.
+    fn resend(shared: &Shared) -> usize {
+        let mut s = shared.lock();
+        let o = s.retries.pop().expect("a retry");
+        let t = s.tickets.get(o.ticket);
+        assert!(s.marks.resent(t.tp, t.epoch));
+        o.ticket
+    }
+
+    #[test]
+    fn ticket_numbers_are_given_back_and_reused() {
+        let mut tickets = Tickets::default();
+        let t = |offset| Ticket { tp: TP, epoch: 1, offset, attempt: 0 };
+        let (a, b) = (tickets.insert(t(1)), tickets.insert(t(2)));
+        assert_ne!(a, b);
+        assert_eq!(tickets.remove(a), t(1));
+        assert_eq!(tickets.len(), 1);
+        assert_eq!(tickets.insert(t(3)), a, "a freed number is taken again");
+        assert_eq!(tickets.get(a), t(3));
+        assert_eq!(tickets.get(b), t(2));
+        assert_eq!(tickets.failed(b), 1);
+        assert_eq!(tickets.failed(b), 2);
+        assert_eq!(tickets.get(b).attempt, 2);
+    }
+
+    /// At-least-once with tickets as numbers: a failed delivery keeps its number and
+    /// its partition's watermark until a retry is acknowledged, backing off further
+    /// each time.
+    #[test]
+    fn a_failed_delivery_is_retried_and_holds_the_watermark_until_acknowledged() {
+        let shared = Shared::new(Delivery::AtLeastOnce);
+        let (a, b) = (registered(&shared, 7), registered(&shared, 8));
+        let refused = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        let before = Instant::now();
+        shared.failed(a, &refused, "out", retry);
+        shared.acked(b);
+        {
+            let s = shared.lock();
+            assert_eq!(s.marks.watermark(TP), Some(7), "the failed output holds its partition");
+            assert_eq!(s.retries.len(), 1);
+            assert_eq!(s.retries[0].ticket, a);
+            assert!(s.retries[0].due >= before + backoff(1));
+            assert_eq!(s.tickets.get(a), Ticket { tp: TP, epoch: s.tickets.get(a).epoch, offset: 7, attempt: 1 });
+            assert_eq!(s.tickets.len(), 1, "the acknowledged output's number is given back");
+        }
+        assert_eq!(shared.outstanding(), 1);
+        assert_eq!(resend(&shared), a);
+        shared.failed(a, &refused, "out", retry);
+        assert_eq!(shared.lock().tickets.get(a).attempt, 2);
+        assert!(shared.lock().retries[0].due >= before + backoff(2));
+        assert_eq!(shared.lock().marks.watermark(TP), Some(7));
+        assert_eq!(resend(&shared), a);
+        shared.acked(a);
+        let s = shared.lock();
+        assert_eq!(s.marks.watermark(TP), Some(9), "the retry landed: the watermark passes both records");
+        assert!(s.tickets.is_empty() && s.retries.is_empty());
+        assert_eq!(shared.outstanding(), 0);
+    }
+
+    /// Reports of a revoked partition's outputs give their numbers back and retry
+    /// nothing: the partition's next owner produces them again.
+    #[test]
+    fn reports_of_a_revoked_partition_give_their_tickets_back() {
+        let shared = Shared::new(Delivery::AtLeastOnce);
+        let (a, b) = (registered(&shared, 1), registered(&shared, 2));
+        shared.lock().marks.remove(TP);
+        shared.failed(a, &KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), "out", retry);
+        shared.acked(b);
+        let s = shared.lock();
+        assert!(s.retries.is_empty());
+        assert!(s.tickets.is_empty());
+        assert_eq!(s.marks.watermark(TP), None);
     }
 
     #[test]
