@@ -676,6 +676,11 @@ fn kill_9_in_exactly_once_mode_each_output_once_for_a_read_committed_reader() {
     produce(&site.input, site.partitions, &events);
     let txid = format!("accord-test-{}", site.id);
     let config = site.config("gw", &unique("eos"), &format!("  delivery: exactly_once\n  transactional_id: {txid}\n"));
+    // Transactions of at most a thousand outputs, so that the kill lands between two
+    // commits however fast the gateway is (a release build enforces all of these
+    // events within one commit interval).
+    let text = std::fs::read_to_string(&config).unwrap().replace("limits:\n", "limits:\n  max_in_flight: 1000\n");
+    std::fs::write(&config, text).unwrap();
     let outputs = site.outputs();
     let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), true);
 
