@@ -36,6 +36,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::client::{producer_config, subscribe, Throttle};
 use super::offsets::Tp;
 use super::sink::{backoff, queue_full, send, send_owned, Held, Owned, Producer, Records, Report, Shared, SinkContext, Ticket};
+use super::produce::Sender;
 use super::source::{Source, SourceContext};
 use super::stall::Polled;
 use super::{Error, Pipeline, Summary};
@@ -46,6 +47,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let shared = Arc::new(Shared::new(Delivery::AtLeastOnce));
     let producer: Producer =
         producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?;
+    let sender = Sender::new(Arc::new(producer));
     let consumer: Source = subscribe(k, SourceContext::for_pipeline(shared.clone(), k, None, p.health.clone()))?;
     let records = Records::for_pipeline(k, p.engines, p.suppressions, k.limits.threads);
     match records.lanes() {
@@ -54,7 +56,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     }
     let mut work = Work {
         k,
-        producer,
+        sender,
         shared,
         records,
         held: Held::new(),
@@ -83,7 +85,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     // Close: the revoke callback stores the final watermarks, librdkafka commits them.
     drop(consumer);
     let left = k.limits.drain_timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
-    if let Err(e) = work.producer.flush(left) {
+    if let Err(e) = work.sender.producer().flush(left) {
         tracing::warn!("the producer could not flush before closing ({e})");
     }
     let (batches, spread) = work.records.spread();
@@ -93,7 +95,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
 
 struct Work<'a> {
     k: &'a Kafka,
-    producer: Producer,
+    sender: Sender,
     shared: Arc<Shared>,
     records: Records,
     held: Held,
@@ -230,7 +232,7 @@ impl Work<'_> {
                     self.held.push_back(Owned::of(&out, ticket));
                     continue;
                 }
-                if let Err((e, ticket)) = send(&self.producer, &out, ticket) {
+                if let Err((e, ticket)) = send(&mut self.sender, &out, ticket) {
                     not_sent(&self.shared, &mut self.held, &self.throttle, Owned::of(&out, ticket), e, false);
                 }
             }
@@ -296,7 +298,7 @@ impl Work<'_> {
         for i in 0..n {
             let out = self.records.get(i);
             let ticket = self.tickets[i];
-            if let Err((e, ticket)) = send(&self.producer, &out, ticket) {
+            if let Err((e, ticket)) = send(&mut self.sender, &out, ticket) {
                 not_sent(&self.shared, &mut self.held, &self.throttle, Owned::of(&out, ticket), e, false);
             }
         }
@@ -314,7 +316,7 @@ impl Work<'_> {
                     continue;
                 }
             }
-            if let Err(failed) = send_owned(&self.producer, o) {
+            if let Err(failed) = send_owned(&mut self.sender, o) {
                 let (e, o) = *failed;
                 let full = queue_full(&e);
                 not_sent(&self.shared, &mut self.held, &self.throttle, o, e, true);

@@ -27,6 +27,7 @@ use rdkafka::producer::Producer as _;
 
 use super::client::{producer_config, subscribe, Throttle};
 use super::sink::{queue_full, send, Producer, Records, Report, Shared, SinkContext};
+use super::produce::Sender;
 use super::source::{Source, SourceContext};
 use super::txn::{Outcome, Transactions};
 use super::{Error, Pipeline, Summary};
@@ -53,6 +54,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let txns = Arc::new(Transactions::new(producer.clone(), shared.clone(), limits.drain_timeout, p.shutdown.clone()));
     let consumer: Source = subscribe(k, SourceContext::for_pipeline(shared.clone(), k, Some(txns.clone()), p.health.clone()))?;
     let mut records = Records::for_pipeline(k, p.engines, p.suppressions, 1);
+    let mut sender = Sender::new(producer.clone());
     if k.limits.threads > 1 {
         tracing::info!("exactly-once enforces on the consumer loop's thread; limits.threads ({}) applies to at-least-once only", k.limits.threads);
     }
@@ -100,7 +102,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
             shared.outstanding.fetch_add(1, Ordering::Relaxed);
             let waiting = Instant::now();
             loop {
-                match send(&producer, &out, 0) {
+                match send(&mut sender, &out, 0) {
                     Ok(()) => break,
                     Err((e, _)) if queue_full(&e) && waiting.elapsed() < limits.drain_timeout => {
                         std::thread::sleep(Duration::from_millis(1));

@@ -5,6 +5,7 @@
 //!   which outputs are acknowledged. Pure.
 //! - [`sink`]: a consumed record becomes records to produce (outputs or a quarantine
 //!   note); delivery reports come back and move the watermarks.
+//! - [`produce`]: a record handed to librdkafka by topic handle, not by name.
 //! - [`source`]: the consumer's context: rebalances (drain and commit what is done for
 //!   revoked partitions) and librdkafka's logs.
 //! - [`stats`]: librdkafka's statistics as metrics (consumer lag, producer queue,
@@ -35,6 +36,7 @@ pub mod audit_topic;
 pub mod client;
 pub mod exactly_once;
 pub mod offsets;
+pub mod produce;
 pub mod sink;
 pub mod source;
 pub mod stall;

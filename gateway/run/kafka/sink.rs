@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{ProducerContext, ThreadedProducer};
 
 use super::offsets::{Ack, Tp, Watermarks};
+use super::produce::Sender;
 use super::stats::ProducerStats;
 use super::client::Throttle;
 use super::OnBatch;
@@ -287,33 +288,16 @@ impl Shared {
 }
 
 /// Hands one record to librdkafka; on failure gives the ticket back.
-pub fn send(producer: &Producer, out: &Out<'_>, ticket: usize) -> Result<(), (KafkaError, usize)> {
-    let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(out.topic, ticket).payload(out.payload);
-    if let Some(key) = out.key {
-        record = record.key(key);
-    }
-    if let Some(h) = out.headers {
-        record = record.headers(h.clone());
-    }
-    producer.send(record).map_err(|(e, r)| (e, r.delivery_opaque))
+pub fn send(sender: &mut Sender, out: &Out<'_>, ticket: usize) -> Result<(), (KafkaError, usize)> {
+    sender.send(out.topic, out.key, out.payload, out.headers, ticket).map_err(|e| (e, ticket))
 }
 
 /// Hands a held record to librdkafka again; on failure gives it back (boxed: the
 /// error path is the rare one).
-pub fn send_owned(producer: &Producer, o: Owned) -> Result<(), Box<(KafkaError, Owned)>> {
-    let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(&o.topic, o.ticket).payload(&o.payload[..]);
-    if let Some(key) = &o.key {
-        record = record.key(&key[..]);
-    }
-    if let Some(h) = &o.headers {
-        record = record.headers(h.clone());
-    }
-    match producer.send(record) {
+pub fn send_owned(sender: &mut Sender, o: Owned) -> Result<(), Box<(KafkaError, Owned)>> {
+    match sender.send(&o.topic, o.key.as_deref(), &o.payload, o.headers.as_ref(), o.ticket) {
         Ok(()) => Ok(()),
-        Err((e, r)) => {
-            let ticket = r.delivery_opaque;
-            Err(Box::new((e, Owned { ticket, ..o })))
-        }
+        Err(e) => Err(Box::new((e, o))),
     }
 }
 
