@@ -12,8 +12,11 @@
 //! watermarks, the producer and the consumer are only ever touched by the loop's
 //! thread, and the outputs of each partition are produced in its order. A revoke that
 //! runs while a batch is being polled lets go of the revoked partitions' records
-//! before they are registered ([`super::source`]). Delivery reports
-//! move the watermarks on the producer's thread; the loop stores the watermarks that
+//! before they are registered ([`super::source`]). The loop also serves the producer's
+//! delivery reports (every [`SERVE_EVERY`] records, and whenever it is paused or idle;
+//! a revoke serves them while it drains): librdkafka frees each record on the thread
+//! that allocated it, and no other thread takes the watermarks' lock. The reports move
+//! the watermarks; the loop stores the watermarks that
 //! moved (`enable.auto.offset.store=false`), and librdkafka commits stored offsets
 //! every `limits.commit_interval`, on revoke and on close. A failed delivery comes back
 //! as a retry with backoff and holds its partition's watermark until it succeeds.
@@ -35,7 +38,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{producer_config, subscribe, Throttle};
 use super::offsets::Tp;
-use super::sink::{backoff, queue_full, send, send_owned, Held, Owned, Producer, Records, Report, Shared, SinkContext, Ticket};
+use super::sink::{backoff, queue_full, send, send_owned, Held, LoopProducer, Owned, Records, Report, Shared, SinkContext, Ticket};
 use super::produce::Sender;
 use super::source::{Source, SourceContext};
 use super::stall::Polled;
@@ -45,9 +48,17 @@ use crate::config::{Delivery, Kafka};
 pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let k = p.kafka;
     let shared = Arc::new(Shared::new(Delivery::AtLeastOnce));
-    let producer: Producer =
-        producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?;
-    let sender = Sender::new(Arc::new(producer));
+    let producer: Arc<LoopProducer> =
+        Arc::new(producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?);
+    // Delivery reports are served on this thread, by the loop and by the revoke
+    // callback (which runs inside the loop's polls).
+    let polled = Arc::downgrade(&producer);
+    shared.set_server(Box::new(move |wait| {
+        if let Some(p) = polled.upgrade() {
+            p.poll(wait);
+        }
+    }));
+    let sender = Sender::new(producer.clone());
     let consumer: Source = subscribe(k, SourceContext::for_pipeline(shared.clone(), k, None, p.health.clone()))?;
     let records = Records::for_pipeline(k, p.engines, p.suppressions, k.limits.threads);
     match records.lanes() {
@@ -73,6 +84,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         payloads: Vec::new(),
         epochs: Vec::new(),
         tickets: Vec::new(),
+        unserved: 0,
     };
     work.consume(&consumer, &p.shutdown);
     if let Some(e) = work.fatal.take() {
@@ -85,7 +97,8 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     // Close: the revoke callback stores the final watermarks, librdkafka commits them.
     drop(consumer);
     let left = k.limits.drain_timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
-    if let Err(e) = work.sender.producer().flush(left) {
+    // Flushing serves the last reports.
+    if let Err(e) = producer.flush(left) {
         tracing::warn!("the producer could not flush before closing ({e})");
     }
     let (batches, spread) = work.records.spread();
@@ -116,7 +129,15 @@ struct Work<'a> {
     epochs: Vec<u32>,
     /// The tickets of the outputs about to be produced, in order.
     tickets: Vec<usize>,
+    /// Records handled since the delivery reports were last served.
+    unserved: u32,
 }
+
+/// Delivery reports are served at least every this many records (and whenever the
+/// loop is paused or idle): often enough that acknowledgements move the watermarks
+/// and free the in-flight budget promptly, seldom enough that an empty poll costs
+/// nothing per record.
+const SERVE_EVERY: u32 = 32;
 
 /// The most records polled into one batch when several threads enforce. Large enough
 /// that the threads' start (some tens of microseconds) is a small part of a batch's
@@ -141,6 +162,10 @@ impl Work<'_> {
     fn consume(&mut self, consumer: &Source, shutdown: &super::Shutdown) {
         let max = self.k.limits.max_in_flight;
         while !shutdown.requested() {
+            if self.unserved >= SERVE_EVERY || self.paused {
+                self.shared.serve(Duration::ZERO);
+                self.unserved = 0;
+            }
             self.take_retries(false);
             self.send_held();
             let outstanding = self.shared.outstanding();
@@ -153,7 +178,8 @@ impl Work<'_> {
             if want != self.paused || changed {
                 self.pause(consumer, want);
             }
-            let wait = Duration::from_millis(if self.paused { 10 } else { 100 });
+            // While outputs are in flight, come back soon to serve their reports.
+            let wait = Duration::from_millis(if self.paused || outstanding > 0 { 10 } else { 100 });
             if changed {
                 // Revokes outside a batch's polling concern no record held.
                 consumer.context().revoked.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -170,12 +196,14 @@ impl Work<'_> {
                 }
                 Polled::Nothing => {
                     self.ticks |= 63; // Idle: look at the clock now.
+                    self.unserved = SERVE_EVERY; // and serve the reports.
                     1
                 }
             };
             if self.fatal.is_some() {
                 return;
             }
+            self.unserved = self.unserved.saturating_add(records);
             self.tick(consumer, records);
         }
     }
@@ -408,9 +436,10 @@ impl Work<'_> {
         loop {
             self.take_retries(false);
             self.send_held();
+            self.shared.serve(Duration::from_millis(10));
             // Serves rebalances; a record fetched before the pause is left unconsumed
             // (it is not registered, so its offset is never committed).
-            let _ = consumer.poll(Duration::from_millis(20));
+            let _ = consumer.poll(Duration::from_millis(10));
             self.store(consumer);
             if self.shared.outstanding() == 0 && self.held.is_empty() {
                 break;

@@ -16,8 +16,8 @@
 //! - [`suppressions`]: the workers' suppressions topic, read by every replica.
 //! - [`at_least_once`] and [`exactly_once`]: the two loops, one per delivery mode.
 //!
-//! One thread, the loop, consumes and produces; librdkafka's own threads fetch, send
-//! and report. The enforcement step ([`crate::run::enforce`]) runs on the loop's thread
+//! One thread, the loop, consumes and produces (and, at-least-once, serves the
+//! producer's delivery reports); librdkafka's own threads fetch and send. The enforcement step ([`crate::run::enforce`]) runs on the loop's thread
 //! too, or, at-least-once with `limits.threads` above one, over that many threads a
 //! batch at a time ([`sink::Records::enforce_batch`]); the loop alone registers and
 //! produces each record, in consumption order, so the watermarks and per-partition

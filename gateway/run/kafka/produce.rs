@@ -12,6 +12,7 @@
 //! once it has taken the record, and the delivery opaque comes back to
 //! [`super::sink::SinkContext::delivery`].
 
+use std::any::Any;
 use std::ffi::{c_void, CString};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
@@ -19,10 +20,10 @@ use std::sync::Arc;
 use rdkafka::bindings as rd;
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::Producer as _;
+use rdkafka::producer::Producer;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::sink::Producer;
+use super::sink::SinkContext;
 
 /// A librdkafka topic handle (`rd_kafka_topic_t`), destroyed with its [`Sender`].
 struct Handle(NonNull<rd::rd_kafka_topic_t>);
@@ -31,20 +32,20 @@ struct Handle(NonNull<rd::rd_kafka_topic_t>);
 unsafe impl Send for Handle {}
 unsafe impl Sync for Handle {}
 
-/// The producer, and a handle per topic produced to so far. The handles are
-/// destroyed before the producer can be: the sender holds a reference to it.
+/// A producer's client, and a handle per topic produced to so far. The handles are
+/// destroyed before the client can be: the sender holds a reference to its producer.
 pub struct Sender {
-    producer: Arc<Producer>,
+    rk: NonNull<rd::rd_kafka_t>,
+    _producer: Arc<dyn Any + Send + Sync>,
     topics: Vec<(Box<str>, Handle)>,
 }
 
 impl Sender {
-    pub fn new(producer: Arc<Producer>) -> Sender {
-        Sender { producer, topics: Vec::new() }
-    }
-
-    pub fn producer(&self) -> &Arc<Producer> {
-        &self.producer
+    /// Sends through `producer` (either kind: [`super::sink::Producer`] or
+    /// [`super::sink::LoopProducer`]).
+    pub fn new<P: Producer<SinkContext> + Send + Sync + 'static>(producer: Arc<P>) -> Sender {
+        let rk = NonNull::new(producer.client().native_ptr()).expect("a live client");
+        Sender { rk, _producer: producer, topics: Vec::new() }
     }
 
     /// The handle of `topic`, made the first time it is asked for.
@@ -53,9 +54,9 @@ impl Sender {
             return Ok(h.0.as_ptr());
         }
         let name = CString::new(topic)?;
-        // SAFETY: the client lives as long as `self.producer`; a null configuration
+        // SAFETY: the client lives as long as `self` holds its producer; a null configuration
         // takes the producer's topic defaults, as producing by name does.
-        let rkt = unsafe { rd::rd_kafka_topic_new(self.producer.client().native_ptr(), name.as_ptr(), ptr::null_mut()) };
+        let rkt = unsafe { rd::rd_kafka_topic_new(self.rk.as_ptr(), name.as_ptr(), ptr::null_mut()) };
         let Some(rkt) = NonNull::new(rkt) else {
             // SAFETY: reads the calling thread's last librdkafka error.
             let code = unsafe { rd::rd_kafka_last_error() };
@@ -97,7 +98,7 @@ impl Sender {
         // SAFETY: every pointer in `vus` outlives the call (librdkafka copies the key
         // and payload, and takes the headers only on success); `rkt` is a live handle
         // of this producer's client.
-        let error = unsafe { rd::rd_kafka_produceva(self.producer.client().native_ptr(), vus.as_ptr(), n) };
+        let error = unsafe { rd::rd_kafka_produceva(self.rk.as_ptr(), vus.as_ptr(), n) };
         if error.is_null() {
             // librdkafka owns the headers now.
             std::mem::forget(headers);

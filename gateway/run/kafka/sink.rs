@@ -7,21 +7,23 @@
 //! none of the input's; or one quarantine note for a malformed event, which names the
 //! source topic, partition, offset and reason and never holds the payload.
 //!
-//! [`SinkContext`] receives librdkafka's delivery reports on the producer's polling
-//! thread. At-least-once: an acknowledgement moves the partition's watermark
-//! ([`super::offsets`]); a failure keeps it where it is and queues the record for a
-//! retry with backoff. Exactly-once: reports only count what is in flight; a failure
-//! makes the transaction abort.
+//! [`SinkContext`] receives librdkafka's delivery reports. At-least-once: the loop
+//! serves them on its own thread ([`Shared::serve`]), where librdkafka allocated the
+//! records it now frees; an acknowledgement moves the partition's watermark
+//! ([`super::offsets`]) and gives the output's ticket back ([`Tickets`]); a failure
+//! keeps the watermark where it is and queues the record for a retry with backoff.
+//! Exactly-once: reports arrive on the producer's own thread and only count what is in
+//! flight; a failure makes the transaction abort.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
-use rdkafka::producer::{ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, ProducerContext, ThreadedProducer};
 
 use super::offsets::{Ack, Tp, Watermarks};
 use super::produce::Sender;
@@ -35,8 +37,19 @@ use crate::run::enforce::{Batch, Encoding, Enforcer, Outcome};
 use crate::report::tally::Totals;
 use crate::run::reload::Engines;
 
-/// The producer every mode uses: delivery reports are served on its own thread.
+/// Exactly-once's producer: delivery reports are served on its own thread.
 pub type Producer = ThreadedProducer<SinkContext>;
+
+/// At-least-once's producer: its delivery reports are served by the consumer loop
+/// ([`Shared::serve`]), on the thread that produced the records. librdkafka allocates
+/// each record (and its headers) on the producing thread and frees it once its report
+/// is served: on one thread, the allocator's locks are not contended, and the report's
+/// work on the watermarks needs no other thread's wake-up.
+pub type LoopProducer = BaseProducer<SinkContext>;
+
+/// Serves the delivery reports that are ready, waiting at most the given time for the
+/// first; set by a loop that polls its producer itself.
+pub type Server = Box<dyn Fn(Duration) + Send + Sync>;
 
 /// Which record an output belongs to, carried through librdkafka to its report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +155,11 @@ pub struct Shared {
     pub outstanding: AtomicUsize,
     /// Exactly-once: a delivery failed in the current transaction.
     pub txn_failed: AtomicBool,
+    /// At-least-once: delivery reports handled so far.
+    reports: AtomicU64,
+    /// Serves delivery reports on the calling thread, when the loop polls its producer
+    /// (at-least-once); otherwise they arrive on the producer's own thread.
+    server: OnceLock<Server>,
     throttle: Throttle,
 }
 
@@ -163,7 +181,40 @@ impl Shared {
             drained: Condvar::new(),
             outstanding: AtomicUsize::new(0),
             txn_failed: AtomicBool::new(false),
+            reports: AtomicU64::new(0),
+            server: OnceLock::new(),
             throttle: Throttle::default(),
+        }
+    }
+
+    /// The loop polls the producer itself: `server` serves its delivery reports.
+    pub fn set_server(&self, server: Server) {
+        if self.server.set(server).is_err() {
+            unreachable!("one producer per pipeline");
+        }
+    }
+
+    /// Whether the loop serves the delivery reports ([`Shared::serve`]); otherwise they
+    /// arrive on the producer's own thread and signal [`Shared::drained`].
+    pub fn serves(&self) -> bool {
+        self.server.get().is_some()
+    }
+
+    /// Serves the delivery reports that are ready (waiting at most `wait` for the
+    /// first), when the loop polls the producer; false when it does not. Call it
+    /// without the state's lock: the reports take it.
+    pub fn serve(&self, wait: Duration) -> bool {
+        let Some(server) = self.server.get() else { return false };
+        let mut handled = self.reports.load(Ordering::Relaxed);
+        server(wait);
+        // One event holds the reports of many records; serve until none is left.
+        loop {
+            let now = self.reports.load(Ordering::Relaxed);
+            if now == handled {
+                return true;
+            }
+            handled = now;
+            server(Duration::ZERO);
         }
     }
 
@@ -249,6 +300,7 @@ impl Shared {
     /// At-least-once: the output under `ticket` was acknowledged; its number is given
     /// back and its partition's watermark may move.
     pub fn acked(&self, ticket: usize) {
+        self.reports.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         let t = state.tickets.remove(ticket);
         state.marks.acked(t.tp, t.epoch, t.offset);
@@ -259,6 +311,7 @@ impl Shared {
     /// Its partition's watermark waits, and `record` (given the ticket and when the
     /// retry is due) is queued for a retry; an output of a revoked partition is let go.
     pub fn failed(&self, ticket: usize, e: &KafkaError, topic: &str, record: impl FnOnce(usize, Instant) -> Owned) {
+        self.reports.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         let t = state.tickets.get(ticket);
         if state.marks.failed(t.tp, t.epoch) == Ack::Counted {
@@ -779,6 +832,31 @@ rules:
         let t = s.tickets.get(o.ticket);
         assert!(s.marks.resent(t.tp, t.epoch));
         o.ticket
+    }
+
+    /// The loop serves the reports itself: one serve takes every report that is ready,
+    /// however many events they come in.
+    #[test]
+    fn serving_takes_every_report_that_is_ready() {
+        let shared = Arc::new(Shared::new(Delivery::AtLeastOnce));
+        assert!(!shared.serves() && !shared.serve(Duration::ZERO), "no server: reports come on the producer's thread");
+        let ready: Vec<usize> = (0..5).map(|i| registered(&shared, i)).collect();
+        let events = Arc::new(Mutex::new(ready.chunks(2).map(<[usize]>::to_vec).collect::<VecDeque<_>>()));
+        let (s, e) = (Arc::downgrade(&shared), events.clone());
+        // Each poll serves one event: here two reports, the last one.
+        shared.set_server(Box::new(move |_| {
+            if let (Some(shared), Some(event)) = (s.upgrade(), e.lock().unwrap().pop_front()) {
+                for t in event {
+                    shared.acked(t);
+                }
+            }
+        }));
+        assert!(shared.serves());
+        assert!(shared.serve(Duration::ZERO));
+        assert!(events.lock().unwrap().is_empty(), "three events in one serve");
+        assert_eq!(shared.outstanding(), 0);
+        assert_eq!(shared.lock().marks.watermark(TP), Some(5));
+        assert!(shared.lock().tickets.is_empty());
     }
 
     #[test]
