@@ -647,6 +647,11 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
     let total: usize = expected.values().map(Vec::len).sum();
     produce(&site.input, site.partitions, &events);
     let config = site.config("gw", &unique("kill9"), "");
+    // At most a thousand outputs unacknowledged, one record at a time: the run then takes
+    // seconds, so that the kill lands mid-stream however fast the gateway is (a
+    // release build enforces and produces all of these events in a fraction of one).
+    let text = std::fs::read_to_string(&config).unwrap().replace("limits:\n", "limits:\n  max_in_flight: 1000\n  threads: 1\n");
+    std::fs::write(&config, text).unwrap();
     let outputs = site.outputs();
     let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), false);
 

@@ -5,7 +5,7 @@
 //!   which outputs are acknowledged. Pure.
 //! - [`sink`]: a consumed record becomes records to produce (outputs or a quarantine
 //!   note); delivery reports come back and move the watermarks.
-//! - [`produce`]: a record handed to librdkafka by topic handle, not by name.
+//! - [`produce`]: a record handed to librdkafka, through either kind of producer.
 //! - [`source`]: the consumer's context: rebalances (drain and commit what is done for
 //!   revoked partitions) and librdkafka's logs.
 //! - [`stats`]: librdkafka's statistics as metrics (consumer lag, producer queue,
