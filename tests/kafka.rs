@@ -647,6 +647,11 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
     let total: usize = expected.values().map(Vec::len).sum();
     produce(&site.input, site.partitions, &events);
     let config = site.config("gw", &unique("kill9"), "");
+    // At most a thousand outputs unacknowledged, one record at a time: the run then takes
+    // seconds, so that the kill lands mid-stream however fast the gateway is (a
+    // release build enforces and produces all of these events in a fraction of one).
+    let text = std::fs::read_to_string(&config).unwrap().replace("limits:\n", "limits:\n  max_in_flight: 1000\n  threads: 1\n");
+    std::fs::write(&config, text).unwrap();
     let outputs = site.outputs();
     let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), false);
 
@@ -676,6 +681,11 @@ fn kill_9_in_exactly_once_mode_each_output_once_for_a_read_committed_reader() {
     produce(&site.input, site.partitions, &events);
     let txid = format!("accord-test-{}", site.id);
     let config = site.config("gw", &unique("eos"), &format!("  delivery: exactly_once\n  transactional_id: {txid}\n"));
+    // Transactions of at most a thousand outputs, so that the kill lands between two
+    // commits however fast the gateway is (a release build enforces all of these
+    // events within one commit interval).
+    let text = std::fs::read_to_string(&config).unwrap().replace("limits:\n", "limits:\n  max_in_flight: 1000\n");
+    std::fs::write(&config, text).unwrap();
     let outputs = site.outputs();
     let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), true);
 
@@ -1128,6 +1138,53 @@ fn failed_deliveries_are_counted() {
     assert!(gw.alive(), "the gateway keeps retrying");
     assert!(gw.log().iter().any(|l| l.contains("delivery to") && l.contains(&refusing)), "{}", gw.log().join("\n"));
     gw.kill_9();
+}
+
+/// A purpose topic that refuses every batch at first and then accepts them (issue 11:
+/// an output's ticket is a number librdkafka carries, not an allocation): each failed
+/// output is retried until it lands, none is lost, and the input's offsets are
+/// committed to the end only once the retries have landed.
+#[test]
+fn failed_deliveries_are_retried_until_they_land_and_the_offsets_wait_for_them() {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    let _broker = shared_broker();
+    let site = Site::new("delivery-retries", 1);
+    let refusing = site.topic("planning");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let limit = |bytes: &str| {
+        let altered = futures::executor::block_on(admin().alter_configs(&[AlterConfig::new(ResourceSpecifier::Topic(&refusing)).set("max.message.bytes", bytes)], &opts));
+        assert!(altered.expect("configs altered").iter().all(Result::is_ok));
+    };
+    limit("64");
+    let events = many_events(60);
+    let (expected, quarantined) = site.file_mode(&events);
+    assert!(!expected[&refusing].is_empty(), "some events are for the refusing topic");
+    produce(&site.input, 1, &events);
+    let group = unique("delivery-retries");
+    let mut gw = Gateway::start("gateway", &site.config("gw", &group, ""));
+    let log = gw.wait_for_log(Duration::from_secs(60), "delivery to");
+    assert!(log.iter().any(|l| l.contains("delivery to") && l.contains(&refusing)), "{}", log.join("\n"));
+    // The other topics take their outputs; the input's offset stays behind the first
+    // record whose output was refused.
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, committed, end) = site.offsets_committed(&group)[0];
+    assert!(committed < end, "committed {committed} of {end} while outputs were refused");
+    limit("1048588");
+    let mut reader = site.read_all(Duration::from_secs(90), "every output once the topic accepts them", &expected, quarantined);
+    reader.poll_for(Duration::from_millis(300));
+    for (topic, want) in &expected {
+        assert_nothing_missing(topic, &reader.payloads(topic), want);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, committed, end) = site.offsets_committed(&group)[0];
+        if committed == end {
+            break;
+        }
+        assert!(Instant::now() < deadline, "committed {committed} of {end} after every output landed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(gw.terminate(Duration::from_secs(30)).success());
 }
 
 // ------------------------------------------------- the audit topic (issue 4) --

@@ -12,8 +12,11 @@
 //! watermarks, the producer and the consumer are only ever touched by the loop's
 //! thread, and the outputs of each partition are produced in its order. A revoke that
 //! runs while a batch is being polled lets go of the revoked partitions' records
-//! before they are registered ([`super::source`]). Delivery reports
-//! move the watermarks on the producer's thread; the loop stores the watermarks that
+//! before they are registered ([`super::source`]). The loop also serves the producer's
+//! delivery reports (every [`SERVE_EVERY`] records, and whenever it is paused or idle;
+//! a revoke serves them while it drains): librdkafka frees each record on the thread
+//! that allocated it, and no other thread takes the watermarks' lock. The reports move
+//! the watermarks; the loop stores the watermarks that
 //! moved (`enable.auto.offset.store=false`), and librdkafka commits stored offsets
 //! every `limits.commit_interval`, on revoke and on close. A failed delivery comes back
 //! as a retry with backoff and holds its partition's watermark until it succeeds.
@@ -35,7 +38,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{producer_config, subscribe, Throttle};
 use super::offsets::Tp;
-use super::sink::{backoff, queue_full, send, send_owned, Held, Owned, Producer, Records, Report, Shared, SinkContext, Ticket};
+use super::sink::{backoff, queue_full, send, send_owned, Held, LoopProducer, Owned, Records, Report, Shared, SinkContext, Ticket};
+use super::produce::Sender;
 use super::source::{Source, SourceContext};
 use super::stall::Polled;
 use super::{Error, Pipeline, Summary};
@@ -44,8 +48,17 @@ use crate::config::{Delivery, Kafka};
 pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let k = p.kafka;
     let shared = Arc::new(Shared::new(Delivery::AtLeastOnce));
-    let producer: Producer =
-        producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?;
+    let producer: Arc<LoopProducer> =
+        Arc::new(producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?);
+    // Delivery reports are served on this thread, by the loop and by the revoke
+    // callback (which runs inside the loop's polls).
+    let polled = Arc::downgrade(&producer);
+    shared.set_server(Box::new(move |wait| {
+        if let Some(p) = polled.upgrade() {
+            p.poll(wait);
+        }
+    }));
+    let sender = Sender::new(producer.clone());
     let consumer: Source = subscribe(k, SourceContext::for_pipeline(shared.clone(), k, None, p.health.clone()))?;
     let records = Records::for_pipeline(k, p.engines, p.suppressions, k.limits.threads);
     match records.lanes() {
@@ -54,7 +67,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     }
     let mut work = Work {
         k,
-        producer,
+        sender,
         shared,
         records,
         held: Held::new(),
@@ -70,6 +83,8 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         messages: Vec::new(),
         payloads: Vec::new(),
         epochs: Vec::new(),
+        tickets: Vec::new(),
+        unserved: 0,
     };
     work.consume(&consumer, &p.shutdown);
     if let Some(e) = work.fatal.take() {
@@ -82,7 +97,8 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     // Close: the revoke callback stores the final watermarks, librdkafka commits them.
     drop(consumer);
     let left = k.limits.drain_timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
-    if let Err(e) = work.producer.flush(left) {
+    // Flushing serves the last reports.
+    if let Err(e) = producer.flush(left) {
         tracing::warn!("the producer could not flush before closing ({e})");
     }
     let (batches, spread) = work.records.spread();
@@ -92,7 +108,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
 
 struct Work<'a> {
     k: &'a Kafka,
-    producer: Producer,
+    sender: Sender,
     shared: Arc<Shared>,
     records: Records,
     held: Held,
@@ -111,7 +127,17 @@ struct Work<'a> {
     messages: Vec<BorrowedMessage<'static>>,
     payloads: Vec<&'static [u8]>,
     epochs: Vec<u32>,
+    /// The tickets of the outputs about to be produced, in order.
+    tickets: Vec<usize>,
+    /// Records handled since the delivery reports were last served.
+    unserved: u32,
 }
+
+/// Delivery reports are served at least every this many records (and whenever the
+/// loop is paused or idle): often enough that acknowledgements move the watermarks
+/// and free the in-flight budget promptly, seldom enough that an empty poll costs
+/// nothing per record.
+const SERVE_EVERY: u32 = 32;
 
 /// The most records polled into one batch when several threads enforce. Large enough
 /// that the threads' start (some tens of microseconds) is a small part of a batch's
@@ -136,6 +162,10 @@ impl Work<'_> {
     fn consume(&mut self, consumer: &Source, shutdown: &super::Shutdown) {
         let max = self.k.limits.max_in_flight;
         while !shutdown.requested() {
+            if self.unserved >= SERVE_EVERY || self.paused {
+                self.shared.serve(Duration::ZERO);
+                self.unserved = 0;
+            }
             self.take_retries(false);
             self.send_held();
             let outstanding = self.shared.outstanding();
@@ -148,7 +178,8 @@ impl Work<'_> {
             if want != self.paused || changed {
                 self.pause(consumer, want);
             }
-            let wait = Duration::from_millis(if self.paused { 10 } else { 100 });
+            // While outputs are in flight, come back soon to serve their reports.
+            let wait = Duration::from_millis(if self.paused || outstanding > 0 { 10 } else { 100 });
             if changed {
                 // Revokes outside a batch's polling concern no record held.
                 consumer.context().revoked.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -165,12 +196,14 @@ impl Work<'_> {
                 }
                 Polled::Nothing => {
                     self.ticks |= 63; // Idle: look at the clock now.
+                    self.unserved = SERVE_EVERY; // and serve the reports.
                     1
                 }
             };
             if self.fatal.is_some() {
                 return;
             }
+            self.unserved = self.unserved.saturating_add(records);
             self.tick(consumer, records);
         }
     }
@@ -191,33 +224,43 @@ impl Work<'_> {
             self.last_batch = Instant::now();
         }
         self.count += messages.len() as u64;
-        // Register every record under one lock, then produce, in consumption order.
+        // Register every record and take its outputs' tickets under one lock, then
+        // produce, in consumption order.
         self.epochs.clear();
+        self.tickets.clear();
         {
             let mut state = self.shared.lock();
             for (j, m) in messages.iter().enumerate() {
                 let epoch = match context.tp(m.topic(), m.partition()) {
-                    Some(tp) => state.marks.register(tp, m.offset(), self.records.staged_count(j) as u32),
+                    Some(tp) => {
+                        let n = self.records.staged_count(j);
+                        let epoch = state.marks.register(tp, m.offset(), n as u32);
+                        for _ in 0..n {
+                            self.tickets.push(state.tickets.insert(Ticket { tp, epoch, offset: m.offset(), attempt: 0 }));
+                        }
+                        epoch
+                    }
                     None => 0,
                 };
                 self.epochs.push(epoch);
             }
             self.shared.sync_outstanding(&state);
         }
+        let mut tickets = self.tickets.iter().copied();
         for (j, m) in messages.iter().enumerate() {
             let Some(tp) = context.tp(m.topic(), m.partition()) else { continue };
             let offset = m.offset();
             let n = self.records.staged(j, m.topic(), m.partition(), offset);
             for i in 0..n {
                 let out = self.records.get(i);
-                let ticket = Box::new(Ticket { tp, epoch: self.epochs[j], offset, attempt: 0 });
+                let ticket = tickets.next().expect("a ticket per output registered");
                 if !self.held.is_empty() {
                     // Behind what librdkafka's queue refused, in order.
-                    self.shared.lock().marks.unsent(tp, ticket.epoch);
+                    self.shared.lock().marks.unsent(tp, self.epochs[j]);
                     self.held.push_back(Owned::of(&out, ticket));
                     continue;
                 }
-                if let Err((e, ticket)) = send(&self.producer, &out, ticket) {
+                if let Err((e, ticket)) = send(&mut self.sender, &out, ticket) {
                     not_sent(&self.shared, &mut self.held, &self.throttle, Owned::of(&out, ticket), e, false);
                 }
             }
@@ -271,16 +314,19 @@ impl Work<'_> {
             self.batch();
             self.last_batch = Instant::now();
         }
-        let epoch = {
+        self.tickets.clear();
+        {
             let mut state = self.shared.lock();
             let epoch = state.marks.register(tp, offset, n as u32);
+            for _ in 0..n {
+                self.tickets.push(state.tickets.insert(Ticket { tp, epoch, offset, attempt: 0 }));
+            }
             self.shared.sync_outstanding(&state);
-            epoch
-        };
+        }
         for i in 0..n {
             let out = self.records.get(i);
-            let ticket = Box::new(Ticket { tp, epoch, offset, attempt: 0 });
-            if let Err((e, ticket)) = send(&self.producer, &out, ticket) {
+            let ticket = self.tickets[i];
+            if let Err((e, ticket)) = send(&mut self.sender, &out, ticket) {
                 not_sent(&self.shared, &mut self.held, &self.throttle, Owned::of(&out, ticket), e, false);
             }
         }
@@ -289,10 +335,16 @@ impl Work<'_> {
     /// Hands held records to librdkafka again, in order, until its queue is full.
     fn send_held(&mut self) {
         while let Some(o) = self.held.pop_front() {
-            if !self.shared.lock().marks.resent(o.ticket.tp, o.ticket.epoch) {
-                continue; // Its partition was revoked: its next owner produces it again.
+            {
+                let mut state = self.shared.lock();
+                let t = state.tickets.get(o.ticket);
+                if !state.marks.resent(t.tp, t.epoch) {
+                    // Its partition was revoked: its next owner produces it again.
+                    state.tickets.remove(o.ticket);
+                    continue;
+                }
             }
-            if let Err(failed) = send_owned(&self.producer, o) {
+            if let Err(failed) = send_owned(&mut self.sender, o) {
                 let (e, o) = *failed;
                 let full = queue_full(&e);
                 not_sent(&self.shared, &mut self.held, &self.throttle, o, e, true);
@@ -384,9 +436,10 @@ impl Work<'_> {
         loop {
             self.take_retries(false);
             self.send_held();
+            self.shared.serve(Duration::from_millis(10));
             // Serves rebalances; a record fetched before the pause is left unconsumed
             // (it is not registered, so its offset is never committed).
-            let _ = consumer.poll(Duration::from_millis(20));
+            let _ = consumer.poll(Duration::from_millis(10));
             self.store(consumer);
             if self.shared.outstanding() == 0 && self.held.is_empty() {
                 break;
@@ -415,7 +468,8 @@ impl Work<'_> {
 /// was already first in line), otherwise retried later.
 fn not_sent(shared: &Shared, held: &mut Held, throttle: &Throttle, mut o: Owned, e: rdkafka::error::KafkaError, front: bool) {
     let mut state = shared.lock();
-    state.marks.unsent(o.ticket.tp, o.ticket.epoch);
+    let t = state.tickets.get(o.ticket);
+    state.marks.unsent(t.tp, t.epoch);
     if queue_full(&e) {
         if front {
             held.push_front(o);
@@ -424,10 +478,9 @@ fn not_sent(shared: &Shared, held: &mut Held, throttle: &Throttle, mut o: Owned,
         }
         return;
     }
-    o.ticket.attempt = o.ticket.attempt.saturating_add(1);
-    o.due = Instant::now() + backoff(o.ticket.attempt);
+    o.due = Instant::now() + backoff(state.tickets.failed(o.ticket));
     if throttle.allow("produce") {
-        tracing::warn!("could not produce to {} ({e}); retrying, and offsets of input partition {} wait for it", o.topic, o.ticket.tp.partition);
+        tracing::warn!("could not produce to {} ({e}); retrying, and offsets of input partition {} wait for it", o.topic, t.tp.partition);
     }
     state.retries.push(o);
 }

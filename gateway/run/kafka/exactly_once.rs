@@ -26,8 +26,8 @@ use rdkafka::message::Message;
 use rdkafka::producer::Producer as _;
 
 use super::client::{producer_config, subscribe, Throttle};
-use super::offsets::Tp;
-use super::sink::{queue_full, send, Producer, Records, Report, Shared, SinkContext, Ticket};
+use super::sink::{queue_full, send, Producer, Records, Report, Shared, SinkContext};
+use super::produce::Sender;
 use super::source::{Source, SourceContext};
 use super::txn::{Outcome, Transactions};
 use super::{Error, Pipeline, Summary};
@@ -54,6 +54,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let txns = Arc::new(Transactions::new(producer.clone(), shared.clone(), limits.drain_timeout, p.shutdown.clone()));
     let consumer: Source = subscribe(k, SourceContext::for_pipeline(shared.clone(), k, Some(txns.clone()), p.health.clone()))?;
     let mut records = Records::for_pipeline(k, p.engines, p.suppressions, 1);
+    let mut sender = Sender::new(producer.clone());
     if k.limits.threads > 1 {
         tracing::info!("exactly-once enforces on the consumer loop's thread; limits.threads ({}) applies to at-least-once only", k.limits.threads);
     }
@@ -97,14 +98,13 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         }
         for i in 0..n {
             let out = records.get(i);
-            let mut ticket = Box::new(Ticket { tp: Tp { topic: 0, partition: m.partition() }, epoch: 0, offset, attempt: 0 });
+            // Reports only count what is in flight: no ticket.
             shared.outstanding.fetch_add(1, Ordering::Relaxed);
             let waiting = Instant::now();
             loop {
-                match send(&producer, &out, ticket) {
+                match send(&mut sender, &out, 0) {
                     Ok(()) => break,
-                    Err((e, t)) if queue_full(&e) && waiting.elapsed() < limits.drain_timeout => {
-                        ticket = t;
+                    Err((e, _)) if queue_full(&e) && waiting.elapsed() < limits.drain_timeout => {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                     Err((e, _)) => {

@@ -5,6 +5,7 @@
 //!   which outputs are acknowledged. Pure.
 //! - [`sink`]: a consumed record becomes records to produce (outputs or a quarantine
 //!   note); delivery reports come back and move the watermarks.
+//! - [`produce`]: a record handed to librdkafka, through either kind of producer.
 //! - [`source`]: the consumer's context: rebalances (drain and commit what is done for
 //!   revoked partitions) and librdkafka's logs.
 //! - [`stats`]: librdkafka's statistics as metrics (consumer lag, producer queue,
@@ -15,8 +16,8 @@
 //! - [`suppressions`]: the workers' suppressions topic, read by every replica.
 //! - [`at_least_once`] and [`exactly_once`]: the two loops, one per delivery mode.
 //!
-//! One thread, the loop, consumes and produces; librdkafka's own threads fetch, send
-//! and report. The enforcement step ([`crate::run::enforce`]) runs on the loop's thread
+//! One thread, the loop, consumes and produces (and, at-least-once, serves the
+//! producer's delivery reports); librdkafka's own threads fetch and send. The enforcement step ([`crate::run::enforce`]) runs on the loop's thread
 //! too, or, at-least-once with `limits.threads` above one, over that many threads a
 //! batch at a time ([`sink::Records::enforce_batch`]); the loop alone registers and
 //! produces each record, in consumption order, so the watermarks and per-partition
@@ -35,6 +36,7 @@ pub mod audit_topic;
 pub mod client;
 pub mod exactly_once;
 pub mod offsets;
+pub mod produce;
 pub mod sink;
 pub mod source;
 pub mod stall;

@@ -7,23 +7,26 @@
 //! none of the input's; or one quarantine note for a malformed event, which names the
 //! source topic, partition, offset and reason and never holds the payload.
 //!
-//! [`SinkContext`] receives librdkafka's delivery reports on the producer's polling
-//! thread. At-least-once: an acknowledgement moves the partition's watermark
-//! ([`super::offsets`]); a failure keeps it where it is and queues the record for a
-//! retry with backoff. Exactly-once: reports only count what is in flight; a failure
-//! makes the transaction abort.
+//! [`SinkContext`] receives librdkafka's delivery reports. At-least-once: the loop
+//! serves them on its own thread ([`Shared::serve`]), where librdkafka allocated the
+//! records it now frees; an acknowledgement moves the partition's watermark
+//! ([`super::offsets`]) and gives the output's ticket back ([`Tickets`]); a failure
+//! keeps the watermark where it is and queues the record for a retry with backoff.
+//! Exactly-once: reports arrive on the producer's own thread and only count what is in
+//! flight; a failure makes the transaction abort.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, ProducerContext, ThreadedProducer};
 
 use super::offsets::{Ack, Tp, Watermarks};
+use super::produce::Sender;
 use super::stats::ProducerStats;
 use super::client::Throttle;
 use super::OnBatch;
@@ -34,17 +37,84 @@ use crate::run::enforce::{Batch, Encoding, Enforcer, Outcome};
 use crate::report::tally::Totals;
 use crate::run::reload::Engines;
 
-/// The producer every mode uses: delivery reports are served on its own thread.
+/// Exactly-once's producer: delivery reports are served on its own thread.
 pub type Producer = ThreadedProducer<SinkContext>;
 
+/// At-least-once's producer: its delivery reports are served by the consumer loop
+/// ([`Shared::serve`]), on the thread that produced the records. librdkafka allocates
+/// each record (and its headers) on the producing thread and frees it once its report
+/// is served: on one thread, the allocator's locks are not contended, and the report's
+/// work on the watermarks needs no other thread's wake-up.
+pub type LoopProducer = BaseProducer<SinkContext>;
+
+/// Serves the delivery reports that are ready, waiting at most the given time for the
+/// first; set by a loop that polls its producer itself.
+pub type Server = Box<dyn Fn(Duration) + Send + Sync>;
+
 /// Which record an output belongs to, carried through librdkafka to its report.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket {
     pub tp: Tp,
     pub epoch: u32,
     pub offset: i64,
     /// Deliveries tried and failed so far.
     pub attempt: u16,
+}
+
+/// The tickets of the outputs registered and not yet acknowledged, each under a
+/// number: what librdkafka carries as an output's delivery opaque is that number (a
+/// pointer-sized integer), so producing an output allocates nothing for its ticket.
+/// A number is taken when its record is registered (under the lock the loop takes for
+/// that anyway) and given back when its output is acknowledged, or dropped with its
+/// revoked partition; a failed output keeps it through its retries. Freed numbers are
+/// reused, so the table stays as large as the most outputs ever in flight.
+#[derive(Debug, Default)]
+pub struct Tickets {
+    slots: Vec<Ticket>,
+    free: Vec<usize>,
+}
+
+impl Tickets {
+    /// Takes a number for `t`.
+    pub fn insert(&mut self, t: Ticket) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = t;
+                i
+            }
+            None => {
+                self.slots.push(t);
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    pub fn get(&self, i: usize) -> Ticket {
+        self.slots[i]
+    }
+
+    /// Counts one more failed delivery of ticket `i`; returns the attempts so far.
+    pub fn failed(&mut self, i: usize) -> u16 {
+        let t = &mut self.slots[i];
+        t.attempt = t.attempt.saturating_add(1);
+        t.attempt
+    }
+
+    /// Gives number `i` back.
+    pub fn remove(&mut self, i: usize) -> Ticket {
+        debug_assert!(!self.free.contains(&i), "ticket {i} given back twice");
+        self.free.push(i);
+        self.slots[i]
+    }
+
+    /// Tickets taken and not given back.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A record to produce that librdkafka does not hold: its queue was full, or its
@@ -54,13 +124,14 @@ pub struct Owned {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: Option<OwnedHeaders>,
-    pub ticket: Box<Ticket>,
+    /// Its number in [`State::tickets`].
+    pub ticket: usize,
     /// Not before (retries back off).
     pub due: Instant,
 }
 
 impl Owned {
-    pub fn of(out: &Out<'_>, ticket: Box<Ticket>) -> Owned {
+    pub fn of(out: &Out<'_>, ticket: usize) -> Owned {
         Owned {
             topic: out.topic.to_string(),
             key: out.key.map(<[u8]>::to_vec),
@@ -84,11 +155,18 @@ pub struct Shared {
     pub outstanding: AtomicUsize,
     /// Exactly-once: a delivery failed in the current transaction.
     pub txn_failed: AtomicBool,
+    /// At-least-once: delivery reports handled so far.
+    reports: AtomicU64,
+    /// Serves delivery reports on the calling thread, when the loop polls its producer
+    /// (at-least-once); otherwise they arrive on the producer's own thread.
+    server: OnceLock<Server>,
     throttle: Throttle,
 }
 
 pub struct State {
     pub marks: Watermarks,
+    /// At-least-once: the tickets of the outputs not yet acknowledged.
+    pub tickets: Tickets,
     /// Failed deliveries waiting for their retry (at-least-once).
     pub retries: Vec<Owned>,
     /// Someone waits on [`Shared::drained`].
@@ -99,11 +177,44 @@ impl Shared {
     pub fn new(delivery: Delivery) -> Shared {
         Shared {
             delivery,
-            state: Mutex::new(State { marks: Watermarks::new(), retries: Vec::new(), draining: false }),
+            state: Mutex::new(State { marks: Watermarks::new(), tickets: Tickets::default(), retries: Vec::new(), draining: false }),
             drained: Condvar::new(),
             outstanding: AtomicUsize::new(0),
             txn_failed: AtomicBool::new(false),
+            reports: AtomicU64::new(0),
+            server: OnceLock::new(),
             throttle: Throttle::default(),
+        }
+    }
+
+    /// The loop polls the producer itself: `server` serves its delivery reports.
+    pub fn set_server(&self, server: Server) {
+        if self.server.set(server).is_err() {
+            unreachable!("one producer per pipeline");
+        }
+    }
+
+    /// Whether the loop serves the delivery reports ([`Shared::serve`]); otherwise they
+    /// arrive on the producer's own thread and signal [`Shared::drained`].
+    pub fn serves(&self) -> bool {
+        self.server.get().is_some()
+    }
+
+    /// Serves the delivery reports that are ready (waiting at most `wait` for the
+    /// first), when the loop polls the producer; false when it does not. Call it
+    /// without the state's lock: the reports take it.
+    pub fn serve(&self, wait: Duration) -> bool {
+        let Some(server) = self.server.get() else { return false };
+        let mut handled = self.reports.load(Ordering::Relaxed);
+        server(wait);
+        // One event holds the reports of many records; serve until none is left.
+        loop {
+            let now = self.reports.load(Ordering::Relaxed);
+            if now == handled {
+                return true;
+            }
+            handled = now;
+            server(Duration::ZERO);
         }
     }
 
@@ -153,9 +264,10 @@ impl ClientContext for SinkContext {
 }
 
 impl ProducerContext for SinkContext {
-    type DeliveryOpaque = Box<Ticket>;
+    /// At-least-once: the output's number in [`State::tickets`]; exactly-once: unused.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, mut ticket: Box<Ticket>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, ticket: usize) {
         let shared = &*self.shared;
         if result.is_err() {
             self.stats.delivery_failed();
@@ -170,69 +282,75 @@ impl ProducerContext for SinkContext {
             }
             return;
         }
-        let mut state = shared.lock();
         match result {
-            Ok(_) => {
-                state.marks.acked(ticket.tp, ticket.epoch, ticket.offset);
-            }
-            Err((e, m)) => {
-                if state.marks.failed(ticket.tp, ticket.epoch) == Ack::Counted {
-                    ticket.attempt = ticket.attempt.saturating_add(1);
-                    let due = Instant::now() + backoff(ticket.attempt);
-                    if shared.throttle.allow("delivery") {
-                        tracing::warn!(
-                            "delivery to {} failed ({e}); retrying (attempt {}), and offsets of input partition {} wait for it",
-                            m.topic(),
-                            ticket.attempt + 1,
-                            ticket.tp.partition
-                        );
-                    }
-                    state.retries.push(Owned {
-                        topic: m.topic().to_string(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        payload: m.payload().unwrap_or_default().to_vec(),
-                        headers: m.headers().map(|h| h.detach()),
-                        ticket,
-                        due,
-                    });
-                }
-            }
+            Ok(_) => shared.acked(ticket),
+            Err((e, m)) => shared.failed(ticket, e, m.topic(), |ticket, due| Owned {
+                topic: m.topic().to_string(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers: m.headers().map(|h| h.detach()),
+                ticket,
+                due,
+            }),
         }
-        shared.sync_outstanding(&state);
+    }
+}
+
+impl Shared {
+    /// At-least-once: the output under `ticket` was acknowledged; its number is given
+    /// back and its partition's watermark may move.
+    pub fn acked(&self, ticket: usize) {
+        self.reports.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.lock();
+        let t = state.tickets.remove(ticket);
+        state.marks.acked(t.tp, t.epoch, t.offset);
+        self.reported(&state);
+    }
+
+    /// At-least-once: the delivery of the output under `ticket` (to `topic`) failed.
+    /// Its partition's watermark waits, and `record` (given the ticket and when the
+    /// retry is due) is queued for a retry; an output of a revoked partition is let go.
+    pub fn failed(&self, ticket: usize, e: &KafkaError, topic: &str, record: impl FnOnce(usize, Instant) -> Owned) {
+        self.reports.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.lock();
+        let t = state.tickets.get(ticket);
+        if state.marks.failed(t.tp, t.epoch) == Ack::Counted {
+            let attempt = state.tickets.failed(ticket);
+            let due = Instant::now() + backoff(attempt);
+            if self.throttle.allow("delivery") {
+                tracing::warn!(
+                    "delivery to {topic} failed ({e}); retrying (attempt {}), and offsets of input partition {} wait for it",
+                    attempt + 1,
+                    t.tp.partition
+                );
+            }
+            let o = record(ticket, due);
+            state.retries.push(o);
+        } else {
+            state.tickets.remove(ticket);
+        }
+        self.reported(&state);
+    }
+
+    fn reported(&self, state: &State) {
+        self.sync_outstanding(state);
         if state.draining {
-            shared.drained.notify_all();
+            self.drained.notify_all();
         }
     }
 }
 
 /// Hands one record to librdkafka; on failure gives the ticket back.
-pub fn send(producer: &Producer, out: &Out<'_>, ticket: Box<Ticket>) -> Result<(), (KafkaError, Box<Ticket>)> {
-    let mut record: BaseRecord<'_, [u8], [u8], Box<Ticket>> = BaseRecord::with_opaque_to(out.topic, ticket).payload(out.payload);
-    if let Some(key) = out.key {
-        record = record.key(key);
-    }
-    if let Some(h) = out.headers {
-        record = record.headers(h.clone());
-    }
-    producer.send(record).map_err(|(e, r)| (e, r.delivery_opaque))
+pub fn send(sender: &mut Sender, out: &Out<'_>, ticket: usize) -> Result<(), (KafkaError, usize)> {
+    sender.send(out.topic, out.key, out.payload, out.headers, ticket).map_err(|e| (e, ticket))
 }
 
 /// Hands a held record to librdkafka again; on failure gives it back (boxed: the
 /// error path is the rare one).
-pub fn send_owned(producer: &Producer, o: Owned) -> Result<(), Box<(KafkaError, Owned)>> {
-    let mut record: BaseRecord<'_, [u8], [u8], Box<Ticket>> = BaseRecord::with_opaque_to(&o.topic, o.ticket).payload(&o.payload[..]);
-    if let Some(key) = &o.key {
-        record = record.key(&key[..]);
-    }
-    if let Some(h) = &o.headers {
-        record = record.headers(h.clone());
-    }
-    match producer.send(record) {
+pub fn send_owned(sender: &mut Sender, o: Owned) -> Result<(), Box<(KafkaError, Owned)>> {
+    match sender.send(&o.topic, o.key.as_deref(), &o.payload, o.headers.as_ref(), o.ticket) {
         Ok(()) => Ok(()),
-        Err((e, r)) => {
-            let ticket = r.delivery_opaque;
-            Err(Box::new((e, Owned { ticket, ..o })))
-        }
+        Err(e) => Err(Box::new((e, o))),
     }
 }
 
@@ -690,6 +808,120 @@ rules:
                 (o.topic.to_string(), o.key.map(<[u8]>::to_vec), o.payload.to_vec(), String::from_utf8_lossy(version).into_owned())
             })
             .collect()
+    }
+
+    const TP: Tp = Tp { topic: 0, partition: 1 };
+
+    /// Registers a record with one output and takes its ticket, as the loop does.
+    fn registered(shared: &Shared, offset: i64) -> usize {
+        let mut s = shared.lock();
+        let epoch = s.marks.register(TP, offset, 1);
+        let ticket = s.tickets.insert(Ticket { tp: TP, epoch, offset, attempt: 0 });
+        shared.sync_outstanding(&s);
+        ticket
+    }
+
+    fn retry(ticket: usize, due: Instant) -> Owned {
+        Owned { topic: "out".into(), key: None, payload: b"p".to_vec(), headers: None, ticket, due }
+    }
+
+    /// Takes the due retry off and hands it to the producer again, as the loop does.
+    fn resend(shared: &Shared) -> usize {
+        let mut s = shared.lock();
+        let o = s.retries.pop().expect("a retry");
+        let t = s.tickets.get(o.ticket);
+        assert!(s.marks.resent(t.tp, t.epoch));
+        o.ticket
+    }
+
+    /// The loop serves the reports itself: one serve takes every report that is ready,
+    /// however many events they come in.
+    #[test]
+    fn serving_takes_every_report_that_is_ready() {
+        let shared = Arc::new(Shared::new(Delivery::AtLeastOnce));
+        assert!(!shared.serves() && !shared.serve(Duration::ZERO), "no server: reports come on the producer's thread");
+        let ready: Vec<usize> = (0..5).map(|i| registered(&shared, i)).collect();
+        let events = Arc::new(Mutex::new(ready.chunks(2).map(<[usize]>::to_vec).collect::<VecDeque<_>>()));
+        let (s, e) = (Arc::downgrade(&shared), events.clone());
+        // Each poll serves one event: here two reports, the last one.
+        shared.set_server(Box::new(move |_| {
+            if let (Some(shared), Some(event)) = (s.upgrade(), e.lock().unwrap().pop_front()) {
+                for t in event {
+                    shared.acked(t);
+                }
+            }
+        }));
+        assert!(shared.serves());
+        assert!(shared.serve(Duration::ZERO));
+        assert!(events.lock().unwrap().is_empty(), "three events in one serve");
+        assert_eq!(shared.outstanding(), 0);
+        assert_eq!(shared.lock().marks.watermark(TP), Some(5));
+        assert!(shared.lock().tickets.is_empty());
+    }
+
+    #[test]
+    fn ticket_numbers_are_given_back_and_reused() {
+        let mut tickets = Tickets::default();
+        let t = |offset| Ticket { tp: TP, epoch: 1, offset, attempt: 0 };
+        let (a, b) = (tickets.insert(t(1)), tickets.insert(t(2)));
+        assert_ne!(a, b);
+        assert_eq!(tickets.remove(a), t(1));
+        assert_eq!(tickets.len(), 1);
+        assert_eq!(tickets.insert(t(3)), a, "a freed number is taken again");
+        assert_eq!(tickets.get(a), t(3));
+        assert_eq!(tickets.get(b), t(2));
+        assert_eq!(tickets.failed(b), 1);
+        assert_eq!(tickets.failed(b), 2);
+        assert_eq!(tickets.get(b).attempt, 2);
+    }
+
+    /// At-least-once with tickets as numbers: a failed delivery keeps its number and
+    /// its partition's watermark until a retry is acknowledged, backing off further
+    /// each time.
+    #[test]
+    fn a_failed_delivery_is_retried_and_holds_the_watermark_until_acknowledged() {
+        let shared = Shared::new(Delivery::AtLeastOnce);
+        let (a, b) = (registered(&shared, 7), registered(&shared, 8));
+        let refused = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        let before = Instant::now();
+        shared.failed(a, &refused, "out", retry);
+        shared.acked(b);
+        {
+            let s = shared.lock();
+            assert_eq!(s.marks.watermark(TP), Some(7), "the failed output holds its partition");
+            assert_eq!(s.retries.len(), 1);
+            assert_eq!(s.retries[0].ticket, a);
+            assert!(s.retries[0].due >= before + backoff(1));
+            assert_eq!(s.tickets.get(a), Ticket { tp: TP, epoch: s.tickets.get(a).epoch, offset: 7, attempt: 1 });
+            assert_eq!(s.tickets.len(), 1, "the acknowledged output's number is given back");
+        }
+        assert_eq!(shared.outstanding(), 1);
+        assert_eq!(resend(&shared), a);
+        shared.failed(a, &refused, "out", retry);
+        assert_eq!(shared.lock().tickets.get(a).attempt, 2);
+        assert!(shared.lock().retries[0].due >= before + backoff(2));
+        assert_eq!(shared.lock().marks.watermark(TP), Some(7));
+        assert_eq!(resend(&shared), a);
+        shared.acked(a);
+        let s = shared.lock();
+        assert_eq!(s.marks.watermark(TP), Some(9), "the retry landed: the watermark passes both records");
+        assert!(s.tickets.is_empty() && s.retries.is_empty());
+        assert_eq!(shared.outstanding(), 0);
+    }
+
+    /// Reports of a revoked partition's outputs give their numbers back and retry
+    /// nothing: the partition's next owner produces them again.
+    #[test]
+    fn reports_of_a_revoked_partition_give_their_tickets_back() {
+        let shared = Shared::new(Delivery::AtLeastOnce);
+        let (a, b) = (registered(&shared, 1), registered(&shared, 2));
+        shared.lock().marks.remove(TP);
+        shared.failed(a, &KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), "out", retry);
+        shared.acked(b);
+        let s = shared.lock();
+        assert!(s.retries.is_empty());
+        assert!(s.tickets.is_empty());
+        assert_eq!(s.marks.watermark(TP), None);
     }
 
     #[test]

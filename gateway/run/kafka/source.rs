@@ -6,9 +6,10 @@
 //! - at-least-once: wait (at most `limits.drain_timeout`) until the revoked
 //!   partitions' outputs still with the producer are reported, store their watermarks,
 //!   and forget them. librdkafka commits stored offsets as it unassigns, without
-//!   blocking the callback. Acknowledgements arrive on the producer's thread, so the
-//!   wait cannot deadlock; an output that failed and waits for a retry is not waited
-//!   for: the partition's next owner consumes its record again.
+//!   blocking the callback. The callback serves the producer's delivery reports
+//!   itself while it waits (the loop's thread, which it runs on, is where they are
+//!   served), so the wait cannot deadlock; an output that failed and waits for a retry
+//!   is not waited for: the partition's next owner consumes its record again.
 //! - exactly-once: commit the open transaction (outputs and offsets together) while the
 //!   group generation is still ours; if that fails, abort it.
 //!
@@ -114,7 +115,15 @@ impl SourceContext {
                 if now >= deadline {
                     break;
                 }
-                state = shared.drained.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+                // The loop's thread is in here: it serves the reports itself, or they
+                // come on the producer's thread and signal.
+                if shared.serves() {
+                    drop(state);
+                    shared.serve((deadline - now).min(Duration::from_millis(10)));
+                    state = shared.lock();
+                } else {
+                    state = shared.drained.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+                }
             }
             state.draining = false;
             waited = start.elapsed();

@@ -4,8 +4,9 @@
 //! librdkafka emits a JSON document every `statistics.interval.ms` (the gateway sets
 //! 1000, so the lag gauge is never more than a second old; a `consumer:` or
 //! `producer:` property overrides it, `0` turns it off). The
-//! consumer's arrives inside `poll`, on the loop's thread; the producer's on its
-//! polling thread. Either way the work here is small and bounded: one parse of the
+//! consumer's arrives inside `poll`, on the loop's thread; the producer's where its
+//! reports are served (at-least-once the loop's thread too, exactly-once the producer's
+//! own). Either way the work here is small and bounded: one parse of the
 //! few fields used (everything else is skipped), then a few gauge stores. Handles are
 //! registered once: the producer's when its context is made, a lag gauge the first
 //! time its partition is seen (labels from the configured input topics and partition
