@@ -79,6 +79,12 @@ pub fn decode_onto<'a>(bytes: &'a [u8], tape: &mut Tape, mut hash: impl FnMut(&s
     Ok(event)
 }
 
+/// Whether `key` is `name`, compared as arrays of a size known here.
+#[inline(always)]
+fn is<const N: usize>(key: &[u8], name: &[u8; N]) -> bool {
+    <&[u8; N]>::try_from(key).is_ok_and(|k| k == name)
+}
+
 /// The most members outside the event format [`decode_onto`] reads in its one pass.
 pub const QUICK_EXTRAS: usize = 16;
 
@@ -126,15 +132,17 @@ fn quick<'a>(bytes: &'a [u8], tape: &mut Tape, hash: &mut impl FnMut(&str) -> Re
                 return None;
             }
             at = space(at + 1);
-            // A string field: where it goes, and whether null counts as absent.
-            let string_field = match key {
-                "event_id" => Some((&mut fields.event_id, false)),
-                "source" => Some((&mut fields.source, false)),
-                "subject_id" => Some((&mut fields.subject_id, false)),
-                "category" => Some((&mut fields.category, false)),
-                "occurred_at" => Some((&mut fields.occurred_at, false)),
-                "device_id" => Some((&mut fields.device_id, true)),
-                "attributes" => {
+            // A string field: where it goes, and whether null counts as absent. The
+            // names are compared as fixed-size arrays: a few loads, not a memcmp call.
+            let k = key.as_bytes();
+            let string_field = match k.len() {
+                8 if is(k, b"event_id") => Some((&mut fields.event_id, false)),
+                6 if is(k, b"source") => Some((&mut fields.source, false)),
+                10 if is(k, b"subject_id") => Some((&mut fields.subject_id, false)),
+                8 if is(k, b"category") => Some((&mut fields.category, false)),
+                11 if is(k, b"occurred_at") => Some((&mut fields.occurred_at, false)),
+                9 if is(k, b"device_id") => Some((&mut fields.device_id, true)),
+                10 if is(k, b"attributes") => {
                     if fields.attributes.is_some() {
                         return None;
                     }
@@ -149,7 +157,8 @@ fn quick<'a>(bytes: &'a [u8], tape: &mut Tape, hash: &mut impl FnMut(&str) -> Re
                     }
                     None
                 }
-                other => {
+                _ => {
+                    let other = key;
                     let n = fields.extra as usize;
                     if n == QUICK_EXTRAS || names::is_refused_name(other) {
                         return None;
