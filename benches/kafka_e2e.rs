@@ -49,7 +49,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 
-#[allow(dead_code)]
 mod workload;
 
 use workload::Mix;

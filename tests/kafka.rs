@@ -50,6 +50,21 @@ fn admin() -> AdminClient<DefaultClientContext> {
     ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("an admin client")
 }
 
+/// Sets `topic`'s largest accepted batch (`max.message.bytes`): below any output, the
+/// broker refuses every delivery to it.
+fn set_max_message_bytes(topic: &str, bytes: &str) {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let altered = futures::executor::block_on(admin().alter_configs(&[AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", bytes)], &opts));
+    assert!(altered.expect("configs altered").iter().all(Result::is_ok), "max.message.bytes of {topic} set to {bytes}");
+}
+
+/// Adds `lines` (each `  key: value\n`) to the `limits` of the gateway config at `config`.
+fn add_limits(config: &Path, lines: &str) {
+    let text = std::fs::read_to_string(config).unwrap().replace("limits:\n", &format!("limits:\n{lines}"));
+    std::fs::write(config, text).unwrap();
+}
+
 fn create_topics(topics: &[(&str, i32)]) {
     let new: Vec<NewTopic<'_>> = topics.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -650,8 +665,7 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
     // At most a thousand outputs unacknowledged, one record at a time: the run then takes
     // seconds, so that the kill lands mid-stream however fast the gateway is (a
     // release build enforces and produces all of these events in a fraction of one).
-    let text = std::fs::read_to_string(&config).unwrap().replace("limits:\n", "limits:\n  max_in_flight: 1000\n  threads: 1\n");
-    std::fs::write(&config, text).unwrap();
+    add_limits(&config, "  max_in_flight: 1000\n  threads: 1\n");
     let outputs = site.outputs();
     let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), false);
 
@@ -684,8 +698,7 @@ fn kill_9_in_exactly_once_mode_each_output_once_for_a_read_committed_reader() {
     // Transactions of at most a thousand outputs, so that the kill lands between two
     // commits however fast the gateway is (a release build enforces all of these
     // events within one commit interval).
-    let text = std::fs::read_to_string(&config).unwrap().replace("limits:\n", "limits:\n  max_in_flight: 1000\n");
-    std::fs::write(&config, text).unwrap();
+    add_limits(&config, "  max_in_flight: 1000\n");
     let outputs = site.outputs();
     let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), true);
 
@@ -1120,13 +1133,10 @@ fn kafka_client_metrics_are_served_with_their_types_and_lag_falls_to_zero() {
 /// partition's lag stays above zero (its committed offset waits for the retries).
 #[test]
 fn failed_deliveries_are_counted() {
-    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
     let _broker = shared_broker();
     let site = Site::new("delivery-errors", 1);
     let refusing = site.topic("planning");
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let altered = futures::executor::block_on(admin().alter_configs(&[AlterConfig::new(ResourceSpecifier::Topic(&refusing)).set("max.message.bytes", "64")], &opts));
-    assert!(altered.expect("configs altered").iter().all(Result::is_ok));
+    set_max_message_bytes(&refusing, "64");
     produce(&site.input, 1, &example_events());
     let mut gw = Gateway::start("gateway", &site.config_with_metrics("gw", &unique("delivery-errors"), ""));
     let addr = gw.admin_address();
@@ -1146,16 +1156,10 @@ fn failed_deliveries_are_counted() {
 /// committed to the end only once the retries have landed.
 #[test]
 fn failed_deliveries_are_retried_until_they_land_and_the_offsets_wait_for_them() {
-    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
     let _broker = shared_broker();
     let site = Site::new("delivery-retries", 1);
     let refusing = site.topic("planning");
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let limit = |bytes: &str| {
-        let altered = futures::executor::block_on(admin().alter_configs(&[AlterConfig::new(ResourceSpecifier::Topic(&refusing)).set("max.message.bytes", bytes)], &opts));
-        assert!(altered.expect("configs altered").iter().all(Result::is_ok));
-    };
-    limit("64");
+    set_max_message_bytes(&refusing, "64");
     let events = many_events(60);
     let (expected, quarantined) = site.file_mode(&events);
     assert!(!expected[&refusing].is_empty(), "some events are for the refusing topic");
@@ -1169,7 +1173,7 @@ fn failed_deliveries_are_retried_until_they_land_and_the_offsets_wait_for_them()
     std::thread::sleep(Duration::from_secs(2));
     let (_, committed, end) = site.offsets_committed(&group)[0];
     assert!(committed < end, "committed {committed} of {end} while outputs were refused");
-    limit("1048588");
+    set_max_message_bytes(&refusing, "1048588");
     let mut reader = site.read_all(Duration::from_secs(90), "every output once the topic accepts them", &expected, quarantined);
     reader.poll_for(Duration::from_millis(300));
     for (topic, want) in &expected {

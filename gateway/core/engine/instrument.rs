@@ -81,17 +81,12 @@ impl Engine {
     /// The event with only the attributes its instrument's `fields` let through,
     /// written into `buf` (cleared first). Unchanged when there is no limit.
     pub fn restrict<'a>(&self, event: Event<'a>, decision: &Decision, buf: &'a mut Vec<u8>) -> Result<Event<'a>, Malformed> {
-        self.restrict_on(event, decision, None, buf)
+        self.restrict_onto(event, decision, None, buf, None).map(|(e, _)| e)
     }
 
     /// [`Engine::restrict`], `tape` holding the event's attributes, read (else they are
-    /// read here).
-    pub(super) fn restrict_on<'a>(&self, event: Event<'a>, decision: &Decision, tape: Option<&Tape>, buf: &'a mut Vec<u8>) -> Result<Event<'a>, Malformed> {
-        self.restrict_onto(event, decision, tape, buf, None).map(|(e, _)| e)
-    }
-
-    /// [`Engine::restrict_on`], reading what it lets through onto `onto` if given;
-    /// true beside the event when it did.
+    /// read here), reading what it lets through onto `onto` if given; true beside the
+    /// event when it did.
     pub(super) fn restrict_onto<'a>(&self, event: Event<'a>, decision: &Decision, tape: Option<&Tape>, buf: &'a mut Vec<u8>, onto: Option<&mut Tape>) -> Result<(Event<'a>, bool), Malformed> {
         let Some(i) = decision.instrument else { return Ok((event, false)) };
         let Some(ins) = self.agreement.instruments.as_ref().map(|l| &l[i as usize]) else { return Ok((event, false)) };
@@ -143,16 +138,7 @@ fn meets(v: Value<'_>, depth: usize, bound: &Bound, found: &mut bool) -> bool {
 /// hashes the tape holds settle most members without normalising.
 fn named(member: Value<'_>, bound: &Bound, depth: usize) -> bool {
     // A name written in normal form is its own normal form (normalising is idempotent).
-    member.name_hash() == bound.hashes[depth] && (member.name() == bound.segments[depth] || normal(member.name()) == bound.segments[depth])
-}
-
-/// A member name in the normal form of SPEC 2.5 (bounds are compiled in that form).
-fn normal(name: &str) -> std::borrow::Cow<'_, str> {
-    let mut out = String::new();
-    if crate::agreement::names::ascii_normal_into(name, &mut out) && out == name {
-        return std::borrow::Cow::Borrowed(name);
-    }
-    std::borrow::Cow::Owned(crate::agreement::names::normalise(name))
+    member.name_hash() == bound.hashes[depth] && (member.name() == bound.segments[depth] || crate::agreement::names::normalise(member.name()) == bound.segments[depth])
 }
 
 fn number(text: &str) -> Option<f64> {

@@ -109,7 +109,7 @@ pub fn member_hash(a: &Agreement, name: &str) -> Result<u64, Malformed> {
     // Plain ASCII as JSON carries it: only DEL is a control character there (escaped
     // ones arrive unescaped); default-ignorable code points are never ASCII.
     if name.is_ascii() && !name.bytes().any(|b| b < 0x20 || b == 0x7f) {
-        return Ok(names::normal_hash(name));
+        return Ok(names::unplain_hash(name));
     }
     CACHE.with_borrow_mut(|c| {
         let m = member_in(c, a, name);

@@ -158,12 +158,11 @@ fn quick<'a>(bytes: &'a [u8], tape: &mut Tape, hash: &mut impl FnMut(&str) -> Re
                     None
                 }
                 _ => {
-                    let other = key;
                     let n = fields.extra as usize;
-                    if n == QUICK_EXTRAS || names::is_refused_name(other) {
+                    if n == QUICK_EXTRAS || names::is_refused_name(key) {
                         return None;
                     }
-                    let normal = names::normal_hash(other);
+                    let normal = names::normal_hash(key);
                     if extras[..n].contains(&normal) {
                         return None;
                     }
