@@ -408,6 +408,8 @@ impl Writer<'_> {
         true
     }
 
+    /// Counts a field's treatment, and notes it when explaining.
+    #[inline]
     fn note(&mut self, path: &str, name: &str, treatment: Treatment) {
         match treatment {
             Treatment::Kept => {}
@@ -415,6 +417,13 @@ impl Writer<'_> {
             Treatment::Generalised => self.counts.generalised += 1,
             Treatment::Removed(_) => self.counts.removed += 1,
         }
+        if self.trace.is_some() {
+            self.explain(path, name, treatment);
+        }
+    }
+
+    #[cold]
+    fn explain(&mut self, path: &str, name: &str, treatment: Treatment) {
         if let Some(trace) = self.trace.as_deref_mut() {
             let path = if path.is_empty() { name.to_string() } else { format!("{path}.{name}") };
             trace.push(FieldNote { purpose: self.purpose, path, treatment });

@@ -467,7 +467,13 @@ impl Reader<'_, '_> {
 }
 
 /// Where the JSON whitespace that starts at `at` in `b` ends.
+#[inline]
 pub(crate) fn skip_space(b: &[u8], mut at: usize) -> usize {
+    // Most tokens follow no space at all: one compare rules it out (all four are
+    // at most b' ').
+    if b.get(at).is_none_or(|&c| c > b' ') {
+        return at;
+    }
     while at < b.len() && matches!(b[at], b' ' | b'\t' | b'\n' | b'\r') {
         at += 1;
     }
