@@ -55,6 +55,9 @@ struct Cache {
     /// The interned normal forms, by id.
     forms: Vec<Box<str>>,
     categories: Map<Box<str>, CategoryVerdict>,
+    /// The purposes a member name may reach, by the hash a tape read it with and the
+    /// name as sent: found without hashing the name again.
+    allowed: hashbrown::HashTable<(u64, Box<str>, PurposeSet)>,
 }
 
 thread_local! {
@@ -69,8 +72,9 @@ pub fn begin(a: &Agreement) {
     fingerprint[..sha.len().min(16)].copy_from_slice(&sha[..sha.len().min(16)]);
     let me = (a as *const Agreement as usize, fingerprint);
     CACHE.with_borrow_mut(|c| {
-        if c.agreement != Some(me) || c.members.len() + c.categories.len() + c.texts.len() > LIMIT {
+        if c.agreement != Some(me) || c.members.len() + c.categories.len() + c.texts.len() + c.allowed.len() > LIMIT {
             c.members.clear();
+            c.allowed.clear();
             c.normal.clear();
             c.forms.clear();
             c.texts.clear();
@@ -125,6 +129,7 @@ pub fn member_hash(a: &Agreement, name: &str) -> Result<u64, Malformed> {
 /// normalised) and the purposes it may reach; `None` when it is neither named nor
 /// kept (`keep_rest`), without classifying it. `hash` is the name's normal-form hash
 /// ([`member_hash`]): when no child has it, the name is no child's.
+#[inline]
 pub fn member<'s>(a: &Agreement, name: &str, hash: u64, sel: &'s Selector, keep_rest: bool) -> Option<(PurposeSet, Option<&'s Selector>)> {
     let maybe_child = sel.hashes.contains(&hash);
     if !maybe_child && !keep_rest {
@@ -138,6 +143,13 @@ pub fn member<'s>(a: &Agreement, name: &str, hash: u64, sel: &'s Selector, keep_
     if let Some(allowed) = exact.filter(|s| s.written == name).and_then(|s| s.allowed) {
         return Some((allowed, exact));
     }
+    member_cached(a, name, hash, sel, keep_rest, maybe_child, exact)
+}
+
+/// [`member`] for a name that needs the cache: out of line, so the common cases above
+/// pay nothing for it.
+#[inline(never)]
+fn member_cached<'s>(a: &Agreement, name: &str, hash: u64, sel: &'s Selector, keep_rest: bool, maybe_child: bool, exact: Option<&'s Selector>) -> Option<(PurposeSet, Option<&'s Selector>)> {
     CACHE.with_borrow_mut(|c| {
         let mut child = exact;
         if child.is_none() && maybe_child {
@@ -153,7 +165,12 @@ pub fn member<'s>(a: &Agreement, name: &str, hash: u64, sel: &'s Selector, keep_
         if child.is_none() && !keep_rest {
             return None;
         }
-        Some((member_in(c, a, name).allowed, child))
+        if let Some(&(_, _, allowed)) = c.allowed.find(hash, |(h, n, _)| *h == hash && **n == *name) {
+            return Some((allowed, child));
+        }
+        let allowed = member_in(c, a, name).allowed;
+        c.allowed.insert_unique(hash, (hash, name.into(), allowed), |e| e.0);
+        Some((allowed, child))
     })
 }
 
