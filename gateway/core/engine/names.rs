@@ -138,12 +138,23 @@ pub fn member<'s>(a: &Agreement, name: &str, hash: u64, sel: &'s Selector, keep_
     // Written as the agreement writes it, or in normal form: no need to normalise (both
     // normalise to the child's key, and no two keys are equal). Only the children with
     // the name's hash can be it.
-    let exact = if maybe_child { sel.hashes.iter().zip(&sel.children).find(|(h, (k, s))| **h == hash && (k == name || s.written == name)).map(|(_, (_, s))| s) } else { None };
+    // Tried as written first (names mostly are), and each compared once.
+    let found = if maybe_child {
+        sel.hashes.iter().zip(&sel.children).find_map(|(h, (k, s))| match *h == hash {
+            true if s.written == name => Some((s, true)),
+            true if k == name => Some((s, false)),
+            _ => None,
+        })
+    } else {
+        None
+    };
     // Named exactly as the agreement writes it: classified at compile time, no cache.
-    if let Some(allowed) = exact.filter(|s| s.written == name).and_then(|s| s.allowed) {
-        return Some((allowed, exact));
+    if let Some((s, true)) = found {
+        if let Some(allowed) = s.allowed {
+            return Some((allowed, Some(s)));
+        }
     }
-    member_cached(a, name, hash, sel, keep_rest, maybe_child, exact)
+    member_cached(a, name, hash, sel, keep_rest, maybe_child, found.map(|(s, _)| s))
 }
 
 /// [`member`] for a name that needs the cache: out of line, so the common cases above
