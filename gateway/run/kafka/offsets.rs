@@ -58,7 +58,9 @@ pub enum Ack {
 /// The watermarks of every assigned partition.
 #[derive(Debug, Default)]
 pub struct Watermarks {
-    parts: HashMap<Tp, Part>,
+    /// Looked up twice per output (register and acknowledge): hashed with foldhash,
+    /// not SipHash (the keys come from the broker's assignment, not from events).
+    parts: HashMap<Tp, Part, foldhash::fast::RandomState>,
     next_epoch: u32,
     /// Outputs registered and not yet acknowledged, over all partitions.
     outstanding: usize,
@@ -118,7 +120,12 @@ impl Watermarks {
     pub fn acked(&mut self, tp: Tp, epoch: u32, offset: i64) -> Ack {
         let Some(part) = self.current(tp, epoch) else { return Ack::Stale };
         part.in_flight -= 1;
-        if let Ok(i) = part.pending.binary_search_by_key(&offset, |p| p.offset) {
+        // Acknowledgements come mostly in order: the oldest record first.
+        let found = match part.pending.front() {
+            Some(p) if p.offset == offset => Ok(0),
+            _ => part.pending.binary_search_by_key(&offset, |p| p.offset),
+        };
+        if let Ok(i) = found {
             part.pending[i].outstanding -= 1;
             while part.pending.front().is_some_and(|p| p.outstanding == 0) {
                 part.pending.pop_front();
