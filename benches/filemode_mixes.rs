@@ -17,6 +17,12 @@
 //! other sizes and with none, best of 5 each, with its hit, miss and eviction counts.
 //!
 //!     taskset -c 1 cargo bench --bench filemode_mixes [-- EVENTS] [--mix examples|site] [--no-cache-table | --cache-only]
+//!
+//! `--once` instead runs file mode once over the events held in memory, into nothing,
+//! untimed: for counting instructions, a figure a noisy machine cannot move:
+//!
+//!     valgrind --tool=callgrind --collect-atstart=no --toggle-collect='accord::run::filemode::run_with' \
+//!         target/release/deps/filemode_mixes-HASH 20000 --mix site --once
 
 mod workload;
 
@@ -36,6 +42,12 @@ fn main() {
         Some(i) => vec![Mix::parse(&args[i + 1]).expect("--mix examples|site")],
         None => Mix::ALL.to_vec(),
     };
+    if args.iter().any(|a| a == "--once") {
+        for &mix in &mixes {
+            once(mix, n);
+        }
+        return;
+    }
     let mut summary = Vec::new();
     for &mix in &mixes {
         if !args.iter().any(|a| a == "--cache-only") {
@@ -52,6 +64,18 @@ fn main() {
         println!("{line}");
     }
     println!("peak RSS (the cache table holds its events in memory): {}", peak_rss());
+}
+
+/// File mode once over `n` events of `mix` in memory, written nowhere (`--once`).
+fn once(mix: Mix, n: usize) {
+    let mut all = Vec::new();
+    workload::write_mix(mix, n, &mut all).unwrap();
+    let engine = Arc::new(workload::engine_for(mix));
+    let mut reader = filemode::Input::new(&all[..]);
+    let mut sink = Sink::Stream { out: Box::new(std::io::sink()), notes: Box::new(std::io::sink()) };
+    let tally = filemode::run(Arc::new(engine.clone()), &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, _, _| {}).unwrap();
+    assert_eq!(tally.received(), n as u64);
+    println!("{} mix: {n} events once through file mode, {} forwarded", mix.name(), tally.forwarded_events());
 }
 
 /// File mode against the JSON round trip on one mix; returns the summary line.
