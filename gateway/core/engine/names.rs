@@ -137,8 +137,8 @@ pub fn member<'s>(a: &Agreement, name: &str, hash: u64, sel: &'s Selector, keep_
     }
     // Written as the agreement writes it, or in normal form: no need to normalise (both
     // normalise to the child's key, and no two keys are equal). Only the children with
-    // the name's hash can be it.
-    // Tried as written first (names mostly are), and each compared once.
+    // the name's hash can be it; each is compared once, as written first (names mostly
+    // are).
     let found = if maybe_child {
         sel.hashes.iter().zip(&sel.children).find_map(|(h, (k, s))| match *h == hash {
             true if s.written == name => Some((s, true)),

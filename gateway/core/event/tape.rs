@@ -715,8 +715,8 @@ mod tests {
             let text = if pretty { serde_json::to_string_pretty(&obj).unwrap() } else { serde_json::to_string(&obj).unwrap() };
             let hash = |n: &str| Ok(crate::agreement::names::normal_hash(n));
             let mut source = Tape::default();
-            // Names the generator wrote apart may share a normal form (`rn` and `m`):
-            // such text is refused, and has no tape to filter.
+            // Names the generator wrote apart may share a normal form (`e` and `é`, `rn`
+            // and `m`): such text is refused, and has no tape to filter.
             proptest::prop_assume!(source.read(&text, hash).is_ok());
             // A member is kept whole, looked into, or left out, by its name's hash:
             // the same choice for the same name at any depth.
