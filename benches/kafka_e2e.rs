@@ -205,6 +205,8 @@ fn main() {
                 r.cpu,
                 r.cpu.as_secs_f64() * 1e6 / events as f64
             );
+            let by_thread: Vec<String> = r.threads.iter().map(|(name, t)| format!("{name} {:.1}", t.as_secs_f64() * 1e6 / events as f64)).collect();
+            eprintln!("kafka_e2e: {mode:<11} CPU by thread, µs/event: {}", by_thread.join(", "));
             results.push((mode, r));
         }
     }
@@ -230,6 +232,8 @@ struct Run {
     peak_rss_kib: u64,
     /// The child's CPU time (user + system), all threads.
     cpu: Duration,
+    /// The child's CPU time by thread, read just before it stops (see [`threads_cpu`]).
+    threads: Vec<(String, Duration)>,
     events: usize,
 }
 
@@ -289,10 +293,11 @@ fn measure(bootstrap: &str, mode: &str, config: &std::path::Path, extra: &str, w
     let total = started.elapsed();
     peak = peak.max(vm_hwm(pid));
     let cpu = cpu_time(pid);
+    let threads = threads_cpu(pid, cpu);
     drop(child.stdin.take()); // The child stops on EOF: drain, commit, exit.
     let status = child.wait().unwrap();
     assert!(status.success(), "the {mode} child failed: {status}");
-    Run { total, first: first.unwrap_or_default(), peak_rss_kib: peak, cpu, events }
+    Run { total, first: first.unwrap_or_default(), peak_rss_kib: peak, cpu, threads, events }
 }
 
 /// Records in `topics` (the sum of their partitions' high minus low watermarks).
@@ -360,10 +365,42 @@ fn crash(bootstrap: &str, config: &std::path::Path, group: &str, input: &str, wa
 
 /// CPU time of a process so far (utime + stime from /proc, at 100 ticks/s).
 fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    cpu_time_of(std::path::Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// utime + stime of a `/proc/.../stat` file.
+fn cpu_time_of(path: &std::path::Path) -> Duration {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
     let ticks: u64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<u64>().ok()).sum();
     Duration::from_millis(ticks * 10)
+}
+
+/// A process's CPU time by thread, summed by thread name: `loop` for its main thread,
+/// librdkafka's threads by their names (`rdk:broker1`, `rdk:main`, ...; the
+/// bootstrap connections' `rdk:broker-1` apart), and `ended` for threads that have
+/// exited (what `total` has beyond the live threads).
+fn threads_cpu(pid: u32, total: Duration) -> Vec<(String, Duration)> {
+    let mut by: Vec<(String, Duration)> = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return by };
+    for task in tasks.flatten() {
+        let tid = task.file_name().to_string_lossy().into_owned();
+        let name = if tid == pid.to_string() {
+            "loop".to_string()
+        } else {
+            std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_string()
+        };
+        let cpu = cpu_time_of(&task.path().join("stat"));
+        match by.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, t)) => *t += cpu,
+            None => by.push((name, cpu)),
+        }
+    }
+    let live: Duration = by.iter().map(|(_, t)| *t).sum();
+    by.push(("ended".to_string(), total.saturating_sub(live)));
+    by.retain(|(_, t)| !t.is_zero());
+    by.sort_by(|a, b| b.1.cmp(&a.1));
+    by
 }
 
 /// Peak resident set size of a process, in KiB (0 once it is gone).

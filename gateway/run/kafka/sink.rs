@@ -384,9 +384,16 @@ pub struct Out<'a> {
 /// too small to split, or one lane, makes no thread hop. Every lane decides a batch
 /// with the same agreement version: lane 0 takes a reloaded agreement between two
 /// batches and the others follow it.
+///
+/// Lanes 1 and up run on a pool of threads started with the [`Records`] and kept for
+/// its life (named `accord-lane-N`). A thread started per batch would pay for its
+/// start at every batch, and would begin each one with the engine's per-thread
+/// caches of member names empty.
 pub struct Records {
     /// At least one; lane 0 also serves the one-record-at-a-time path.
     lanes: Vec<Lane>,
+    /// The threads of lanes 1 and up (none with one lane).
+    pool: Option<rayon::ThreadPool>,
     /// The outcome of the record last processed (or staged).
     outcome: Outcome,
     /// Where [`Records::get`] finds the outputs of that record.
@@ -515,8 +522,16 @@ impl Records {
     pub fn with_lanes(engines: Arc<dyn Engines + Send + Sync>, input: Format, output: Format, quarantine_topic: &str, lanes: usize) -> Records {
         let encoding = Encoding { format: output, length_delimited: false };
         let lanes: Vec<Lane> = (0..lanes.max(1)).map(|_| Lane::new(Enforcer::new(engines.clone(), input, encoding))).collect();
+        let pool = (lanes.len() > 1).then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(lanes.len() - 1)
+                .thread_name(|i| format!("accord-lane-{}", i + 1))
+                .build()
+                .expect("the enforcing threads start")
+        });
         let mut records = Records {
             lanes,
+            pool,
             outcome: Outcome::Drop,
             cursor: Cursor::Last,
             chunks: Vec::new(),
@@ -625,10 +640,13 @@ impl Records {
             first.enforce_claimed(payloads, &next);
         } else {
             self.spread += 1;
-            std::thread::scope(|s| {
+            // The loop's thread works as lane 0, then waits for the others; a panic
+            // in any lane comes back here.
+            let pool = self.pool.as_ref().expect("a pool for the lanes beyond the first");
+            pool.in_place_scope(|s| {
                 for lane in rest {
                     let next = &next;
-                    s.spawn(move || lane.enforce_claimed(payloads, next));
+                    s.spawn(move |_| lane.enforce_claimed(payloads, next));
                 }
                 first.enforce_claimed(payloads, &next);
             });
