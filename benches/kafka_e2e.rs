@@ -399,7 +399,7 @@ fn threads_cpu(pid: u32, total: Duration) -> Vec<(String, Duration)> {
     let live: Duration = by.iter().map(|(_, t)| *t).sum();
     by.push(("ended".to_string(), total.saturating_sub(live)));
     by.retain(|(_, t)| !t.is_zero());
-    by.sort_by(|a, b| b.1.cmp(&a.1));
+    by.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
     by
 }
 
