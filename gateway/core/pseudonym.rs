@@ -170,10 +170,15 @@ impl Pseudonymiser {
     pub fn write(&self, message: &[u8], cache: &mut Cache, out: &mut Vec<u8>) {
         out.extend_from_slice(self.key.id.as_bytes());
         out.push(b':');
+        out.extend_from_slice(&self.hex(message, cache));
+    }
+
+    /// The pseudonym's [`HEX_DIGITS`] hex digits (what follows `KEY_ID:`).
+    pub fn hex(&self, message: &[u8], cache: &mut Cache) -> [u8; HEX_DIGITS] {
         let tag = cache.get_or_insert(self.fingerprint, message, || self.key.digest(message));
-        let mut hex = [0u8; 32];
+        let mut hex = [0u8; HEX_DIGITS];
         hex::encode_to_slice(tag, &mut hex).expect("32 hex digits for 16 bytes");
-        out.extend_from_slice(&hex);
+        hex
     }
 
     /// The 32 hex digits of a suppression's subject (SPEC 2.7): the HMAC of
@@ -208,6 +213,9 @@ impl Pseudonymiser {
         String::from_utf8(out).expect("key ids and hex are ASCII")
     }
 }
+
+/// The hex digits of a pseudonym, after its `KEY_ID:`.
+pub const HEX_DIGITS: usize = 32;
 
 /// The domain of suppression subjects (SPEC 2.7).
 pub const SUPPRESSION_DOMAIN: &[u8] = b"accord-suppression";

@@ -161,6 +161,8 @@ pub struct Outputs {
     restricted: crate::event::tape::Tape,
     /// Pseudonyms already computed: see [`crate::pseudonym::Cache`].
     pub cache: crate::pseudonym::Cache,
+    /// Where the first purpose's pseudonyms are, for the other purposes' outputs.
+    digits: transform::Digits,
 }
 
 impl Outputs {

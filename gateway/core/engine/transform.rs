@@ -7,6 +7,13 @@
 //! object or array is copied with every member the taxonomy forbids for this purpose
 //! removed, at any depth. Every field left out, pseudonymised or generalised is
 //! counted, and, for `accord explain`, noted with its path.
+//!
+//! An event that goes to several purposes is walked once. The writer notes where
+//! each pseudonym's digits are in the first purpose's output and whether any member
+//! reached some of the event's purposes but not others. If none did, every later
+//! purpose's output is the first one's text with its pseudonyms computed again for
+//! that purpose (the same digits when the agreement's pseudonym domain is shared).
+//! Only the pseudonym domain and the taxonomy's exceptions depend on the purpose.
 
 
 use chrono::{DateTime, Utc};
@@ -15,7 +22,7 @@ use super::generalise;
 use super::names;
 use super::{Decision, Engine, FieldCounts, Output, Outputs};
 use crate::agreement::taxonomy::Class;
-use crate::agreement::{FieldOp, PurposeId, Rule, Selector};
+use crate::agreement::{Domain, FieldOp, PurposeId, PurposeSet, Rule, Selector};
 use crate::event::tape::{unquote, Tape, Value};
 use crate::event::{Event, Malformed};
 use crate::pseudonym;
@@ -73,25 +80,123 @@ impl Engine {
         let rule = &self.agreement.rules[decision.rule];
         let at = event.occurred_at.with_timezone(&Utc);
         names::begin(&self.agreement);
+        let decided: PurposeSet = rule.purposes.iter().map(|&p| 1 << p).fold(0, |a, b| a | b) & decision.purposes;
+        // Explaining notes every field of every purpose: each is walked.
+        let reuse = decided.count_ones() > 1 && trace.is_none();
+        let mut first: Option<First> = None;
         for &purpose in &rule.purposes {
-            if decision.purposes & (1 << purpose) == 0 {
+            if decided & (1 << purpose) == 0 {
                 continue;
             }
-            let Outputs { items, buf, keys, msg, cache, tape, .. } = out;
+            if let Some(first) = &first {
+                self.write_like(first, purpose, decision.rule, at, out);
+                continue;
+            }
+            let Outputs { items, buf, keys, msg, cache, tape, digits, .. } = out;
+            digits.clear();
             let start = buf.len();
-            let mut w = Writer { engine: self, purpose, at, counts: FieldCounts::default(), msg, prefix: 0, cache, trace: trace.as_deref_mut() };
+            let mut w = Writer {
+                engine: self,
+                purpose,
+                decided,
+                mixed: false,
+                digits: reuse.then_some(digits),
+                key_text: None,
+                at,
+                counts: FieldCounts::default(),
+                msg,
+                prefix: 0,
+                cache,
+                trace: trace.as_deref_mut(),
+            };
             let key = w.write_event(event, tape, rule, buf, keys)?;
+            let end = buf.len();
             let stamp = &self.stamps[decision.rule * self.agreement.purposes.len() + purpose as usize];
             buf.extend_from_slice(stamp);
-            items.push(Output { purpose, rule: decision.rule, payload: start..buf.len(), key, fields: w.counts });
+            items.push(Output { purpose, rule: decision.rule, payload: start..buf.len(), key: key.clone(), fields: w.counts });
+            if reuse && !w.mixed {
+                first = Some(First { text: start..end, key, key_text: w.key_text, counts: w.counts });
+            }
         }
         Ok(())
+    }
+
+    /// Another purpose's output from the first one's text (see the module's note): its
+    /// pseudonyms' digits computed again for `purpose`, its record key taken from its
+    /// own text, and its purpose's stamp.
+    fn write_like(&self, first: &First, purpose: PurposeId, rule: usize, at: DateTime<Utc>, out: &mut Outputs) {
+        let Outputs { items, buf, keys, msg, cache, digits, .. } = out;
+        let start = buf.len();
+        buf.extend_from_within(first.text.clone());
+        let moved = |at: usize| start + at - first.text.start;
+        let a = &*self.agreement;
+        if a.domain == Domain::PerPurpose && !digits.at.is_empty() {
+            pseudonym::message(a, &a.purposes[purpose as usize].name, Some(at), b"", msg);
+            let prefix = msg.len();
+            for (at, value) in &digits.at {
+                msg.truncate(prefix);
+                msg.extend_from_slice(&digits.values[value.clone()]);
+                let hex = self.pseudonymiser.hex(msg, cache);
+                let at = moved(*at);
+                buf[at..at + hex.len()].copy_from_slice(&hex);
+            }
+        }
+        let key = match (&first.key_text, &first.key) {
+            (Some(text), _) => {
+                let from = keys.len();
+                keys.extend_from_slice(&buf[moved(text.start)..moved(text.end)]);
+                Some(from..keys.len())
+            }
+            // The subject in the clear, as the event has it: the same for every purpose.
+            (None, Some(key)) => {
+                let from = keys.len();
+                keys.extend_from_within(key.clone());
+                Some(from..keys.len())
+            }
+            (None, None) => None,
+        };
+        buf.extend_from_slice(&self.stamps[rule * a.purposes.len() + purpose as usize]);
+        items.push(Output { purpose, rule, payload: start..buf.len(), key, fields: first.counts });
+    }
+}
+
+/// The first purpose's output of an event, when the others may be written from it.
+struct First {
+    /// Its text without the stamp, in the outputs' buffer.
+    text: std::ops::Range<usize>,
+    /// Its record key in the keys' buffer, and where that key is in its text, if the
+    /// key was taken from there.
+    key: Option<std::ops::Range<usize>>,
+    key_text: Option<std::ops::Range<usize>>,
+    counts: FieldCounts,
+}
+
+/// Where the first output's pseudonyms are: the place of each one's hex digits in the
+/// outputs' buffer, and the value it was computed from (in `values`).
+#[derive(Debug, Default)]
+pub struct Digits {
+    at: Vec<(usize, std::ops::Range<usize>)>,
+    values: Vec<u8>,
+}
+
+impl Digits {
+    fn clear(&mut self) {
+        self.at.clear();
+        self.values.clear();
     }
 }
 
 struct Writer<'a> {
     engine: &'a Engine,
     purpose: PurposeId,
+    /// Every purpose this event goes to.
+    decided: PurposeSet,
+    /// A member reached some of `decided` but not all: each purpose is walked.
+    mixed: bool,
+    /// Where the pseudonyms go, when later purposes may be written from this output.
+    digits: Option<&'a mut Digits>,
+    /// The record key's place in the output, when the key is taken from there.
+    key_text: Option<std::ops::Range<usize>>,
     at: DateTime<Utc>,
     counts: FieldCounts,
     msg: &'a mut Vec<u8>,
@@ -135,6 +240,7 @@ impl Writer<'_> {
                 let value = &buf[value_start..];
                 if op == FieldOp::Pseudonymise || !value.contains(&b'\\') {
                     keys.extend_from_slice(&value[1..value.len() - 1]);
+                    self.key_text = Some(value_start + 1..buf.len() - 1);
                 } else {
                     keys.extend_from_slice(ev.subject_id.as_bytes());
                 }
@@ -189,6 +295,11 @@ impl Writer<'_> {
         self.msg.extend_from_slice(value);
         buf.push(b'"');
         self.engine.pseudonymiser.write(self.msg, self.cache, buf);
+        if let Some(digits) = self.digits.as_deref_mut() {
+            let from = digits.values.len();
+            digits.values.extend_from_slice(value);
+            digits.at.push((buf.len() - pseudonym::HEX_DIGITS, from..digits.values.len()));
+        }
         buf.push(b'"');
     }
 
@@ -221,6 +332,10 @@ impl Writer<'_> {
                 continue;
             };
             let op = child.and_then(|c| c.op).or(if keep_rest { Some(FieldOp::Keep) } else { None });
+            let reach = allowed & self.decided;
+            if reach != 0 && reach != self.decided {
+                self.mixed = true;
+            }
             if allowed & (1 << self.purpose) == 0 {
                 let why = self.why_not_allowed(name);
                 self.note(path, name, Treatment::Removed(why));
