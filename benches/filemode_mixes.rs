@@ -18,6 +18,11 @@
 //!
 //!     taskset -c 1 cargo bench --bench filemode_mixes [-- EVENTS] [--mix examples|site] [--no-cache-table | --cache-only]
 //!
+//! `--input FILE --agreement FILE` runs the same comparison on your own workload (JSON
+//! lines, one event each) under your own agreement, with the demo key:
+//!
+//!     taskset -c 1 cargo bench --bench filemode_mixes -- --input events.jsonl --agreement agreement.yaml
+//!
 //! `--once` instead runs file mode once over the events held in memory, into nothing,
 //! untimed: for counting instructions, a figure a noisy machine cannot move:
 //!
@@ -37,6 +42,17 @@ use accord::run::filemode::{self, Sink};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| args.iter().position(|a| a == flag).map(|i| args.get(i + 1).unwrap_or_else(|| panic!("{flag} FILE")).clone());
+    if let Some(input) = value("--input") {
+        let agreement = value("--agreement").expect("--input needs --agreement FILE");
+        let engine = Arc::new(workload::engine_of(agreement.as_ref()));
+        let file = File::open(&input).unwrap_or_else(|e| panic!("{input}: {e}"));
+        let n = std::io::BufRead::split(std::io::BufReader::new(file), b'\n').filter(|l| l.as_ref().is_ok_and(|l| !l.is_empty())).count();
+        let dir = tempfile::tempdir().unwrap();
+        compare(&input, std::path::Path::new(&input), n, &engine, dir.path());
+        println!("peak RSS: {}", peak_rss());
+        return;
+    }
     let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
     let mixes: Vec<Mix> = match args.iter().position(|a| a == "--mix") {
         Some(i) => vec![Mix::parse(&args[i + 1]).expect("--mix examples|site")],
@@ -84,8 +100,13 @@ fn file_mode(mix: Mix, n: usize) -> String {
     let input = dir.path().join("events.jsonl");
     let bytes = workload::write_mix(mix, n, &mut BufWriter::new(File::create(&input).unwrap())).unwrap();
     println!("workload {}: {n} events, {:.0} bytes each on average, {}", mix.name(), bytes as f64 / n as f64, input.display());
-
     let engine = std::sync::Arc::new(workload::engine_for(mix));
+    compare(&format!("{} mix", mix.name()), &input, n, &engine, dir.path())
+}
+
+/// The JSON round trip against file mode (and file mode with metrics) on the `n` events
+/// in `input`, best of 5 rounds, writing into `dir`; returns the summary line.
+fn compare(name: &str, input: &std::path::Path, n: usize, engine: &Arc<accord::engine::Engine>, dir: &std::path::Path) -> String {
     let rounds = 5;
     let metrics = accord::report::admin::Metrics::new(engine.agreement(), "file");
     let (mut best_base, mut best_accord, mut best_metrics) = (f64::MAX, f64::MAX, f64::MAX);
@@ -93,13 +114,13 @@ fn file_mode(mix: Mix, n: usize) -> String {
         // 1. serde_json::Value parse and write-back (skipped with ACCORD_BENCH_ONLY=accord, for profiling).
         let only_accord = std::env::var("ACCORD_BENCH_ONLY").is_ok_and(|v| v == "accord");
         let start = cpu_now();
-        let parsed = if only_accord { 0 } else { workload::json_round_trip(&input, &dir.path().join("baseline.jsonl")) };
+        let parsed = if only_accord { 0 } else { workload::json_round_trip(input, &dir.join("baseline.jsonl")) };
         let base = cpu_now() - start;
 
         // 2. Accord file mode.
         let start = cpu_now();
         let mut reader = filemode::Input::open(input.to_str().unwrap()).unwrap();
-        let mut sink = Sink::dir(&dir.path().join("out"), &engine, Format::Json).unwrap();
+        let mut sink = Sink::dir(&dir.join("out"), engine, Format::Json).unwrap();
         let tally = filemode::run(Arc::new(engine.clone()), &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, _, _| {}).unwrap();
         let accord = cpu_now() - start;
         assert_eq!(tally.received(), n as u64);
@@ -113,7 +134,7 @@ fn file_mode(mix: Mix, n: usize) -> String {
         // 3. With metrics.
         let start = cpu_now();
         let mut reader = filemode::Input::open(input.to_str().unwrap()).unwrap();
-        let mut sink = Sink::dir(&dir.path().join("out"), &engine, Format::Json).unwrap();
+        let mut sink = Sink::dir(&dir.join("out"), engine, Format::Json).unwrap();
         filemode::run(Arc::new(engine.clone()), &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, t, d| metrics.record(t, d)).unwrap();
         let with_metrics = cpu_now() - start;
         println!("         accord with metrics {:>9.0} events/s", n as f64 / with_metrics);
@@ -124,8 +145,7 @@ fn file_mode(mix: Mix, n: usize) -> String {
     let (base_rate, accord_rate) = (n as f64 / best_base, n as f64 / best_accord);
     let metrics_rate = n as f64 / best_metrics;
     let line = format!(
-        "{} mix, best of {rounds}: serde_json::Value parse+write {base_rate:.0} events/s; accord file mode {accord_rate:.0} events/s; ratio {:.2}x; with metrics {metrics_rate:.0} events/s ({:+.1}%)",
-        mix.name(),
+        "{name}, best of {rounds}: serde_json::Value parse+write {base_rate:.0} events/s; accord file mode {accord_rate:.0} events/s; ratio {:.2}x; with metrics {metrics_rate:.0} events/s ({:+.1}%)",
         accord_rate / base_rate,
         (metrics_rate / accord_rate - 1.0) * 100.0
     );

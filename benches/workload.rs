@@ -68,7 +68,12 @@ pub fn key() -> Key {
 }
 
 pub fn engine_for(mix: Mix) -> Engine {
-    let agreement = Agreement::parse(&std::fs::read(mix.agreement_path()).unwrap()).unwrap().agreement;
+    engine_of(&mix.agreement_path())
+}
+
+/// An engine for the agreement at `path`, with the demo key.
+pub fn engine_of(path: &Path) -> Engine {
+    let agreement = Agreement::load(path).unwrap_or_else(|e| panic!("{e}")).agreement;
     Engine::new(Arc::new(agreement), Arc::new(Pseudonymiser::new(key())))
 }
 
