@@ -206,7 +206,7 @@ fn main() {
                 r.cpu.as_secs_f64() * 1e6 / events as f64
             );
             let by_thread: Vec<String> = r.threads.iter().map(|(name, t)| format!("{name} {:.1}", t.as_secs_f64() * 1e6 / events as f64)).collect();
-            eprintln!("kafka_e2e: {mode:<11} CPU by thread, µs/event: {}", by_thread.join(", "));
+            eprintln!("kafka_e2e: {mode:<11} CPU by thread, µs/event: {}; the broker's meanwhile {:.1}", by_thread.join(", "), r.broker.as_secs_f64() * 1e6 / events as f64);
             results.push((mode, r));
         }
     }
@@ -232,6 +232,8 @@ struct Run {
     peak_rss_kib: u64,
     /// The child's CPU time (user + system), all threads.
     cpu: Duration,
+    /// The broker's CPU time over the same span (0 if it runs elsewhere).
+    broker: Duration,
     /// The child's CPU time by thread, read just before it stops (see [`threads_cpu`]).
     threads: Vec<(String, Duration)>,
     events: usize,
@@ -261,6 +263,8 @@ fn measure(bootstrap: &str, mode: &str, config: &std::path::Path, extra: &str, w
         n
     };
     let before = landed(&watcher);
+    let brokers = broker_pids();
+    let broker_before: Duration = brokers.iter().map(|&p| cpu_time(p)).sum();
     let started = Instant::now();
     let mut child: Child = Command::new(std::env::current_exe().unwrap())
         .args(["--child", mode])
@@ -294,10 +298,11 @@ fn measure(bootstrap: &str, mode: &str, config: &std::path::Path, extra: &str, w
     peak = peak.max(vm_hwm(pid));
     let cpu = cpu_time(pid);
     let threads = threads_cpu(pid, cpu);
+    let broker = brokers.iter().map(|&p| cpu_time(p)).sum::<Duration>().saturating_sub(broker_before);
     drop(child.stdin.take()); // The child stops on EOF: drain, commit, exit.
     let status = child.wait().unwrap();
     assert!(status.success(), "the {mode} child failed: {status}");
-    Run { total, first: first.unwrap_or_default(), peak_rss_kib: peak, cpu, threads, events }
+    Run { total, first: first.unwrap_or_default(), peak_rss_kib: peak, cpu, broker, threads, events }
 }
 
 /// Records in `topics` (the sum of their partitions' high minus low watermarks).
@@ -374,6 +379,17 @@ fn cpu_time_of(path: &std::path::Path) -> Duration {
     let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
     let ticks: u64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<u64>().ok()).sum();
     Duration::from_millis(ticks * 10)
+}
+
+/// The local Kafka brokers' processes (`kafka.Kafka` in their command line): their
+/// CPU time is read around each run. A remote broker's is not seen (reported as 0).
+fn broker_pids() -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"kafka.Kafka")))
+        .collect()
 }
 
 /// A process's CPU time by thread, summed by thread name: `loop` for its main thread,
