@@ -128,17 +128,18 @@ impl Engine {
         let Outputs { items, buf, keys, msg, cache, digits, .. } = out;
         let start = buf.len();
         buf.extend_from_within(first.text.clone());
-        let moved = |at: usize| start + at - first.text.start;
+        // A place in the first output, in this one.
+        let moved = |place: usize| start + place - first.text.start;
         let a = &*self.agreement;
         if a.domain == Domain::PerPurpose && !digits.at.is_empty() {
             pseudonym::message(a, &a.purposes[purpose as usize].name, Some(at), b"", msg);
             let prefix = msg.len();
-            for (at, value) in &digits.at {
+            for (place, value) in &digits.at {
                 msg.truncate(prefix);
                 msg.extend_from_slice(&digits.values[value.clone()]);
                 let hex = self.pseudonymiser.hex(msg, cache);
-                let at = moved(*at);
-                buf[at..at + hex.len()].copy_from_slice(&hex);
+                let place = moved(*place);
+                buf[place..place + hex.len()].copy_from_slice(&hex);
             }
         }
         let key = match (&first.key_text, &first.key) {
