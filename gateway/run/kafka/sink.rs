@@ -521,14 +521,20 @@ impl Records {
 
     pub fn with_lanes(engines: Arc<dyn Engines + Send + Sync>, input: Format, output: Format, quarantine_topic: &str, lanes: usize) -> Records {
         let encoding = Encoding { format: output, length_delimited: false };
-        let lanes: Vec<Lane> = (0..lanes.max(1)).map(|_| Lane::new(Enforcer::new(engines.clone(), input, encoding))).collect();
-        let pool = (lanes.len() > 1).then(|| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(lanes.len() - 1)
-                .thread_name(|i| format!("accord-lane-{}", i + 1))
-                .build()
-                .expect("the enforcing threads start")
-        });
+        let mut lanes: Vec<Lane> = (0..lanes.max(1)).map(|_| Lane::new(Enforcer::new(engines.clone(), input, encoding))).collect();
+        let pool = if lanes.len() > 1 {
+            let built = rayon::ThreadPoolBuilder::new().num_threads(lanes.len() - 1).thread_name(|i| format!("accord-lane-{}", i + 1)).build();
+            match built {
+                Ok(pool) => Some(pool),
+                Err(e) => {
+                    tracing::warn!("could not start {} enforcing thread(s) ({e}); enforcing on the consumer loop's thread alone", lanes.len() - 1);
+                    lanes.truncate(1);
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let mut records = Records {
             lanes,
             pool,
