@@ -408,6 +408,23 @@ proptest! {
         }
     }
 
+    /// Every output and record key is what walking the event for that purpose alone
+    /// makes (`accord explain`'s path), though `process` writes the later purposes of
+    /// an event from the first one's text when no member tells them apart.
+    #[test]
+    fn every_output_is_what_walking_its_purpose_alone_makes(input in any_event()) {
+        let e = engine_for(FIXTURE);
+        let mut fast = Outputs::default();
+        if let Verdict::Forwarded(_) = e.process(&input, Format::Json, &mut fast) {
+            let event = e.decode(&input).unwrap();
+            let decision = e.decide(&event).unwrap();
+            let mut walked = Outputs::default();
+            e.write_outputs(&event, decision, &mut walked, Some(&mut Vec::new())).unwrap();
+            let all = |out: &Outputs| out.iter().map(|(o, payload)| (o.purpose, payload.to_vec(), out.key(o).map(<[u8]>::to_vec), o.fields)).collect::<Vec<_>>();
+            prop_assert_eq!(all(&fast), all(&walked));
+        }
+    }
+
     /// No raw subject_id (or device_id) reaches a purpose that is not identified, in
     /// the output or its key.
     #[test]
