@@ -1,8 +1,9 @@
-//! File mode against the speed of JSON itself, on one core, on both workloads (issue 11;
+//! File mode against the speed of JSON itself, on one core, on each workload (issue 11;
 //! `filemode.rs` is the examples' mix with instruments and suppressions, issue 14).
 //!
-//! For each workload of `workload.rs` (the examples' mix, about 320 bytes an event, and
-//! the site mix, about 420), writes 1M events to a temporary file, then, in the same
+//! For each workload of `workload.rs` (the examples' mix, about 320 bytes an event, the
+//! site mix, about 420, and the wearables' mix, about 390, where pseudonyms dominate),
+//! writes 1M events to a temporary file, then, in the same
 //! run and on the same thread, times:
 //!
 //! 1. the baseline: each line parsed into a `serde_json::Value` and written back;
@@ -16,7 +17,7 @@
 //! cache: the engine alone over the events in memory, with the default cache, with
 //! other sizes and with none, best of 5 each, with its hit, miss and eviction counts.
 //!
-//!     taskset -c 1 cargo bench --bench filemode_mixes [-- EVENTS] [--mix examples|site] [--no-cache-table | --cache-only]
+//!     taskset -c 1 cargo bench --bench filemode_mixes [-- EVENTS] [--mix examples|site|wearables] [--no-cache-table | --cache-only]
 //!
 //! `--input FILE --agreement FILE` runs the same comparison on your own workload (JSON
 //! lines, one event each) under your own agreement, with the demo key:
@@ -55,7 +56,7 @@ fn main() {
     }
     let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
     let mixes: Vec<Mix> = match args.iter().position(|a| a == "--mix") {
-        Some(i) => vec![Mix::parse(&args[i + 1]).expect("--mix examples|site")],
+        Some(i) => vec![Mix::parse(&args[i + 1]).expect("--mix examples|site|wearables")],
         None => Mix::ALL.to_vec(),
     };
     if args.iter().any(|a| a == "--once") {

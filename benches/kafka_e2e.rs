@@ -93,11 +93,12 @@ fn main() {
 
     let id = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
     let dir = tempfile::tempdir().unwrap();
-    let mix = args.iter().position(|a| a == "--mix").map_or(Mix::Examples, |i| Mix::parse(&args[i + 1]).expect("--mix examples|site"));
+    let mix = args.iter().position(|a| a == "--mix").map_or(Mix::Examples, |i| Mix::parse(&args[i + 1]).expect("--mix examples|site|wearables"));
     // Each mix's purposes, and the prefix of their topics in its agreement.
     let (purposes, prefix): (&[&str], &str) = match mix {
         Mix::Examples => (&["safety", "payroll", "planning", "it_security"], "accord"),
         Mix::Site => (&["planning", "safety", "ergonomics"], "site"),
+        Mix::Wearables => (&["ergonomics", "safety"], "wearables"),
     };
     let mut agreement = std::fs::read_to_string(mix.agreement_path()).unwrap();
     for p in purposes {
@@ -115,7 +116,7 @@ fn main() {
     create_topics(&bootstrap, &topics);
 
     let lines: Vec<Vec<u8>> = match mix {
-        Mix::Site => workload::lines(Mix::Site, events),
+        Mix::Site | Mix::Wearables => workload::lines(mix, events),
         Mix::Examples => {
             // The examples' mix, each copy with its own event ids.
             let base: Vec<String> = std::fs::read_to_string(root().join("examples/events.jsonl")).unwrap().lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();

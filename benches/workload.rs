@@ -11,6 +11,10 @@
 //!   three to four levels deep with members to scrub, and about 20% of events dropped
 //!   at different steps (malformed, not in force, prohibited, special, no rule,
 //!   outside the schedule).
+//! - [`Mix::Wearables`]: lifting wearables under `benches/wearables-agreement.yaml`,
+//!   from a seeded PRNG: every event to two purposes with four pseudonymised fields
+//!   each, about 50,000 workers under daily pseudonyms, arrays kept, and a heart rate in
+//!   a fifth of the events that only one purpose may receive. Pseudonyms dominate.
 
 #![allow(dead_code)]
 
@@ -30,15 +34,17 @@ pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 pub enum Mix {
     Examples,
     Site,
+    Wearables,
 }
 
 impl Mix {
-    pub const ALL: [Mix; 2] = [Mix::Examples, Mix::Site];
+    pub const ALL: [Mix; 3] = [Mix::Examples, Mix::Site, Mix::Wearables];
 
     pub fn name(self) -> &'static str {
         match self {
             Mix::Examples => "examples",
             Mix::Site => "site",
+            Mix::Wearables => "wearables",
         }
     }
 
@@ -51,6 +57,7 @@ impl Mix {
         Path::new(ROOT).join(match self {
             Mix::Examples => "examples/agreement.yaml",
             Mix::Site => "benches/site-agreement.yaml",
+            Mix::Wearables => "benches/wearables-agreement.yaml",
         })
     }
 }
@@ -113,18 +120,51 @@ pub fn write_mix(mix: Mix, n: usize, out: &mut impl Write) -> std::io::Result<u6
         Mix::Examples => write_examples(n, out),
         Mix::Site => {
             let mut site = Site::new(n);
-            let mut bytes = 0u64;
-            let mut line = String::new();
-            for i in 0..n {
-                line.clear();
-                site.event(i, &mut line);
-                line.push('\n');
-                bytes += line.len() as u64;
-                out.write_all(line.as_bytes())?;
-            }
-            Ok(bytes)
+            write_generated(n, out, |i, line| site.event(i, line))
+        }
+        Mix::Wearables => {
+            let mut rng = Rng(0x5eed_0022);
+            write_generated(n, out, |i, line| wearable(&mut rng, i, n, line))
         }
     }
+}
+
+/// `n` generated lines into `out`; returns the bytes written.
+fn write_generated(n: usize, out: &mut impl Write, mut event: impl FnMut(usize, &mut String)) -> std::io::Result<u64> {
+    let mut bytes = 0u64;
+    let mut line = String::new();
+    for i in 0..n {
+        line.clear();
+        event(i, &mut line);
+        line.push('\n');
+        bytes += line.len() as u64;
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(bytes)
+}
+
+/// Event `i` of `n` of the wearables' mix, spread over the year.
+fn wearable(r: &mut Rng, i: usize, n: usize, s: &mut String) {
+    use std::fmt::Write as _;
+    const WEARERS: u64 = 50_000;
+    let t = YEAR_START + (i as f64 * 365.0 * 86_400.0 / n.max(1) as f64) as i64;
+    let at = chrono::DateTime::from_timestamp(t, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ");
+    let w = r.below(WEARERS);
+    write!(s, r#"{{"event_id":"w-{i:09}","source":"wearable","device_id":"wr-{w:05}","subject_id":"emp-{w:05}","category":"activity","occurred_at":"{at}","attributes":{{"lifts":["#).unwrap();
+    for k in 0..1 + r.below(4) {
+        let sep = if k > 0 { "," } else { "" };
+        write!(s, r#"{sep}{{"kg":{:.2},"t":{}}}"#, r.unit() * 30.0, r.below(3600)).unwrap();
+    }
+    write!(s, r#"],"zone":"z{}","readings":["#, r.below(40)).unwrap();
+    for k in 0..8 {
+        let sep = if k > 0 { "," } else { "" };
+        write!(s, "{sep}{}", r.below(1000)).unwrap();
+    }
+    write!(s, r#"],"load_kg":{},"steps":{},"team":{{"lead":"emp-{:05}","buddy":"emp-{:05}"}}"#, r.unit() * 40.0, r.below(20_000), r.below(WEARERS), r.below(WEARERS)).unwrap();
+    if r.below(5) == 0 {
+        write!(s, r#","heart_rate":{}"#, 60 + r.below(120)).unwrap();
+    }
+    s.push_str("}}");
 }
 
 /// `n` events of `mix`, one line each (no newline).
