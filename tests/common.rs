@@ -96,6 +96,24 @@ pub fn chromium(html: &std::path::Path, png: &std::path::Path) -> String {
 }
 
 /// Runs one JSON event through `engine`: the verdict and each output as (purpose, JSON).
+/// One output as the tests compare it: purpose, payload, record key, field counts.
+pub type Written = (u8, Vec<u8>, Option<Vec<u8>>, accord::engine::FieldCounts);
+
+/// The outputs of `input`, written by `process` (`walked: false`), or by `accord
+/// explain`'s path, which walks the event once for every purpose (`walked: true`);
+/// `None` if the event is dropped.
+pub fn outputs_written(engine: &Engine, input: &[u8], walked: bool) -> Option<Vec<Written>> {
+    let mut out = accord::engine::Outputs::default();
+    if walked {
+        let event = engine.decode(input).ok()?;
+        let decision = engine.decide(&event).ok()?;
+        engine.write_outputs(&event, decision, &mut out, Some(&mut Vec::new())).ok()?;
+    } else if !matches!(engine.process(input, accord::event::Format::Json, &mut out), accord::engine::Verdict::Forwarded(_)) {
+        return None;
+    }
+    Some(out.iter().map(|(o, payload)| (o.purpose, payload.to_vec(), out.key(o).map(<[u8]>::to_vec), o.fields)).collect())
+}
+
 pub fn run(engine: &Engine, input: &[u8]) -> (accord::engine::Verdict, Vec<(String, serde_json::Value)>) {
     let mut out = accord::engine::Outputs::default();
     let verdict = engine.process(input, accord::event::Format::Json, &mut out);

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::common::{demo_key, engine_for, example, example_engine, run, DEMO_KEY_ID};
+use crate::common::{demo_key, engine_for, example, example_engine, outputs_written, run, DEMO_KEY_ID};
 
 /// A small agreement that exercises every step.
 const FIXTURE: &str = r#"
@@ -414,14 +414,8 @@ proptest! {
     #[test]
     fn every_output_is_what_walking_its_purpose_alone_makes(input in any_event()) {
         let e = engine_for(FIXTURE);
-        let mut fast = Outputs::default();
-        if let Verdict::Forwarded(_) = e.process(&input, Format::Json, &mut fast) {
-            let event = e.decode(&input).unwrap();
-            let decision = e.decide(&event).unwrap();
-            let mut walked = Outputs::default();
-            e.write_outputs(&event, decision, &mut walked, Some(&mut Vec::new())).unwrap();
-            let all = |out: &Outputs| out.iter().map(|(o, payload)| (o.purpose, payload.to_vec(), out.key(o).map(<[u8]>::to_vec), o.fields)).collect::<Vec<_>>();
-            prop_assert_eq!(all(&fast), all(&walked));
+        if let Some(fast) = outputs_written(&e, &input, false) {
+            prop_assert_eq!(Some(fast), outputs_written(&e, &input, true));
         }
     }
 

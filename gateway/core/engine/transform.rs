@@ -80,7 +80,7 @@ impl Engine {
         let rule = &self.agreement.rules[decision.rule];
         let at = event.occurred_at.with_timezone(&Utc);
         names::begin(&self.agreement);
-        let decided: PurposeSet = rule.purposes.iter().map(|&p| 1 << p).fold(0, |a, b| a | b) & decision.purposes;
+        let decided = rule.purpose_set() & decision.purposes;
         // Explaining notes every field of every purpose: each is walked.
         let reuse = decided.count_ones() > 1 && trace.is_none();
         let mut first: Option<First> = None;
