@@ -4,15 +4,23 @@
 //! The loop consumes records, registers each with the watermarks (with the number of
 //! outputs it made), and hands its outputs to the producer, in consumption order.
 //! With one thread (`limits.threads: 1`) it enforces one record at a time on its own
-//! thread. With more it polls a batch (up to [`BATCH`] records, as many as are already
-//! fetched), has the enforcement step run over it on that many threads
-//! ([`Records::enforce_batch`]: the threads, the loop's own among them, claim chunks
-//! of consecutive records until none is left), and then, back on the loop's thread alone, registers
-//! and produces each record in the order it was consumed, as for one record. So the
-//! watermarks, the producer and the consumer are only ever touched by the loop's
-//! thread, and the outputs of each partition are produced in its order. A revoke that
-//! runs while a batch is being polled lets go of the revoked partitions' records
-//! before they are registered ([`super::source`]). The loop also serves the producer's
+//! thread. With more it works in batches, two at a time:
+//! - it polls a batch (up to [`BATCH`] records, as many as are already fetched);
+//! - the enforcement step runs over it on that many threads
+//!   ([`Records::enforce_batch_while`]: the threads claim chunks of consecutive records
+//!   until none is left);
+//! - meanwhile the loop's thread registers and produces each record of the batch
+//!   before, in the order it was consumed, as for one record, and then joins the
+//!   threads as one of them.
+//!
+//! So the enforcing threads need not wait while the loop produces, and the loop need
+//! not wait while they enforce. A batch waits to be produced only until the next is
+//! polled: a poll that finds nothing more produces it at once. The watermarks, the
+//! producer and the consumer are only ever touched by the loop's thread, and the
+//! outputs of each partition are produced in its order. A revoke (it runs inside the
+//! loop's polls) lets go of the revoked partitions' records in hand, of the batch being
+//! polled and of the one waiting, before they are registered ([`super::source`]).
+//! The loop also serves the producer's
 //! delivery reports (every [`SERVE_EVERY`] records, and whenever it is paused or idle;
 //! a revoke serves them while it drains): librdkafka frees each record on the thread
 //! that allocated it, and no other thread takes the watermarks' lock. The reports move
@@ -38,7 +46,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{producer_config, subscribe, Throttle};
 use super::offsets::Tp;
-use super::sink::{backoff, queue_full, send, send_owned, Held, LoopProducer, Owned, Records, Report, Shared, SinkContext, Ticket};
+use super::sink::{backoff, queue_full, send, send_owned, Held, LoopProducer, Made, Owned, Records, Report, Shared, SinkContext, Ticket};
 use super::produce::Sender;
 use super::source::{Source, SourceContext};
 use super::stall::Polled;
@@ -67,10 +75,11 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     }
     let mut work = Work {
         k,
-        sender,
+        out: Outbox { sender, held: Held::new(), throttle: Throttle::default(), tickets: Vec::new(), epochs: Vec::new() },
         shared,
         records,
-        held: Held::new(),
+        pending: Vec::new(),
+        seen_revokes: 0,
         paused: false,
         advanced: Vec::new(),
         last_store: Instant::now(),
@@ -78,12 +87,9 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         report: Report::new(p.on_batch),
         count: 0,
         ticks: 0,
-        throttle: Throttle::default(),
         fatal: None,
         messages: Vec::new(),
         payloads: Vec::new(),
-        epochs: Vec::new(),
-        tickets: Vec::new(),
         unserved: 0,
     };
     work.consume(&consumer, &p.shutdown);
@@ -91,6 +97,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         tracing::error!("the consumer failed fatally ({e}); exiting so that the gateway is restarted");
         return Err(Error::Fatal(e));
     }
+    work.produce_pending(consumer.context());
     let started = Instant::now();
     let unacknowledged = work.drain(&consumer);
     work.batch();
@@ -108,10 +115,16 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
 
 struct Work<'a> {
     k: &'a Kafka,
-    sender: Sender,
+    out: Outbox,
     shared: Arc<Shared>,
     records: Records,
-    held: Held,
+    /// The last batch polled, enforced and not yet produced: per record, its partition
+    /// (none once let go: a revoke took it, or it is not an input topic's) and its
+    /// offset. It is produced while the lanes enforce the next batch, or as soon as a
+    /// poll finds nothing more.
+    pending: Vec<(Option<Tp>, i64)>,
+    /// The consumer's revokes seen so far ([`SourceContext::revokes`]).
+    seen_revokes: u64,
     paused: bool,
     advanced: Vec<(Tp, i64)>,
     last_store: Instant,
@@ -119,16 +132,12 @@ struct Work<'a> {
     report: Report,
     count: u64,
     ticks: u32,
-    throttle: Throttle,
     /// A fatal consumer error: the loop stops and the run fails.
     fatal: Option<rdkafka::error::KafkaError>,
-    /// A batch's records, their payloads and their partitions' epochs: buffers reused
-    /// from batch to batch (empty between two).
+    /// A batch's records and their payloads: buffers reused from batch to batch (empty
+    /// between two).
     messages: Vec<BorrowedMessage<'static>>,
     payloads: Vec<&'static [u8]>,
-    epochs: Vec<u32>,
-    /// The tickets of the outputs about to be produced, in order.
-    tickets: Vec<usize>,
     /// Records handled since the delivery reports were last served.
     unserved: u32,
 }
@@ -169,7 +178,7 @@ impl Work<'_> {
             self.take_retries(false);
             self.send_held();
             let outstanding = self.shared.outstanding();
-            let busy = !self.held.is_empty() || outstanding >= max;
+            let busy = !self.out.held.is_empty() || outstanding >= max;
             // Pause at the limit, resume below three quarters of it. After a rebalance
             // the whole assignment is set again: librdkafka keeps a partition's pause
             // across a lost and regained assignment, and new partitions come unpaused.
@@ -178,13 +187,18 @@ impl Work<'_> {
             if want != self.paused || changed {
                 self.pause(consumer, want);
             }
-            // While outputs are in flight, come back soon to serve their reports.
-            let wait = Duration::from_millis(if self.paused || outstanding > 0 { 10 } else { 100 });
             if changed {
-                // Revokes outside a batch's polling concern no record held.
-                consumer.context().revoked.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                // A revoke lets go of the pending batch's records of its partitions.
+                self.let_go(consumer.context());
             }
-            let records = match super::stall::poll(consumer, wait, &self.throttle) {
+            // While outputs are in flight, come back soon to serve their reports; with
+            // a batch waiting to be produced, do not wait at all.
+            let wait = match (self.pending.is_empty(), self.paused || outstanding > 0) {
+                (false, _) => Duration::ZERO,
+                (true, true) => Duration::from_millis(10),
+                (true, false) => Duration::from_millis(100),
+            };
+            let records = match super::stall::poll(consumer, wait, &self.out.throttle) {
                 Polled::Record(m) if self.records.lanes() == 1 => {
                     self.handle(consumer.context(), &m);
                     1
@@ -195,6 +209,8 @@ impl Work<'_> {
                     return;
                 }
                 Polled::Nothing => {
+                    // Caught up: produce what waits.
+                    self.produce_pending(consumer.context());
                     self.ticks |= 63; // Idle: look at the clock now.
                     self.unserved = SERVE_EVERY; // and serve the reports.
                     1
@@ -208,9 +224,11 @@ impl Work<'_> {
         }
     }
 
-    /// A batch, starting with `first`: poll what is already fetched, enforce it over
-    /// the threads, then register and produce each record in consumption order.
-    /// Returns how many records were polled.
+    /// A batch, starting with `first`: poll what is already fetched, then enforce it
+    /// over the threads while this thread produces the batch before it (registering
+    /// and producing each of its records in consumption order). The batch is produced
+    /// with the next, or as soon as a poll finds nothing more. Returns how many records
+    /// were polled.
     fn handle_batch<'c>(&mut self, consumer: &'c Source, first: BorrowedMessage<'c>) -> u32 {
         let context = consumer.context();
         let mut messages = reuse_messages(std::mem::take(&mut self.messages));
@@ -219,74 +237,73 @@ impl Work<'_> {
         let polled = messages.len() as u32;
         let mut payloads = reuse(std::mem::take(&mut self.payloads));
         payloads.extend(messages.iter().map(|m| m.payload().unwrap_or_default()));
-        if self.records.enforce_batch(&payloads) {
+        let mut pending = std::mem::take(&mut self.pending);
+        let reloaded = if pending.is_empty() {
+            self.records.enforce_batch(&payloads)
+        } else {
+            let (out, shared, topics) = (&mut self.out, &*self.shared, &self.k.topics);
+            self.records.enforce_batch_while(&payloads, |made| out.produce(shared, made, &pending, topics))
+        };
+        if reloaded {
+            // Before the first output of the new version is produced.
             self.batch();
             self.last_batch = Instant::now();
         }
         self.count += messages.len() as u64;
-        // Register every record and take its outputs' tickets under one lock, then
-        // produce, in consumption order.
-        self.epochs.clear();
-        self.tickets.clear();
-        {
-            let mut state = self.shared.lock();
-            for (j, m) in messages.iter().enumerate() {
-                let epoch = match context.tp(m.topic(), m.partition()) {
-                    Some(tp) => {
-                        let n = self.records.staged_count(j);
-                        let epoch = state.marks.register(tp, m.offset(), n as u32);
-                        for _ in 0..n {
-                            self.tickets.push(state.tickets.insert(Ticket { tp, epoch, offset: m.offset(), attempt: 0 }));
-                        }
-                        epoch
-                    }
-                    None => 0,
-                };
-                self.epochs.push(epoch);
-            }
-            self.shared.sync_outstanding(&state);
-        }
-        let mut tickets = self.tickets.iter().copied();
-        for (j, m) in messages.iter().enumerate() {
-            let Some(tp) = context.tp(m.topic(), m.partition()) else { continue };
-            let offset = m.offset();
-            let n = self.records.staged(j, m.topic(), m.partition(), offset);
-            for i in 0..n {
-                let out = self.records.get(i);
-                let ticket = tickets.next().expect("a ticket per output registered");
-                if !self.held.is_empty() {
-                    // Behind what librdkafka's queue refused, in order.
-                    self.shared.lock().marks.unsent(tp, self.epochs[j]);
-                    self.held.push_back(Owned::of(&out, ticket));
-                    continue;
-                }
-                if let Err((e, ticket)) = send(&mut self.sender, &out, ticket) {
-                    not_sent(&self.shared, &mut self.held, &self.throttle, Owned::of(&out, ticket), e, false);
-                }
-            }
-        }
+        pending.clear();
+        pending.extend(messages.iter().map(|m| (context.tp(m.topic(), m.partition()), m.offset())));
+        self.pending = pending;
         payloads.clear();
         self.payloads = reuse(payloads);
         self.messages = reuse_messages(messages);
         polled
     }
 
+    /// Produces the batch waiting to be, if any (what the records made last).
+    fn produce_pending(&mut self, context: &SourceContext) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.let_go(context);
+        self.out.produce(&self.shared, self.records.last(), &self.pending, &self.k.topics);
+        self.pending.clear();
+    }
+
+    /// Lets go of the pending batch's records of the partitions revoked since the last
+    /// look; returns those partitions (for a batch being polled), if there was a revoke.
+    /// Revokes run only inside this thread's polls, so nothing comes between a poll and
+    /// this look.
+    fn let_go(&mut self, context: &SourceContext) -> Option<Vec<Tp>> {
+        let revokes = context.revokes.load(Ordering::Relaxed);
+        if revokes == self.seen_revokes {
+            return None;
+        }
+        self.seen_revokes = revokes;
+        let revoked = std::mem::take(&mut *context.revoked.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut gone = 0;
+        for (tp, _) in &mut self.pending {
+            if tp.is_some_and(|tp| revoked.contains(&tp)) {
+                *tp = None;
+                gone += 1;
+            }
+        }
+        if gone > 0 {
+            tracing::info!("let go of {gone} record(s) of revoked partitions before producing them");
+        }
+        Some(revoked)
+    }
+
     /// Polls, without waiting, what is already fetched, up to [`BATCH`] records. A
-    /// revoke served meanwhile lets go of the revoked partitions' records in hand: they
-    /// are not registered, and their next owner consumes them again from the offsets
-    /// the revoke stored.
+    /// revoke served meanwhile lets go of the revoked partitions' records in hand (of
+    /// this batch and of the pending one): they are not registered, and their next
+    /// owner consumes them again from the offsets the revoke stored.
     fn fill<'c>(&mut self, consumer: &'c Source, messages: &mut Vec<BorrowedMessage<'c>>) {
         let context = consumer.context();
-        // Revokes before this batch concern none of its records (callbacks run only
-        // inside this thread's polls, so nothing comes between the two lines).
-        context.revoked.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        let mut seen = context.revokes.load(Ordering::Relaxed);
+        // Revokes before this batch concern none of its records, only the pending one's.
+        self.let_go(context);
         while messages.len() < BATCH {
-            let polled = super::stall::poll(consumer, Duration::ZERO, &self.throttle);
-            let now = context.revokes.load(Ordering::Relaxed);
-            if now != seen {
-                seen = now;
-                let revoked = std::mem::take(&mut *context.revoked.lock().unwrap_or_else(|e| e.into_inner()));
+            let polled = super::stall::poll(consumer, Duration::ZERO, &self.out.throttle);
+            if let Some(revoked) = self.let_go(context) {
                 let before = messages.len();
                 messages.retain(|m| !context.tp(m.topic(), m.partition()).is_some_and(|tp| revoked.contains(&tp)));
                 if messages.len() < before {
@@ -314,27 +331,27 @@ impl Work<'_> {
             self.batch();
             self.last_batch = Instant::now();
         }
-        self.tickets.clear();
+        self.out.tickets.clear();
         {
             let mut state = self.shared.lock();
             let epoch = state.marks.register(tp, offset, n as u32);
             for _ in 0..n {
-                self.tickets.push(state.tickets.insert(Ticket { tp, epoch, offset, attempt: 0 }));
+                self.out.tickets.push(state.tickets.insert(Ticket { tp, epoch, offset, attempt: 0 }));
             }
             self.shared.sync_outstanding(&state);
         }
         for i in 0..n {
             let out = self.records.get(i);
-            let ticket = self.tickets[i];
-            if let Err((e, ticket)) = send(&mut self.sender, &out, ticket) {
-                not_sent(&self.shared, &mut self.held, &self.throttle, Owned::of(&out, ticket), e, false);
+            let ticket = self.out.tickets[i];
+            if let Err((e, ticket)) = send(&mut self.out.sender, &out, ticket) {
+                not_sent(&self.shared, &mut self.out.held, &self.out.throttle, Owned::of(&out, ticket), e, false);
             }
         }
     }
 
     /// Hands held records to librdkafka again, in order, until its queue is full.
     fn send_held(&mut self) {
-        while let Some(o) = self.held.pop_front() {
+        while let Some(o) = self.out.held.pop_front() {
             {
                 let mut state = self.shared.lock();
                 let t = state.tickets.get(o.ticket);
@@ -344,10 +361,10 @@ impl Work<'_> {
                     continue;
                 }
             }
-            if let Err(failed) = send_owned(&mut self.sender, o) {
+            if let Err(failed) = send_owned(&mut self.out.sender, o) {
                 let (e, o) = *failed;
                 let full = queue_full(&e);
-                not_sent(&self.shared, &mut self.held, &self.throttle, o, e, true);
+                not_sent(&self.shared, &mut self.out.held, &self.out.throttle, o, e, true);
                 if full {
                     break;
                 }
@@ -365,7 +382,7 @@ impl Work<'_> {
         let mut i = 0;
         while i < state.retries.len() {
             if all || state.retries[i].due <= now {
-                self.held.push_back(state.retries.swap_remove(i));
+                self.out.held.push_back(state.retries.swap_remove(i));
             } else {
                 i += 1;
             }
@@ -416,7 +433,7 @@ impl Work<'_> {
             let _ = tpl.add_partition_offset(&self.k.topics[tp.topic as usize], tp.partition, Offset::Offset(*offset));
         }
         if let Err(e) = consumer.store_offsets(&tpl) {
-            if self.throttle.allow("store") {
+            if self.out.throttle.allow("store") {
                 tracing::warn!("could not store offsets ({e})");
             }
         }
@@ -432,7 +449,7 @@ impl Work<'_> {
     fn drain(&mut self, consumer: &Source) -> usize {
         self.pause(consumer, true);
         let started = Instant::now();
-        tracing::info!("stopping: draining {} output(s) in flight", self.shared.outstanding() + self.held.len());
+        tracing::info!("stopping: draining {} output(s) in flight", self.shared.outstanding() + self.out.held.len());
         loop {
             self.take_retries(false);
             self.send_held();
@@ -441,7 +458,7 @@ impl Work<'_> {
             // (it is not registered, so its offset is never committed).
             let _ = consumer.poll(Duration::from_millis(10));
             self.store(consumer);
-            if self.shared.outstanding() == 0 && self.held.is_empty() {
+            if self.shared.outstanding() == 0 && self.out.held.is_empty() {
                 break;
             }
             if started.elapsed() >= self.k.limits.drain_timeout {
@@ -461,6 +478,65 @@ impl Work<'_> {
             }
         }
         left
+    }
+}
+
+/// What hands records to librdkafka, and what it could not take yet.
+struct Outbox {
+    sender: Sender,
+    /// Records librdkafka's queue refused, in order.
+    held: Held,
+    throttle: Throttle,
+    /// The tickets of the outputs about to be produced, in order, and each record's
+    /// partition epoch: buffers reused from batch to batch.
+    tickets: Vec<usize>,
+    epochs: Vec<u32>,
+}
+
+impl Outbox {
+    /// Registers every record of a batch (`batch`: each one's partition, none to let
+    /// it go, and offset; `made`: what the lanes made of it) and takes its outputs'
+    /// tickets, under one lock; then produces them, in consumption order.
+    fn produce(&mut self, shared: &Shared, made: &mut Made, batch: &[(Option<Tp>, i64)], topics: &[String]) {
+        self.epochs.clear();
+        self.tickets.clear();
+        {
+            let mut state = shared.lock();
+            for (j, &(tp, offset)) in batch.iter().enumerate() {
+                let epoch = match tp {
+                    Some(tp) => {
+                        let n = made.staged_count(j);
+                        let epoch = state.marks.register(tp, offset, n as u32);
+                        for _ in 0..n {
+                            self.tickets.push(state.tickets.insert(Ticket { tp, epoch, offset, attempt: 0 }));
+                        }
+                        epoch
+                    }
+                    None => 0,
+                };
+                self.epochs.push(epoch);
+            }
+            shared.sync_outstanding(&state);
+        }
+        let mut next = 0;
+        for (j, &(tp, offset)) in batch.iter().enumerate() {
+            let Some(tp) = tp else { continue };
+            let n = made.staged(j, &topics[tp.topic as usize], tp.partition, offset);
+            for i in 0..n {
+                let out = made.get(i);
+                let ticket = self.tickets[next];
+                next += 1;
+                if !self.held.is_empty() {
+                    // Behind what librdkafka's queue refused, in order.
+                    shared.lock().marks.unsent(tp, self.epochs[j]);
+                    self.held.push_back(Owned::of(&out, ticket));
+                    continue;
+                }
+                if let Err((e, ticket)) = send(&mut self.sender, &out, ticket) {
+                    not_sent(shared, &mut self.held, &self.throttle, Owned::of(&out, ticket), e, false);
+                }
+            }
+        }
     }
 }
 

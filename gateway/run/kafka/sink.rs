@@ -385,6 +385,11 @@ pub struct Out<'a> {
 /// with the same agreement version: lane 0 takes a reloaded agreement between two
 /// batches and the others follow it.
 ///
+/// What a batch made ([`Made`]) is kept until the next batch after it is enforced, so
+/// the loop can produce one batch while the lanes enforce the next
+/// ([`Records::enforce_batch_while`]); it carries the topics and headers of the
+/// agreement version that made it.
+///
 /// Lanes 1 and up run on a pool of threads started with the [`Records`] and kept for
 /// its life (named `accord-lane-N`). A thread started per batch would pay for its
 /// start at every batch, and would begin each one with the engine's per-thread
@@ -394,30 +399,19 @@ pub struct Records {
     lanes: Vec<Lane>,
     /// The threads of lanes 1 and up (none with one lane).
     pool: Option<rayon::ThreadPool>,
-    /// The outcome of the record last processed (or staged).
+    /// What the last batch made, and (while the next one is enforced) the one before.
+    made: Made,
+    before: Made,
+    /// The topics and headers of the agreement in force.
+    routes: Arc<Routes>,
+    /// The one-record-at-a-time path: the outcome of the record last processed, and
+    /// whether [`Records::get`] reads it (or the last batch's current record).
     outcome: Outcome,
-    /// Where [`Records::get`] finds the outputs of that record.
-    cursor: Cursor,
-    /// Per chunk of the last batch: the lane that enforced it, and where its first
-    /// record is in that lane's `made`.
-    chunks: Vec<(usize, usize)>,
+    one: bool,
     /// Batches enforced so far, and those of them spread over more than one thread.
     batches: u64,
     spread: u64,
-    /// Per purpose of the agreement in force: its topic and its headers.
-    topics: Vec<String>,
-    headers: Vec<OwnedHeaders>,
-    quarantine_topic: String,
-    quarantine_headers: OwnedHeaders,
     note: Vec<u8>,
-}
-
-#[derive(Clone, Copy)]
-enum Cursor {
-    /// In lane 0's enforcer: the record last processed.
-    Last,
-    /// In a lane's staged outputs, from this index.
-    Staged { lane: usize, start: usize },
 }
 
 /// Records in a chunk: what a lane claims at a time.
@@ -428,10 +422,80 @@ pub const CHUNK: usize = 32;
 /// start; a batch gets large when the loop falls behind, and then it is spread.
 pub const CHUNKS_PER_LANE: usize = 4;
 
-/// One enforcing thread's state: its enforcer, and what it made of the chunks it
-/// claimed in the last batch, kept until the loop has produced it.
-struct Lane {
-    enforcer: Enforcer,
+/// Where the outputs of one agreement version go: each purpose's topic and headers,
+/// and the quarantine's.
+struct Routes {
+    agreement: Arc<crate::agreement::Agreement>,
+    topics: Vec<String>,
+    headers: Vec<OwnedHeaders>,
+    quarantine_topic: String,
+    quarantine_headers: OwnedHeaders,
+}
+
+impl Routes {
+    fn new(agreement: &Arc<crate::agreement::Agreement>, quarantine_topic: &str) -> Routes {
+        let version = agreement.version.to_string();
+        let base = || {
+            OwnedHeaders::new_with_capacity(3)
+                .insert(Header { key: "accord-agreement", value: Some(agreement.id.as_bytes()) })
+                .insert(Header { key: "accord-version", value: Some(version.as_bytes()) })
+        };
+        Routes {
+            agreement: agreement.clone(),
+            topics: agreement.purposes.iter().map(|p| p.topic.clone()).collect(),
+            headers: agreement.purposes.iter().map(|p| base().insert(Header { key: "accord-purpose", value: Some(p.name.as_bytes()) })).collect(),
+            quarantine_topic: quarantine_topic.to_string(),
+            quarantine_headers: base(),
+        }
+    }
+
+    /// How many records to produce for `outcome`; writes a quarantine note into `note`.
+    fn count(&self, outcome: Outcome, note: &mut Vec<u8>, topic: &str, partition: i32, offset: i64) -> usize {
+        match outcome {
+            Outcome::Forward(n) => n,
+            Outcome::Quarantine(why) => {
+                note.clear();
+                let a = &self.agreement;
+                let json = serde_json::json!({
+                    "topic": topic,
+                    "partition": partition,
+                    "offset": offset,
+                    "reason": DropReason::Malformed.as_str(),
+                    "detail": why.to_string(),
+                    "agreement": a.id,
+                    "version": a.version,
+                });
+                serde_json::to_writer(&mut *note, &json).expect("a JSON value serialises");
+                1
+            }
+            Outcome::Drop => 0,
+        }
+    }
+
+    fn quarantine<'a>(&'a self, note: &'a [u8]) -> Out<'a> {
+        Out { topic: &self.quarantine_topic, key: None, payload: note, headers: Some(&self.quarantine_headers) }
+    }
+}
+
+/// What the lanes made of one batch: every record's outcome and outputs, readable in
+/// consumption order ([`Made::staged`], then [`Made::get`]).
+pub struct Made {
+    /// Per lane, what it made of the chunks it claimed.
+    parts: Vec<Part>,
+    /// Per chunk: the lane that enforced it, and where its first record is in that
+    /// lane's part.
+    chunks: Vec<(usize, usize)>,
+    routes: Arc<Routes>,
+    /// The record made current by [`Made::staged`]: its outcome, its lane and where its
+    /// outputs start in that lane's part; its quarantine note.
+    outcome: Outcome,
+    at: (usize, usize),
+    note: Vec<u8>,
+}
+
+/// What one lane made of the chunks it claimed in a batch.
+#[derive(Default)]
+struct Part {
     /// Per record it enforced, in the order it did: its outcome and the end of its
     /// outputs in `outs`.
     made: Vec<(Outcome, usize)>,
@@ -450,43 +514,36 @@ struct Staged {
     payload: (usize, usize),
 }
 
-impl Lane {
-    fn new(enforcer: Enforcer) -> Lane {
-        Lane { enforcer, made: Vec::new(), claimed: Vec::new(), outs: Vec::new(), bytes: Vec::new() }
-    }
+/// One enforcing thread's enforcer.
+struct Lane {
+    enforcer: Enforcer,
+}
 
+impl Lane {
     /// Claims chunks of the batch (through `next`, shared by the lanes) until none is
-    /// left, and enforces each, keeping every record's outputs.
-    fn enforce_claimed(&mut self, batch: &[&[u8]], next: &AtomicUsize) {
-        self.made.clear();
-        self.claimed.clear();
-        self.outs.clear();
-        self.bytes.clear();
+    /// left, and enforces each, keeping every record's outputs in `part`.
+    fn enforce_claimed(&mut self, part: &mut Part, batch: &[&[u8]], next: &AtomicUsize) {
+        part.made.clear();
+        part.claimed.clear();
+        part.outs.clear();
+        part.bytes.clear();
         loop {
             let chunk = next.fetch_add(1, Ordering::Relaxed);
             let Some(records) = batch.chunks(CHUNK).nth(chunk) else { return };
-            self.claimed.push((chunk, self.made.len()));
-            self.enforce_all(records);
-        }
-    }
-
-    fn enforce_all(&mut self, records: &[&[u8]]) {
-        for payload in records {
-            let outcome = self.enforcer.enforce(payload);
-            if let Outcome::Forward(n) = outcome {
-                for i in 0..n {
-                    let o = self.enforcer.output(i);
-                    let key = o.key.map(|k| stage(&mut self.bytes, k));
-                    let payload = stage(&mut self.bytes, o.payload);
-                    self.outs.push(Staged { purpose: o.purpose, key, payload });
+            part.claimed.push((chunk, part.made.len()));
+            for payload in records {
+                let outcome = self.enforcer.enforce(payload);
+                if let Outcome::Forward(n) = outcome {
+                    for i in 0..n {
+                        let o = self.enforcer.output(i);
+                        let key = o.key.map(|k| stage(&mut part.bytes, k));
+                        let payload = stage(&mut part.bytes, o.payload);
+                        part.outs.push(Staged { purpose: o.purpose, key, payload });
+                    }
                 }
+                part.made.push((outcome, part.outs.len()));
             }
-            self.made.push((outcome, self.outs.len()));
         }
-    }
-
-    fn slice(&self, (start, end): (usize, usize)) -> &[u8] {
-        &self.bytes[start..end]
     }
 }
 
@@ -494,6 +551,57 @@ fn stage(bytes: &mut Vec<u8>, b: &[u8]) -> (usize, usize) {
     let start = bytes.len();
     bytes.extend_from_slice(b);
     (start, bytes.len())
+}
+
+impl Made {
+    fn new(lanes: usize, routes: Arc<Routes>) -> Made {
+        Made { parts: (0..lanes).map(|_| Part::default()).collect(), chunks: Vec::new(), routes, outcome: Outcome::Drop, at: (0, 0), note: Vec::new() }
+    }
+
+    /// Where record `j` is: its lane and its place in that lane's part.
+    fn place(&self, j: usize) -> (usize, usize) {
+        let (lane, start) = self.chunks[j / CHUNK];
+        (lane, start + j % CHUNK)
+    }
+
+    /// Makes record `j` of the batch (its place in the payloads enforced) the current
+    /// one; returns how many records to produce for it, each then taken with
+    /// [`Made::get`]. The rest name where it was consumed, for a quarantine note.
+    pub fn staged(&mut self, j: usize, topic: &str, partition: i32, offset: i64) -> usize {
+        let (lane, k) = self.place(j);
+        let made = &self.parts[lane].made;
+        let start = if k == 0 { 0 } else { made[k - 1].1 };
+        self.outcome = made[k].0;
+        self.at = (lane, start);
+        self.routes.count(self.outcome, &mut self.note, topic, partition, offset)
+    }
+
+    /// How many records to produce for record `j` (without making it the current one).
+    pub fn staged_count(&self, j: usize) -> usize {
+        let (lane, k) = self.place(j);
+        let made = &self.parts[lane].made;
+        match made[k].0 {
+            Outcome::Forward(_) => made[k].1 - if k == 0 { 0 } else { made[k - 1].1 },
+            Outcome::Quarantine(_) => 1,
+            Outcome::Drop => 0,
+        }
+    }
+
+    /// The `i`th record to produce for the current record.
+    pub fn get(&self, i: usize) -> Out<'_> {
+        match self.outcome {
+            Outcome::Forward(_) => {
+                let (lane, start) = self.at;
+                let part = &self.parts[lane];
+                let o = &part.outs[start + i];
+                let p = o.purpose as usize;
+                let slice = |(s, e): (usize, usize)| &part.bytes[s..e];
+                Out { topic: &self.routes.topics[p], key: o.key.map(slice), payload: slice(o.payload), headers: Some(&self.routes.headers[p]) }
+            }
+            Outcome::Quarantine(_) => self.routes.quarantine(&self.note),
+            Outcome::Drop => unreachable!("no record to produce"),
+        }
+    }
 }
 
 impl Records {
@@ -521,7 +629,7 @@ impl Records {
 
     pub fn with_lanes(engines: Arc<dyn Engines + Send + Sync>, input: Format, output: Format, quarantine_topic: &str, lanes: usize) -> Records {
         let encoding = Encoding { format: output, length_delimited: false };
-        let mut lanes: Vec<Lane> = (0..lanes.max(1)).map(|_| Lane::new(Enforcer::new(engines.clone(), input, encoding))).collect();
+        let mut lanes: Vec<Lane> = (0..lanes.max(1)).map(|_| Lane { enforcer: Enforcer::new(engines.clone(), input, encoding) }).collect();
         let pool = if lanes.len() > 1 {
             let built = rayon::ThreadPoolBuilder::new().num_threads(lanes.len() - 1).thread_name(|i| format!("accord-lane-{}", i + 1)).build();
             match built {
@@ -535,27 +643,24 @@ impl Records {
         } else {
             None
         };
-        let mut records = Records {
-            lanes,
-            pool,
-            outcome: Outcome::Drop,
-            cursor: Cursor::Last,
-            chunks: Vec::new(),
-            batches: 0,
-            spread: 0,
-            topics: Vec::new(),
-            headers: Vec::new(),
-            quarantine_topic: quarantine_topic.to_string(),
-            quarantine_headers: OwnedHeaders::new(),
-            note: Vec::new(),
-        };
         // Lanes built one after another may have met a reload in between.
-        let (first, rest) = records.lanes.split_first_mut().expect("at least one lane");
+        let (first, rest) = lanes.split_first_mut().expect("at least one lane");
         for lane in rest {
             lane.enforcer.follow(&first.enforcer);
         }
-        records.use_agreement();
-        records
+        let routes = Arc::new(Routes::new(first.enforcer.engine().agreement(), quarantine_topic));
+        Records {
+            made: Made::new(lanes.len(), routes.clone()),
+            before: Made::new(lanes.len(), routes.clone()),
+            lanes,
+            pool,
+            routes,
+            outcome: Outcome::Drop,
+            one: true,
+            batches: 0,
+            spread: 0,
+            note: Vec::new(),
+        }
     }
 
     /// How many lanes enforce a batch.
@@ -576,52 +681,23 @@ impl Records {
         }
     }
 
-    /// Topics and headers for the agreement in force.
-    fn use_agreement(&mut self) {
-        let a = self.lanes[0].enforcer.engine().agreement();
-        let version = a.version.to_string();
-        let base = || {
-            OwnedHeaders::new_with_capacity(3)
-                .insert(Header { key: "accord-agreement", value: Some(a.id.as_bytes()) })
-                .insert(Header { key: "accord-version", value: Some(version.as_bytes()) })
-        };
-        self.headers = a.purposes.iter().map(|p| base().insert(Header { key: "accord-purpose", value: Some(p.name.as_bytes()) })).collect();
-        self.topics = a.purposes.iter().map(|p| p.topic.clone()).collect();
-        self.quarantine_headers = base();
+    /// Takes up the agreement lane 0 has in force, if it changed; returns whether it did.
+    fn refresh(&mut self) -> bool {
+        if !self.lanes[0].enforcer.refresh() {
+            return false;
+        }
+        let quarantine_topic = self.routes.quarantine_topic.clone();
+        self.routes = Arc::new(Routes::new(self.lanes[0].enforcer.engine().agreement(), &quarantine_topic));
+        true
     }
 
     /// Runs the enforcement step over one consumed record; returns how many records
     /// to produce.
     pub fn process(&mut self, topic: &str, partition: i32, offset: i64, payload: &[u8]) -> usize {
-        if self.lanes[0].enforcer.refresh() {
-            self.use_agreement();
-        }
+        self.refresh();
         self.outcome = self.lanes[0].enforcer.enforce(payload);
-        self.cursor = Cursor::Last;
-        self.count(topic, partition, offset)
-    }
-
-    /// How many records to produce for the current outcome; writes the quarantine note.
-    fn count(&mut self, topic: &str, partition: i32, offset: i64) -> usize {
-        match self.outcome {
-            Outcome::Forward(n) => n,
-            Outcome::Quarantine(why) => {
-                self.note.clear();
-                let a = self.lanes[0].enforcer.engine().agreement();
-                let note = serde_json::json!({
-                    "topic": topic,
-                    "partition": partition,
-                    "offset": offset,
-                    "reason": DropReason::Malformed.as_str(),
-                    "detail": why.to_string(),
-                    "agreement": a.id,
-                    "version": a.version,
-                });
-                serde_json::to_writer(&mut self.note, &note).expect("a JSON value serialises");
-                1
-            }
-            Outcome::Drop => 0,
-        }
+        self.one = true;
+        self.routes.count(self.outcome, &mut self.note, topic, partition, offset)
     }
 
     /// Enforces a batch of consumed records (their payloads, in consumption order),
@@ -629,89 +705,84 @@ impl Records {
     /// (then hand the batches over before producing its first output). The outputs stay
     /// here until the next batch: take them record by record with [`Records::staged`].
     pub fn enforce_batch(&mut self, payloads: &[&[u8]]) -> bool {
+        self.enforce_batch_while(payloads, |_| {})
+    }
+
+    /// As [`Records::enforce_batch`], while `meanwhile` runs on the calling thread with
+    /// what the batch before made: the other lanes start on this batch at once, and
+    /// the calling thread joins them once `meanwhile` returns.
+    pub fn enforce_batch_while(&mut self, payloads: &[&[u8]], meanwhile: impl FnOnce(&mut Made)) -> bool {
+        let reloaded = self.refresh();
         let (first, rest) = self.lanes.split_first_mut().expect("at least one lane");
-        let reloaded = first.enforcer.refresh();
         for lane in rest.iter_mut() {
             lane.enforcer.follow(&first.enforcer);
         }
-        if reloaded {
-            self.use_agreement();
-        }
+        std::mem::swap(&mut self.made, &mut self.before);
+        self.made.routes = self.routes.clone();
         let chunks = payloads.len().div_ceil(CHUNK);
         let lanes = (chunks / CHUNKS_PER_LANE).clamp(1, self.lanes.len());
         self.batches += 1;
         let next = AtomicUsize::new(0);
         let (first, rest) = self.lanes[..lanes].split_first_mut().expect("at least one lane");
+        let (first_part, rest_parts) = self.made.parts[..lanes].split_first_mut().expect("a part per lane");
+        let before = &mut self.before;
         if lanes == 1 {
-            first.enforce_claimed(payloads, &next);
+            meanwhile(before);
+            first.enforce_claimed(first_part, payloads, &next);
         } else {
             self.spread += 1;
-            // The loop's thread works as lane 0, then waits for the others; a panic
-            // in any lane comes back here.
+            // The loop's thread does `meanwhile`, then works as lane 0 and waits for
+            // the others; a panic in any lane comes back here.
             let pool = self.pool.as_ref().expect("a pool for the lanes beyond the first");
             pool.in_place_scope(|s| {
-                for lane in rest {
+                for (lane, part) in rest.iter_mut().zip(rest_parts.iter_mut()) {
                     let next = &next;
-                    s.spawn(move |_| lane.enforce_claimed(payloads, next));
+                    s.spawn(move |_| lane.enforce_claimed(part, payloads, next));
                 }
-                first.enforce_claimed(payloads, &next);
+                meanwhile(before);
+                first.enforce_claimed(first_part, payloads, &next);
             });
         }
-        self.chunks.clear();
-        self.chunks.resize(chunks, (0, 0));
-        for (i, lane) in self.lanes[..lanes].iter().enumerate() {
-            for &(chunk, start) in &lane.claimed {
-                self.chunks[chunk] = (i, start);
+        let made = &mut self.made;
+        made.chunks.clear();
+        made.chunks.resize(chunks, (0, 0));
+        for (i, part) in made.parts[..lanes].iter().enumerate() {
+            for &(chunk, start) in &part.claimed {
+                made.chunks[chunk] = (i, start);
             }
         }
         reloaded
     }
 
-    /// Where record `j` of the last batch is: its lane and its place in that lane's `made`.
-    fn place(&self, j: usize) -> (usize, usize) {
-        let (lane, start) = self.chunks[j / CHUNK];
-        (lane, start + j % CHUNK)
+    /// What the last batch made.
+    pub fn last(&mut self) -> &mut Made {
+        &mut self.made
     }
 
-    /// Makes record `j` of the last batch (its place in the payloads given to
-    /// [`Records::enforce_batch`]) the current one; returns how many records to produce
-    /// for it, each then taken with [`Records::get`].
+    /// Makes record `j` of the last batch the current one ([`Made::staged`]).
     pub fn staged(&mut self, j: usize, topic: &str, partition: i32, offset: i64) -> usize {
-        let (lane, k) = self.place(j);
-        let made = &self.lanes[lane].made;
-        let start = if k == 0 { 0 } else { made[k - 1].1 };
-        self.outcome = made[k].0;
-        self.cursor = Cursor::Staged { lane, start };
-        self.count(topic, partition, offset)
+        self.one = false;
+        self.made.staged(j, topic, partition, offset)
     }
 
-    /// How many records to produce for record `j` of the last batch (without making it
-    /// the current one).
+    /// How many records to produce for record `j` of the last batch.
     pub fn staged_count(&self, j: usize) -> usize {
-        let (lane, k) = self.place(j);
-        let made = &self.lanes[lane].made;
-        match made[k].0 {
-            Outcome::Forward(_) => made[k].1 - if k == 0 { 0 } else { made[k - 1].1 },
-            Outcome::Quarantine(_) => 1,
-            Outcome::Drop => 0,
-        }
+        self.made.staged_count(j)
     }
 
     /// The `i`th record to produce for the current record.
     pub fn get(&self, i: usize) -> Out<'_> {
-        match (self.outcome, self.cursor) {
-            (Outcome::Forward(_), Cursor::Last) => {
+        if !self.one {
+            return self.made.get(i);
+        }
+        match self.outcome {
+            Outcome::Forward(_) => {
                 let o = self.lanes[0].enforcer.output(i);
-                Out { topic: &self.topics[o.purpose as usize], key: o.key, payload: o.payload, headers: Some(&self.headers[o.purpose as usize]) }
-            }
-            (Outcome::Forward(_), Cursor::Staged { lane, start }) => {
-                let lane = &self.lanes[lane];
-                let o = &lane.outs[start + i];
                 let p = o.purpose as usize;
-                Out { topic: &self.topics[p], key: o.key.map(|k| lane.slice(k)), payload: lane.slice(o.payload), headers: Some(&self.headers[p]) }
+                Out { topic: &self.routes.topics[p], key: o.key, payload: o.payload, headers: Some(&self.routes.headers[p]) }
             }
-            (Outcome::Quarantine(_), _) => Out { topic: &self.quarantine_topic, key: None, payload: &self.note, headers: Some(&self.quarantine_headers) },
-            (Outcome::Drop, _) => unreachable!("no record to produce"),
+            Outcome::Quarantine(_) => self.routes.quarantine(&self.note),
+            Outcome::Drop => unreachable!("no record to produce"),
         }
     }
 
@@ -822,9 +893,9 @@ rules:
             .collect()
     }
 
-    type Made = Vec<(String, Option<Vec<u8>>, Vec<u8>, String)>;
+    type Written = Vec<(String, Option<Vec<u8>>, Vec<u8>, String)>;
 
-    fn made(records: &Records, n: usize) -> Made {
+    fn made(records: &Records, n: usize) -> Written {
         (0..n)
             .map(|i| {
                 let o = records.get(i);
@@ -982,6 +1053,65 @@ rules:
             assert_eq!(three.staged(j, "in", 2, j as i64), n);
             assert_eq!(made(&three, n), made(&again, n));
         }
+    }
+
+    /// What `made` holds for records `from..from + n`, as `made` (the helper) reads a
+    /// record's outputs.
+    fn made_of(m: &mut Made, from: usize, n: usize) -> Vec<Written> {
+        (0..n)
+            .map(|j| {
+                let k = m.staged(j, "in", 2, (from + j) as i64);
+                (0..k)
+                    .map(|i| {
+                        let o = m.get(i);
+                        let version = o.headers.and_then(|h| h.iter().find(|h| h.key == "accord-version")).and_then(|h| h.value).unwrap_or_default();
+                        (o.topic.to_string(), o.key.map(<[u8]>::to_vec), o.payload.to_vec(), String::from_utf8_lossy(version).into_owned())
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_batch_before_is_read_whole_while_the_next_is_enforced() {
+        let swapped = Arc::new(Swapped { generation: AtomicU64::new(0), engine: Mutex::new(engine(1)) });
+        let engines: Arc<dyn Engines + Send + Sync> = swapped.clone();
+        let mut one = Records::new(engines.clone(), Format::Json, Format::Json, "q");
+        let mut three = Records::with_lanes(engines, Format::Json, Format::Json, "q", 3);
+        let inputs = payloads(2000);
+        let slices: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        // Batches of every size class: spread, on the calling thread, a single record.
+        let sizes = [700, 1, 100, 500, 33, 666];
+        let mut expected: Vec<Written> = Vec::new();
+        let mut from = 0;
+        let mut seen: Vec<Written> = Vec::new();
+        let mut before: Option<(usize, usize)> = None;
+        for (b, &size) in sizes.iter().enumerate() {
+            if b == 3 {
+                // A reload between two batches: the batch before keeps its version.
+                *swapped.engine.lock().unwrap() = engine(2);
+                swapped.generation.store(1, Ordering::Release);
+            }
+            for (j, p) in slices[from..from + size].iter().enumerate() {
+                let n = one.process("in", 2, (from + j) as i64, p);
+                expected.push(made(&one, n));
+            }
+            let batch = &slices[from..from + size];
+            let mut read = None;
+            let reloaded = three.enforce_batch_while(batch, |m| read = before.map(|(f, n)| made_of(m, f, n)));
+            assert_eq!(reloaded, b == 3, "batch {b}");
+            seen.extend(read.unwrap_or_default());
+            before = Some((from, size));
+            from += size;
+        }
+        let (f, n) = before.unwrap();
+        seen.extend(made_of(three.last(), f, n));
+        assert_eq!(seen.len(), expected.len());
+        for (j, (s, e)) in seen.iter().zip(&expected).enumerate() {
+            assert_eq!(s, e, "record {j}");
+        }
+        let versions: Vec<&str> = seen.iter().flatten().map(|o| o.3.as_str()).collect();
+        assert!(versions.contains(&"1") && versions.contains(&"2"));
     }
 
     #[test]
