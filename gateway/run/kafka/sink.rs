@@ -893,16 +893,17 @@ rules:
             .collect()
     }
 
-    type Written = Vec<(String, Option<Vec<u8>>, Vec<u8>, String)>;
+    /// An output as the tests compare it: topic, key, payload and `accord-version`.
+    type Output = (String, Option<Vec<u8>>, Vec<u8>, String);
+    type Written = Vec<Output>;
+
+    fn output(o: Out<'_>) -> Output {
+        let version = o.headers.and_then(|h| h.iter().find(|h| h.key == "accord-version")).and_then(|h| h.value).unwrap_or_default();
+        (o.topic.to_string(), o.key.map(<[u8]>::to_vec), o.payload.to_vec(), String::from_utf8_lossy(version).into_owned())
+    }
 
     fn made(records: &Records, n: usize) -> Written {
-        (0..n)
-            .map(|i| {
-                let o = records.get(i);
-                let version = o.headers.and_then(|h| h.iter().find(|h| h.key == "accord-version")).and_then(|h| h.value).unwrap_or_default();
-                (o.topic.to_string(), o.key.map(<[u8]>::to_vec), o.payload.to_vec(), String::from_utf8_lossy(version).into_owned())
-            })
-            .collect()
+        (0..n).map(|i| output(records.get(i))).collect()
     }
 
     const TP: Tp = Tp { topic: 0, partition: 1 };
@@ -1055,19 +1056,12 @@ rules:
         }
     }
 
-    /// What `made` holds for records `from..from + n`, as `made` (the helper) reads a
-    /// record's outputs.
+    /// What `m` holds for records `from..from + n` of the batch, record by record.
     fn made_of(m: &mut Made, from: usize, n: usize) -> Vec<Written> {
         (0..n)
             .map(|j| {
                 let k = m.staged(j, "in", 2, (from + j) as i64);
-                (0..k)
-                    .map(|i| {
-                        let o = m.get(i);
-                        let version = o.headers.and_then(|h| h.iter().find(|h| h.key == "accord-version")).and_then(|h| h.value).unwrap_or_default();
-                        (o.topic.to_string(), o.key.map(<[u8]>::to_vec), o.payload.to_vec(), String::from_utf8_lossy(version).into_owned())
-                    })
-                    .collect()
+                (0..k).map(|i| output(m.get(i))).collect()
             })
             .collect()
     }
