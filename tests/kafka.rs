@@ -1641,6 +1641,72 @@ fn issue_11_threads_enforce_in_parallel_keeping_each_partitions_order_and_offset
     assert!(committed.iter().all(|(_, c, high)| c == high && *high > 0), "{committed:?}");
 }
 
+/// With two threads a gateway produces one batch while it enforces the next. A
+/// rebalance that takes partitions from it while records stream in loses no output,
+/// and the group commits the end of every input partition. (Whether the revoke finds
+/// a batch in hand is up to timing; the log line printed at the end says.)
+#[test]
+fn issue_11_a_rebalance_mid_stream_with_batches_in_hand_loses_nothing() {
+    let _broker = shared_broker();
+    let site = Site::new("inhand", 6);
+    let events = many_events(80);
+    let (expected, _) = site.file_mode(&events);
+    let total: usize = expected.values().map(Vec::len).sum();
+    let (backlog, stream) = events.split_at(events.len() / 4);
+    produce(&site.input, site.partitions, backlog);
+    let group = unique("inhand");
+    let config = |name: &str| {
+        let path = site.config(name, &group, "");
+        let text = std::fs::read_to_string(&path).unwrap() + "  threads: 2\n";
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (config_a, config_b) = (config("a"), config("b"));
+    let outputs = site.outputs();
+    let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), false);
+    let mut a = Gateway::start("gateway a", &config_a);
+    reader.until(Duration::from_secs(90), "gateway a's first outputs", |recs| recs.len() >= total / 20);
+    // The rest arrives in slices while gateway b joins.
+    let (input, partitions) = (site.input.clone(), site.partitions);
+    let slices: Vec<Vec<String>> = stream.chunks(stream.len().div_ceil(20)).map(<[String]>::to_vec).collect();
+    let feeder = std::thread::spawn(move || {
+        for slice in slices {
+            produce(&input, partitions, &slice);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let mut b = Gateway::start("gateway b", &config_b);
+    let start = Instant::now();
+    while b.holds().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(60), "gateway b got no partition: a {:?}", a.holds());
+        assert!(a.alive() && b.alive(), "a gateway exited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    feeder.join().unwrap();
+    reader.until(Duration::from_secs(120), "every expected output", all_there(&expected));
+    let start = Instant::now();
+    loop {
+        let committed = site.offsets_committed(&group);
+        if committed.iter().all(|(_, c, high)| c == high && *high > 0) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "committed offsets behind the end: {committed:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(a.terminate(Duration::from_secs(30)).success());
+    assert!(b.terminate(Duration::from_secs(30)).success());
+    for (topic, want) in &expected {
+        assert_nothing_missing(topic, &reader.payloads(topic), want);
+    }
+    let log = a.log().join("\n");
+    assert!(log.contains("enforcing on 2 threads"), "{log}");
+    assert!(log.lines().any(|l| l.contains("revoked sensors.")), "gateway b took partitions from gateway a: {log}");
+    let spread = log.lines().find_map(|l| l.split_once(" of them spread over ")).and_then(|(before, _)| before.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(spread.is_some_and(|n| n > 0), "gateway a spread batches over its threads: {log}");
+    let let_go: Vec<&str> = log.lines().filter(|l| l.contains("let go of")).collect();
+    eprintln!("rebalance mid-stream: gateway a held {:?} at the end; {} let-go note(s): {let_go:?}", a.holds(), let_go.len());
+}
+
 // ------------------------------------------- as platform teams run it (issue 12) --
 
 mod platform;
