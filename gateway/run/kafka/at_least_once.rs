@@ -280,13 +280,7 @@ impl Work<'_> {
         }
         self.seen_revokes = revokes;
         let revoked = std::mem::take(&mut *context.revoked.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut gone = 0;
-        for (tp, _) in &mut self.pending {
-            if tp.is_some_and(|tp| revoked.contains(&tp)) {
-                *tp = None;
-                gone += 1;
-            }
-        }
+        let gone = let_go_of(&mut self.pending, &revoked);
         if gone > 0 {
             tracing::info!("let go of {gone} record(s) of revoked partitions before producing them");
         }
@@ -481,6 +475,20 @@ impl Work<'_> {
     }
 }
 
+/// Lets go of the records of `batch` (each one's partition and offset) whose
+/// partition is in `revoked`: their partition becomes none, so they are neither
+/// registered nor produced. Returns how many.
+fn let_go_of(batch: &mut [(Option<Tp>, i64)], revoked: &[Tp]) -> usize {
+    let mut gone = 0;
+    for (tp, _) in batch {
+        if tp.is_some_and(|tp| revoked.contains(&tp)) {
+            *tp = None;
+            gone += 1;
+        }
+    }
+    gone
+}
+
 /// What hands records to librdkafka, and what it could not take yet.
 struct Outbox {
     sender: Sender,
@@ -559,4 +567,38 @@ fn not_sent(shared: &Shared, held: &mut Held, throttle: &Throttle, mut o: Owned,
         tracing::warn!("could not produce to {} ({e}); retrying, and offsets of input partition {} wait for it", o.topic, t.tp.partition);
     }
     state.retries.push(o);
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Exactly the records of the revoked partitions are let go; the rest keep
+        /// their partition and offset, in order.
+        #[test]
+        fn a_revoke_lets_go_of_its_partitions_records_and_no_other(
+            batch in prop::collection::vec((prop::option::weighted(0.9, (0u16..3, 0i32..6)), 0i64..1000), 0..200),
+            revoked in prop::collection::vec((0u16..3, 0i32..6), 0..6),
+        ) {
+            let tp = |(topic, partition): (u16, i32)| Tp { topic, partition };
+            let mut after: Vec<(Option<Tp>, i64)> = batch.iter().map(|&(t, o)| (t.map(tp), o)).collect();
+            let revoked: Vec<Tp> = revoked.into_iter().map(tp).collect();
+            let gone = let_go_of(&mut after, &revoked);
+            let mut counted = 0;
+            for (&(t, offset), &(now, offset_now)) in batch.iter().zip(&after) {
+                prop_assert_eq!(offset, offset_now);
+                match t.map(tp) {
+                    Some(t) if revoked.contains(&t) => {
+                        prop_assert_eq!(now, None);
+                        counted += 1;
+                    }
+                    t => prop_assert_eq!(now, t),
+                }
+            }
+            prop_assert_eq!(gone, counted);
+        }
+    }
 }
