@@ -292,6 +292,19 @@ impl Site {
         (outputs, lines(out.join("quarantine.jsonl")).len())
     }
 
+    /// Waits until `group` has committed the end of every input partition.
+    fn wait_for_the_end_committed(&self, group: &str, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let committed = self.offsets_committed(group);
+            if committed.iter().all(|(_, c, high)| c == high) {
+                return;
+            }
+            assert!(start.elapsed() < timeout, "committed offsets behind the end: {committed:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     fn offsets_committed(&self, group: &str) -> Vec<(i32, i64, i64)> {
         let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap()).set("group.id", group).create().unwrap();
         let mut tpl = TopicPartitionList::new();
@@ -1623,15 +1636,7 @@ fn issue_11_threads_enforce_in_parallel_keeping_each_partitions_order_and_offset
     assert!(unplaced * 20 < checked, "{unplaced} outputs not placed, {checked} checked");
 
     // Committed: the end of every input partition, while the gateway still runs.
-    let start = Instant::now();
-    loop {
-        let committed = site.offsets_committed(&group);
-        if committed.iter().all(|(_, c, high)| c == high) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "committed offsets behind the end: {committed:?}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    site.wait_for_the_end_committed(&group, Duration::from_secs(30));
     assert!(gw.terminate(Duration::from_secs(30)).success());
     let log = gw.log().join("\n");
     assert!(log.contains("enforcing on 3 threads"), "{log}");
@@ -1684,15 +1689,7 @@ fn issue_11_a_rebalance_mid_stream_with_batches_in_hand_loses_nothing() {
     }
     feeder.join().unwrap();
     reader.until(Duration::from_secs(120), "every expected output", all_there(&expected));
-    let start = Instant::now();
-    loop {
-        let committed = site.offsets_committed(&group);
-        if committed.iter().all(|(_, c, high)| c == high && *high > 0) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "committed offsets behind the end: {committed:?}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    site.wait_for_the_end_committed(&group, Duration::from_secs(30));
     assert!(a.terminate(Duration::from_secs(30)).success());
     assert!(b.terminate(Duration::from_secs(30)).success());
     for (topic, want) in &expected {
