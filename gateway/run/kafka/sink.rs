@@ -375,8 +375,8 @@ pub struct Out<'a> {
 /// topics, keys and headers Kafka needs.
 ///
 /// One record at a time ([`Records::process`], then [`Records::get`]), or a batch at a
-/// time over several threads ([`Records::enforce_batch`], then [`Records::staged`] and
-/// [`Records::get`] for each record in consumption order). A batch is cut into chunks
+/// time over several threads ([`Records::enforce_batch`], then [`Made::staged`] and
+/// [`Made::get`] on [`Records::last`] for each record in consumption order). A batch is cut into chunks
 /// of [`CHUNK`] consecutive records that the lanes (each an [`Enforcer`] with its own
 /// buffers and pseudonym cache) claim one after another, the consumer loop's thread
 /// being one of them: a lane that gets less of the CPU (a core shared with the broker
@@ -404,10 +404,8 @@ pub struct Records {
     before: Made,
     /// The topics and headers of the agreement in force.
     routes: Arc<Routes>,
-    /// The one-record-at-a-time path: the outcome of the record last processed, and
-    /// whether [`Records::get`] reads it (or the last batch's current record).
+    /// The one-record-at-a-time path: the outcome of the record last processed.
     outcome: Outcome,
-    one: bool,
     /// Batches enforced so far, and those of them spread over more than one thread.
     batches: u64,
     spread: u64,
@@ -656,7 +654,6 @@ impl Records {
             pool,
             routes,
             outcome: Outcome::Drop,
-            one: true,
             batches: 0,
             spread: 0,
             note: Vec::new(),
@@ -696,14 +693,13 @@ impl Records {
     pub fn process(&mut self, topic: &str, partition: i32, offset: i64, payload: &[u8]) -> usize {
         self.refresh();
         self.outcome = self.lanes[0].enforcer.enforce(payload);
-        self.one = true;
         self.routes.count(self.outcome, &mut self.note, topic, partition, offset)
     }
 
     /// Enforces a batch of consumed records (their payloads, in consumption order),
     /// spread over the lanes; returns whether a new agreement came into force with it
     /// (then hand the batches over before producing its first output). The outputs stay
-    /// here until the next batch: take them record by record with [`Records::staged`].
+    /// here until the next batch: take them record by record from [`Records::last`].
     pub fn enforce_batch(&mut self, payloads: &[&[u8]]) -> bool {
         self.enforce_batch_while(payloads, |_| {})
     }
@@ -759,22 +755,8 @@ impl Records {
         &mut self.made
     }
 
-    /// Makes record `j` of the last batch the current one ([`Made::staged`]).
-    pub fn staged(&mut self, j: usize, topic: &str, partition: i32, offset: i64) -> usize {
-        self.one = false;
-        self.made.staged(j, topic, partition, offset)
-    }
-
-    /// How many records to produce for record `j` of the last batch.
-    pub fn staged_count(&self, j: usize) -> usize {
-        self.made.staged_count(j)
-    }
-
-    /// The `i`th record to produce for the current record.
+    /// The `i`th record to produce for the record last processed.
     pub fn get(&self, i: usize) -> Out<'_> {
-        if !self.one {
-            return self.made.get(i);
-        }
         match self.outcome {
             Outcome::Forward(_) => {
                 let o = self.lanes[0].enforcer.output(i);
@@ -906,6 +888,11 @@ rules:
         (0..n).map(|i| output(records.get(i))).collect()
     }
 
+    /// The outputs of the batch's current record.
+    fn staged(m: &Made, n: usize) -> Written {
+        (0..n).map(|i| output(m.get(i))).collect()
+    }
+
     const TP: Tp = Tp { topic: 0, partition: 1 };
 
     /// Registers a record with one output and takes its ticket, as the loop does.
@@ -1033,9 +1020,9 @@ rules:
         for (j, p) in slices.iter().enumerate() {
             let n = one.process("in", 2, j as i64, p);
             let expected = made(&one, n);
-            assert_eq!(three.staged_count(j), n, "record {j}");
-            assert_eq!(three.staged(j, "in", 2, j as i64), n, "record {j}");
-            assert_eq!(made(&three, n), expected, "record {j}");
+            assert_eq!(three.last().staged_count(j), n, "record {j}");
+            assert_eq!(three.last().staged(j, "in", 2, j as i64), n, "record {j}");
+            assert_eq!(staged(three.last(), n), expected, "record {j}");
             outputs += n;
         }
         assert!(outputs > 500, "most records made two outputs, malformed ones a note");
@@ -1051,8 +1038,8 @@ rules:
         let mut again = Records::new(Arc::new(three.lanes[0].enforcer.engine().clone()), Format::Json, Format::Json, "q");
         for (j, p) in slices[..small].iter().enumerate() {
             let n = again.process("in", 2, j as i64, p);
-            assert_eq!(three.staged(j, "in", 2, j as i64), n);
-            assert_eq!(made(&three, n), made(&again, n));
+            assert_eq!(three.last().staged(j, "in", 2, j as i64), n);
+            assert_eq!(staged(three.last(), n), made(&again, n));
         }
     }
 
@@ -1061,7 +1048,7 @@ rules:
         (0..n)
             .map(|j| {
                 let k = m.staged(j, "in", 2, (from + j) as i64);
-                (0..k).map(|i| output(m.get(i))).collect()
+                staged(m, k)
             })
             .collect()
     }
@@ -1120,8 +1107,8 @@ rules:
         assert!(records.enforce_batch(&slices), "the batch after the swap is the new version's");
         assert!(records.reloaded());
         for j in 0..slices.len() {
-            let n = records.staged(j, "in", 0, j as i64);
-            for (topic, _, _, version) in made(&records, n) {
+            let n = records.last().staged(j, "in", 0, j as i64);
+            for (topic, _, _, version) in staged(records.last(), n) {
                 assert_eq!(version, "2", "record {j} to {topic}");
             }
         }
