@@ -17,6 +17,11 @@
 //! `--threads N` sets the gateway's `limits.threads` (default: the cores available to
 //! it, so under `taskset -c 0,1` two).
 //!
+//! `--exactly-once` runs the gateway with `delivery: exactly_once` (the pass-through is
+//! unchanged). Its output topics' end offsets then count the transactions' commit
+//! markers too, one per partition a transaction wrote to: a few hundred in a run of
+//! hundreds of thousands of outputs.
+//!
 //! `--codec C` (default `lz4`) is the input's compression and both children's
 //! `compression.type`: `gzip`, `snappy`, `lz4` or `zstd`. `--mix site` runs the second
 //! workload of `workload.rs` (its own agreement, `benches/site-agreement.yaml`) instead
@@ -90,6 +95,7 @@ fn main() {
     // The gateway's `limits.threads`; unset: its default, the cores available (under
     // `taskset`, the cores of the mask).
     let threads = flag("--threads", 0);
+    let exactly_once = args.iter().any(|a| a == "--exactly-once");
 
     let id = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
     let dir = tempfile::tempdir().unwrap();
@@ -167,6 +173,9 @@ fn main() {
                 agreement_path.display(),
                 root().join("examples/demo.key").display()
             );
+            if exactly_once && mode == "gateway" {
+                text.push_str(&format!("  delivery: exactly_once\n  transactional_id: bench-{round}-{id}\n"));
+            }
             if !consumer_props.is_empty() {
                 text.push_str(&format!("  consumer:\n{consumer_props}"));
             }

@@ -120,8 +120,8 @@ pub struct Limits {
     pub commit_interval: Duration,
     /// How long a revoke or a shutdown waits for outstanding deliveries.
     pub drain_timeout: Duration,
-    /// Threads that enforce records in Kafka mode, at-least-once (the consumer loop's
-    /// own thread is one of them). Unless set: the cores available to the process
+    /// Threads that enforce records in Kafka mode (the consumer loop's own thread is
+    /// one of them). Unless set: the cores available to the process
     /// ([`std::thread::available_parallelism`], which heeds a container's CPU quota).
     pub threads: usize,
 }

@@ -48,7 +48,8 @@ use super::client::{producer_config, subscribe, Throttle};
 use super::offsets::Tp;
 use super::sink::{backoff, queue_full, send, send_owned, Held, LoopProducer, Made, Owned, Records, Report, Shared, SinkContext, Ticket};
 use super::produce::Sender;
-use super::source::{Source, SourceContext};
+pub use super::source::BATCH;
+use super::source::{reuse, reuse_messages, Source, SourceContext};
 use super::stall::Polled;
 use super::{Error, Pipeline, Summary};
 use crate::config::{Delivery, Kafka};
@@ -147,22 +148,6 @@ struct Work<'a> {
 /// and free the in-flight budget promptly, seldom enough that an empty poll costs
 /// nothing per record.
 const SERVE_EVERY: u32 = 32;
-
-/// The most records polled into one batch when several threads enforce. Large enough
-/// that the threads' start (some tens of microseconds) is a small part of a batch's
-/// work; batches are smaller whenever fewer records are already fetched.
-pub const BATCH: usize = 1024;
-
-/// An empty vector's allocation, reused for items of another lifetime.
-fn reuse<'b, T: ?Sized>(mut v: Vec<&'_ T>) -> Vec<&'b T> {
-    v.clear();
-    v.into_iter().map(|_| unreachable!("empty")).collect()
-}
-
-fn reuse_messages<'b>(mut v: Vec<BorrowedMessage<'_>>) -> Vec<BorrowedMessage<'b>> {
-    v.clear();
-    v.into_iter().map(|_| unreachable!("empty")).collect()
-}
 
 /// How often moved watermarks are stored (librdkafka commits them on its own interval).
 const STORE_EVERY: Duration = Duration::from_millis(50);

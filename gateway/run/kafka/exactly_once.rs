@@ -13,6 +13,14 @@
 //! producer was fenced by a newer instance with the same `transactional.id`) stops the
 //! gateway with an error, to be restarted.
 //!
+//! With `limits.threads` above one, the loop polls a batch of what is already fetched
+//! (up to [`BATCH`] records), the lanes enforce it ([`Records::enforce_batch`]), and the
+//! loop produces each record's outputs and adds its offset to the open transaction, in
+//! consumption order, before it polls again. A revoke (which commits) or an abort
+//! (which rewinds) served while a batch is polled lets go of the records in hand of the
+//! partitions it revoked or rewound ([`fill`]): they are in no transaction, and are
+//! consumed again.
+//!
 //! `transactional.id` must be unique per replica and stable across its restarts: the
 //! restarted gateway then aborts what its predecessor left open at once.
 
@@ -22,13 +30,14 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer as _;
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::Producer as _;
 
 use super::client::{producer_config, subscribe, Throttle};
 use super::sink::{queue_full, send, Producer, Records, Report, Shared, SinkContext};
 use super::produce::Sender;
-use super::source::{Source, SourceContext};
+use super::source::{reuse, reuse_messages, Source, SourceContext, BATCH};
+use super::stall::Polled;
 use super::txn::{Outcome, Transactions};
 use super::{Error, Pipeline, Summary};
 use crate::config::Delivery;
@@ -53,15 +62,17 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     }
     let txns = Arc::new(Transactions::new(producer.clone(), shared.clone(), limits.drain_timeout, p.shutdown.clone()));
     let consumer: Source = subscribe(k, SourceContext::for_pipeline(shared.clone(), k, Some(txns.clone()), p.health.clone()))?;
-    let mut records = Records::for_pipeline(k, p.engines, p.suppressions, 1);
-    let mut sender = Sender::new(producer.clone());
-    if k.limits.threads > 1 {
-        tracing::info!("exactly-once enforces on the consumer loop's thread; limits.threads ({}) applies to at-least-once only", k.limits.threads);
+    let mut records = Records::for_pipeline(k, p.engines, p.suppressions, k.limits.threads);
+    match records.lanes() {
+        1 => tracing::info!("enforcing on the consumer loop's thread (limits.threads: 1)"),
+        n => tracing::info!("enforcing on {n} threads, in batches of up to {BATCH} records"),
     }
+    let mut out = Out { sender: Sender::new(producer.clone()), shared: &shared, txns: &txns, drain_timeout: limits.drain_timeout, throttle: Throttle::default() };
     let mut report = Report::new(p.on_batch);
-    let throttle = Throttle::default();
     let mut count = 0u64;
     let mut last_report = Instant::now();
+    let mut messages: Vec<BorrowedMessage<'_>> = Vec::new();
+    let mut payloads: Vec<&[u8]> = Vec::new();
     while !p.shutdown.requested() {
         if let Some(e) = txns.take_fatal() {
             return Err(Error::Transaction(e));
@@ -76,60 +87,137 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
             report.hand_over(&mut records);
             last_report = Instant::now();
         }
-        let m = match super::stall::poll(&consumer, Duration::from_millis(50), &throttle) {
-            super::stall::Polled::Record(m) => m,
-            super::stall::Polled::Fatal(e) => {
-                tracing::error!("the consumer failed fatally ({e}); exiting so that the gateway is restarted");
-                return Err(Error::Fatal(e));
-            }
-            super::stall::Polled::Nothing => {
+        let m = match super::stall::poll(&consumer, Duration::from_millis(50), &out.throttle) {
+            Polled::Record(m) => m,
+            Polled::Fatal(e) => return Err(fatal(e)),
+            Polled::Nothing => {
                 consumer.context().stalls.probe(&consumer, &k.topics);
                 continue;
             }
         };
-        count += 1;
-        txns.begin().map_err(Error::Transaction)?;
-        let (offset, payload) = (m.offset(), m.payload().unwrap_or_default());
-        let n = records.process(m.topic(), m.partition(), offset, payload);
-        if records.reloaded() {
-            // Before the new version's first output (its transaction's counts are
-            // reported before the commit: a reload is rare, the gauge must not lag).
+        if records.lanes() == 1 {
+            // No record is in hand between two polls: a revoke or an abort lets go of none.
+            txns.take_let_go();
+            count += 1;
+            let (offset, payload) = (m.offset(), m.payload().unwrap_or_default());
+            let n = records.process(m.topic(), m.partition(), offset, payload);
+            if records.reloaded() {
+                // Before the new version's first output (its transaction's counts are
+                // reported before the commit: a reload is rare, the gauge must not lag).
+                report.hand_over(&mut records);
+            }
+            txns.begin().map_err(Error::Transaction)?;
+            for i in 0..n {
+                out.send(&records.get(i));
+            }
+            txns.done(m.topic(), m.partition(), offset);
+            continue;
+        }
+        // A batch: what is already fetched, enforced over the threads, then produced
+        // record by record in consumption order into the open transaction.
+        let mut batch = reuse_messages(std::mem::take(&mut messages));
+        batch.push(m);
+        if let Some(e) = fill(&consumer, &txns, &mut batch, &out.throttle) {
+            return Err(fatal(e));
+        }
+        count += batch.len() as u64;
+        let mut bytes = reuse(std::mem::take(&mut payloads));
+        bytes.extend(batch.iter().map(|m| m.payload().unwrap_or_default()));
+        if records.enforce_batch(&bytes) {
             report.hand_over(&mut records);
         }
-        for i in 0..n {
-            let out = records.get(i);
-            // Reports only count what is in flight: no ticket.
-            shared.outstanding.fetch_add(1, Ordering::Relaxed);
-            let waiting = Instant::now();
-            loop {
-                match send(&mut sender, &out, 0) {
-                    Ok(()) => break,
-                    Err((e, _)) if queue_full(&e) && waiting.elapsed() < limits.drain_timeout => {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err((e, _)) => {
-                        shared.outstanding.fetch_sub(1, Ordering::Relaxed);
-                        if throttle.allow("produce") {
-                            tracing::warn!("could not produce to {} ({e}); the transaction will be aborted and retried", out.topic);
-                        }
-                        txns.poison();
-                        break;
-                    }
-                }
-            }
+        if !batch.is_empty() {
+            txns.begin().map_err(Error::Transaction)?;
         }
-        txns.done(m.topic(), m.partition(), offset);
+        let made = records.last();
+        for (j, m) in batch.iter().enumerate() {
+            for i in 0..made.staged(j, m.topic(), m.partition(), m.offset()) {
+                out.send(&made.get(i));
+            }
+            txns.done(m.topic(), m.partition(), m.offset());
+        }
+        bytes.clear();
+        payloads = reuse(bytes);
+        messages = reuse_messages(batch);
     }
     tracing::info!("stopping: committing the open transaction");
     let outcome = txns.commit(&consumer, None).map_err(Error::Transaction)?;
     report.hand_over(&mut records);
     consumer.context().closing.store(true, Ordering::Relaxed);
+    drop(messages);
     drop(consumer);
     drop(txns);
     if let Err(e) = producer.flush(Duration::from_secs(1)) {
         tracing::warn!("the producer could not flush before closing ({e})");
     }
-    tracing::info!("stopped after {count} record(s) (last transaction: {outcome:?})");
+    let (batches, spread) = records.spread();
+    tracing::info!("stopped after {count} record(s) (last transaction: {outcome:?}); {batches} batch(es), {spread} of them spread over {} threads", records.lanes());
     let unacknowledged = if outcome == Outcome::GaveUp { shared.outstanding() } else { 0 };
     Ok(Summary { records: count, totals: report.total, unacknowledged })
+}
+
+fn fatal(e: KafkaError) -> Error {
+    tracing::error!("the consumer failed fatally ({e}); exiting so that the gateway is restarted");
+    Error::Fatal(e)
+}
+
+/// Polls, without waiting, what is already fetched, up to [`BATCH`] records. A revoke
+/// or an abort served meanwhile lets go of the records in hand of the partitions it
+/// revoked or rewound: they are in no transaction, and are consumed again (by their
+/// next owner, or from where the abort rewound them). Returns a fatal consumer error.
+fn fill<'c>(consumer: &'c Source, txns: &Transactions, batch: &mut Vec<BorrowedMessage<'c>>, throttle: &Throttle) -> Option<KafkaError> {
+    // What was revoked or rewound before this batch concerns none of its records.
+    txns.take_let_go();
+    while batch.len() < BATCH {
+        let polled = super::stall::poll(consumer, Duration::ZERO, throttle);
+        if let Some(gone) = txns.take_let_go() {
+            let before = batch.len();
+            batch.retain(|m| !gone.iter().any(|(t, p)| t == m.topic() && *p == m.partition()));
+            if batch.len() < before {
+                tracing::info!("let go of {} record(s) of revoked or rewound partitions before enforcing them", before - batch.len());
+            }
+        }
+        match polled {
+            Polled::Record(m) => batch.push(m),
+            Polled::Fatal(e) => return Some(e),
+            Polled::Nothing => break,
+        }
+    }
+    None
+}
+
+/// Hands outputs to the producer within the open transaction.
+struct Out<'a> {
+    sender: Sender,
+    shared: &'a Shared,
+    txns: &'a Transactions,
+    drain_timeout: Duration,
+    throttle: Throttle,
+}
+
+impl Out<'_> {
+    /// Produces one output; while librdkafka's queue is full it waits (the commit
+    /// flushes it), at most the drain timeout. An output it cannot take poisons the
+    /// transaction, which is then aborted and its records enforced again.
+    fn send(&mut self, out: &super::sink::Out<'_>) {
+        // Reports only count what is in flight: no ticket.
+        self.shared.outstanding.fetch_add(1, Ordering::Relaxed);
+        let waiting = Instant::now();
+        loop {
+            match send(&mut self.sender, out, 0) {
+                Ok(()) => return,
+                Err((e, _)) if queue_full(&e) && waiting.elapsed() < self.drain_timeout => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => {
+                    self.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+                    if self.throttle.allow("produce") {
+                        tracing::warn!("could not produce to {} ({e}); the transaction will be aborted and retried", out.topic);
+                    }
+                    self.txns.poison();
+                    return;
+                }
+            }
+        }
+    }
 }

@@ -28,6 +28,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{describe, Throttle};
@@ -38,6 +39,23 @@ use super::txn::Transactions;
 
 /// The consumer every mode uses.
 pub type Source = BaseConsumer<SourceContext>;
+
+/// The most records polled into one batch when several threads enforce. Large enough
+/// that the threads' start (some tens of microseconds) is a small part of a batch's
+/// work; batches are smaller whenever fewer records are already fetched.
+pub const BATCH: usize = 1024;
+
+/// An empty vector's allocation, reused for items of another lifetime.
+pub fn reuse<'b, T: ?Sized>(mut v: Vec<&'_ T>) -> Vec<&'b T> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("empty")).collect()
+}
+
+/// An empty vector of messages' allocation, reused for the next batch's.
+pub fn reuse_messages<'b>(mut v: Vec<BorrowedMessage<'_>>) -> Vec<BorrowedMessage<'b>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("empty")).collect()
+}
 
 pub struct SourceContext {
     pub shared: Arc<Shared>,

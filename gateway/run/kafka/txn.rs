@@ -5,7 +5,7 @@
 //! which both import it; it imports neither.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,11 @@ pub struct Transactions {
     stop: Shutdown,
     /// A fatal error met in a callback, for the loop to return.
     fatal: Mutex<Option<KafkaError>>,
+    /// Partitions revoked, or rewound by an abort, since the loop last looked: it lets
+    /// go of the records of theirs it holds and has not yet enforced, which are
+    /// consumed again (by their next owner, or from where the abort rewound them).
+    let_go: Mutex<Vec<(String, i32)>>,
+    any_let_go: AtomicBool,
     throttle: Throttle,
 }
 
@@ -66,7 +71,17 @@ pub enum Outcome {
 
 impl Transactions {
     pub fn new(producer: Arc<Producer>, shared: Arc<Shared>, timeout: Duration, stop: Shutdown) -> Transactions {
-        Transactions { producer, shared, txn: Mutex::new(Txn::default()), timeout, stop, fatal: Mutex::new(None), throttle: Throttle::default() }
+        Transactions {
+            producer,
+            shared,
+            txn: Mutex::new(Txn::default()),
+            timeout,
+            stop,
+            fatal: Mutex::new(None),
+            let_go: Mutex::new(Vec::new()),
+            any_let_go: AtomicBool::new(false),
+            throttle: Throttle::default(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Txn> {
@@ -162,20 +177,24 @@ impl Transactions {
             }
         }
         self.shared.txn_failed.store(false, Ordering::Relaxed);
+        let mut rewound = Vec::with_capacity(txn.first.len());
         for ((topic, partition), first) in &txn.first {
             let gone = revoked.is_some_and(|r| r.find_partition(topic, *partition).is_some());
             if !gone {
                 if let Err(e) = consumer.seek(topic, *partition, Offset::Offset(*first), self.timeout) {
                     tracing::warn!("could not rewind {topic}[{partition}] to the aborted transaction's start ({e})");
                 }
+                rewound.push((topic.clone(), *partition));
             }
         }
+        self.let_go_of(rewound);
         txn.reset();
         Ok(Outcome::Aborted)
     }
 
     /// Revoke: commit what is done while the generation is still ours.
     pub fn on_revoke<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tpl: &TopicPartitionList, lost: bool) {
+        self.let_go_of(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect());
         if lost {
             let mut txn = self.lock();
             if txn.open {
@@ -191,6 +210,24 @@ impl Transactions {
                 *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
             }
         }
+    }
+
+    fn let_go_of(&self, partitions: Vec<(String, i32)>) {
+        if !partitions.is_empty() {
+            self.let_go.lock().unwrap_or_else(|e| e.into_inner()).extend(partitions);
+            self.any_let_go.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The partitions revoked or rewound since the last call, if any were: the loop
+    /// lets go of the records of theirs it holds and has not yet enforced. Revokes and
+    /// aborts run inside the loop's polls and commits, so nothing comes between a poll
+    /// and this look.
+    pub fn take_let_go(&self) -> Option<Vec<(String, i32)>> {
+        if !self.any_let_go.swap(false, Ordering::Relaxed) {
+            return None;
+        }
+        Some(std::mem::take(&mut *self.let_go.lock().unwrap_or_else(|e| e.into_inner())))
     }
 
     pub fn take_fatal(&self) -> Option<KafkaError> {
