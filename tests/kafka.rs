@@ -905,9 +905,12 @@ fn broker_restart_mid_stream_loses_nothing() {
     // 2 runs in 9 under load here, once in CI. docs/kafka.md says so.)
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("session.timeout.ms: 6000"), "the tests' consumer block changed:\n{text}");
-    std::fs::write(&config, text.replace("session.timeout.ms: 6000", "session.timeout.ms: 45000").replace("heartbeat.interval.ms: 500", "heartbeat.interval.ms: 3000").replace("max.poll.interval.ms: 30000", "max.poll.interval.ms: 300000")).unwrap();
+    // A delivery failing for 30 s makes /healthz fail: the broker is away for less.
+    let text = text.replace("session.timeout.ms: 6000", "session.timeout.ms: 45000").replace("heartbeat.interval.ms: 500", "heartbeat.interval.ms: 3000").replace("max.poll.interval.ms: 30000", "max.poll.interval.ms: 300000");
+    std::fs::write(&config, text + "  delivery_stuck_after: 30s\nadmin:\n  address: 127.0.0.1:0\n").unwrap();
     let outputs = site.outputs();
     let mut gw = Gateway::start("gateway", &config);
+    let addr = gw.admin_address();
     {
         let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), false);
         reader.until(Duration::from_secs(90), "the first outputs", |recs| recs.len() >= total / 10);
@@ -919,16 +922,20 @@ fn broker_restart_mid_stream_loses_nothing() {
     down.start();
     let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), false);
     let back = Instant::now();
-    while !all_there(&expected)(&reader.recs) && back.elapsed() < Duration::from_secs(90) && gw.alive() {
-        reader.poll_for(Duration::from_millis(200));
+    let mut healthy = true;
+    while !all_there(&expected)(&reader.recs) && back.elapsed() < Duration::from_secs(90) && gw.alive() && healthy {
+        reader.poll_for(Duration::from_millis(500));
+        healthy = http_get(&addr, "/healthz").0 == 200;
     }
     assert!(gw.alive(), "the gateway exited while the broker came back:\n{}", gw.log().join("\n"));
     if !all_there(&expected)(&reader.recs) {
         // librdkafka's clients sometimes stay wedged after a broker restart (docs/kafka.md,
-        // "Broker restarts"): an operator restarts the gateway. What this test holds the
-        // gateway to is that nothing is lost, whether it recovers alone or is restarted.
+        // "Broker restarts"): Kubernetes restarts a gateway whose /healthz fails (a
+        // delivery stuck), an operator one that does not recover. What this test holds
+        // the gateway to is that nothing is lost, whether it recovers alone or not.
+        let who = if healthy { "an operator would: it had not recovered within 90 s" } else { "Kubernetes would: /healthz failed" };
         eprintln!(
-            "broker restart: the gateway had not recovered within 90 s; restarting it as an operator would.\n{}\n{}",
+            "broker restart: restarting the gateway as {who}.\n{}\n{}",
             leaderless(&outputs),
             gw.log().iter().rev().take(20).rev().cloned().collect::<Vec<_>>().join("\n")
         );
@@ -1211,7 +1218,11 @@ fn failed_deliveries_are_retried_until_they_land_and_the_offsets_wait_for_them()
     assert!(!expected[&refusing].is_empty(), "some events are for the refusing topic");
     produce(&site.input, 1, &events);
     let group = unique("delivery-retries");
-    let mut gw = Gateway::start("gateway", &site.config("gw", &group, ""));
+    let config = site.config("gw", &group, "");
+    let text = std::fs::read_to_string(&config).unwrap() + "  delivery_stuck_after: 2s\nadmin:\n  address: 127.0.0.1:0\n";
+    std::fs::write(&config, text).unwrap();
+    let mut gw = Gateway::start("gateway", &config);
+    let addr = gw.admin_address();
     let log = gw.wait_for_log(Duration::from_secs(60), "delivery to");
     assert!(log.iter().any(|l| l.contains("delivery to") && l.contains(&refusing)), "{}", log.join("\n"));
     // The other topics take their outputs; the input's offset stays behind the first
@@ -1219,6 +1230,12 @@ fn failed_deliveries_are_retried_until_they_land_and_the_offsets_wait_for_them()
     std::thread::sleep(Duration::from_secs(2));
     let (_, committed, end) = site.offsets_committed(&group)[0];
     assert!(committed < end, "committed {committed} of {end} while outputs were refused");
+    // Refused for longer than limits.delivery_stuck_after: /healthz fails, once said.
+    let log = gw.wait_for_log(Duration::from_secs(30), "has kept failing for longer than limits.delivery_stuck_after");
+    let (status, body) = http_get(&addr, "/healthz");
+    assert_eq!((status, body.contains("delivery_stuck_after")), (503, true), "/healthz while a delivery is stuck: {body}");
+    assert_eq!(http_get(&addr, "/readyz").0, 503);
+    assert!(log.iter().any(|l| l.contains("has kept failing") && l.contains(&refusing)), "{}", log.join("\n"));
     set_max_message_bytes(&refusing, "1048588");
     let mut reader = site.read_all(Duration::from_secs(90), "every output once the topic accepts them", &expected, quarantined);
     reader.poll_for(Duration::from_millis(300));
@@ -1234,6 +1251,11 @@ fn failed_deliveries_are_retried_until_they_land_and_the_offsets_wait_for_them()
         assert!(Instant::now() < deadline, "committed {committed} of {end} after every output landed");
         std::thread::sleep(Duration::from_millis(200));
     }
+    let (status, body) = http_get(&addr, "/healthz");
+    assert_eq!(status, 200, "/healthz once every retry landed: {body}");
+    let log = gw.log();
+    assert_eq!(log.iter().filter(|l| l.contains("has kept failing for longer")).count(), 1, "said once:\n{}", log.join("\n"));
+    assert!(log.iter().any(|l| l.contains("no delivery is stuck any more")), "{}", log.join("\n"));
     assert!(gw.terminate(Duration::from_secs(30)).success());
 }
 

@@ -154,7 +154,13 @@ pub struct Health {
     needs_kafka: AtomicBool,
     kafka: AtomicBool,
     stalled: std::sync::Mutex<Option<&'static str>>,
+    /// An output's delivery has kept failing for longer than
+    /// `limits.delivery_stuck_after`: `/healthz` fails, so that the gateway is restarted.
+    stuck: AtomicBool,
 }
+
+/// What `/healthz` and `/readyz` say while a delivery is stuck.
+const STUCK: &str = "an output's delivery has kept failing for longer than limits.delivery_stuck_after";
 
 impl Health {
     pub fn new(needs_kafka: bool) -> Arc<Health> {
@@ -176,10 +182,25 @@ impl Health {
         *self.stalled.lock().unwrap_or_else(|e| e.into_inner()) = cause;
     }
 
+    /// Whether an output's delivery is stuck (at-least-once, `run::kafka::sink`).
+    pub fn set_stuck(&self, stuck: bool) {
+        self.stuck.store(stuck, Ordering::Relaxed);
+    }
+
+    /// What `/healthz` answers: the process works, unless a delivery is stuck, which a
+    /// restart with new clients may free.
+    pub fn live(&self) -> Result<(), &'static str> {
+        if self.stuck.load(Ordering::Relaxed) {
+            return Err(STUCK);
+        }
+        Ok(())
+    }
+
     pub fn ready(&self) -> Result<(), &'static str> {
         if !self.agreement.load(Ordering::Relaxed) {
             return Err("no agreement in force");
         }
+        self.live()?;
         if let Some(cause) = *self.stalled.lock().unwrap_or_else(|e| e.into_inner()) {
             return Err(cause);
         }
@@ -194,7 +215,15 @@ impl Health {
 pub fn router(health: Arc<Health>) -> Router {
     Router::new()
         .route("/metrics", get(|| async { recorder().render() }))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/healthz",
+            get(|State(h): State<Arc<Health>>| async move {
+                match h.live() {
+                    Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {why}\n")),
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(|State(h): State<Arc<Health>>| async move {

@@ -34,6 +34,7 @@ use crate::config::Delivery;
 use crate::engine::DropReason;
 use crate::event::Format;
 use crate::run::enforce::{Batch, Encoding, Enforcer, Outcome};
+use crate::report::admin::Health;
 use crate::report::tally::Totals;
 use crate::run::reload::Engines;
 
@@ -68,22 +69,50 @@ pub struct Ticket {
 /// that anyway) and given back when its output is acknowledged, or dropped with its
 /// revoked partition; a failed output keeps it through its retries. Freed numbers are
 /// reused, so the table stays as large as the most outputs ever in flight.
-#[derive(Debug, Default)]
+///
+/// A ticket whose delivery keeps failing for longer than `stuck_after` (counted from
+/// its first failure, looked at on each of its failures) is stuck until its number is
+/// given back: [`Tickets::stuck`] counts those.
+#[derive(Debug)]
 pub struct Tickets {
     slots: Vec<Ticket>,
+    /// Per number: when its delivery first failed, or that it is stuck.
+    failing: Vec<Failing>,
     free: Vec<usize>,
+    stuck: usize,
+    stuck_after: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failing {
+    No,
+    Since(Instant),
+    Stuck,
+}
+
+impl Default for Tickets {
+    fn default() -> Tickets {
+        Tickets::new(Duration::MAX)
+    }
 }
 
 impl Tickets {
+    /// Tickets that are stuck once their delivery has kept failing for `stuck_after`.
+    pub fn new(stuck_after: Duration) -> Tickets {
+        Tickets { slots: Vec::new(), failing: Vec::new(), free: Vec::new(), stuck: 0, stuck_after }
+    }
+
     /// Takes a number for `t`.
     pub fn insert(&mut self, t: Ticket) -> usize {
         match self.free.pop() {
             Some(i) => {
                 self.slots[i] = t;
+                self.failing[i] = Failing::No;
                 i
             }
             None => {
                 self.slots.push(t);
+                self.failing.push(Failing::No);
                 self.slots.len() - 1
             }
         }
@@ -97,14 +126,31 @@ impl Tickets {
     pub fn failed(&mut self, i: usize) -> u16 {
         let t = &mut self.slots[i];
         t.attempt = t.attempt.saturating_add(1);
+        match self.failing[i] {
+            Failing::No => self.failing[i] = Failing::Since(Instant::now()),
+            Failing::Since(since) if since.elapsed() >= self.stuck_after => {
+                self.failing[i] = Failing::Stuck;
+                self.stuck += 1;
+            }
+            Failing::Since(_) | Failing::Stuck => {}
+        }
         t.attempt
     }
 
     /// Gives number `i` back.
     pub fn remove(&mut self, i: usize) -> Ticket {
         debug_assert!(!self.free.contains(&i), "ticket {i} given back twice");
+        if self.failing[i] == Failing::Stuck {
+            self.stuck -= 1;
+        }
+        self.failing[i] = Failing::No;
         self.free.push(i);
         self.slots[i]
+    }
+
+    /// Tickets taken whose delivery has kept failing for longer than `stuck_after`.
+    pub fn stuck(&self) -> usize {
+        self.stuck
     }
 
     /// Tickets taken and not given back.
@@ -160,6 +206,10 @@ pub struct Shared {
     /// Serves delivery reports on the calling thread, when the loop polls its producer
     /// (at-least-once); otherwise they arrive on the producer's own thread.
     server: OnceLock<Server>,
+    /// At-least-once: told while some output's delivery is stuck ([`Tickets::stuck`]),
+    /// so that `/healthz` fails and the gateway is restarted.
+    health: OnceLock<Arc<Health>>,
+    stuck: AtomicBool,
     throttle: Throttle,
 }
 
@@ -183,7 +233,43 @@ impl Shared {
             txn_failed: AtomicBool::new(false),
             reports: AtomicU64::new(0),
             server: OnceLock::new(),
+            health: OnceLock::new(),
+            stuck: AtomicBool::new(false),
             throttle: Throttle::default(),
+        }
+    }
+
+    /// At-least-once: an output whose delivery keeps failing for `after` is stuck, and
+    /// while one is, `health` says the gateway is not live.
+    pub fn watch_stuck(&self, after: Duration, health: Option<Arc<Health>>) {
+        self.lock().tickets = Tickets::new(after);
+        if let Some(health) = health {
+            let _ = self.health.set(health);
+        }
+    }
+
+    /// After a failure counted on a ticket (of input partition `partition`, to `topic`):
+    /// says so once if a delivery is now stuck.
+    pub fn note_stuck(&self, state: &State, topic: &str, partition: i32, e: &KafkaError) {
+        if state.tickets.stuck() > 0 && !self.stuck.swap(true, Ordering::Relaxed) {
+            let after = state.tickets.stuck_after;
+            tracing::error!(
+                "the delivery of an output to {topic} has kept failing for longer than limits.delivery_stuck_after ({after:?}; the last error: {e}), and offsets of input partition {partition} wait for it: /healthz fails until it lands, so that the gateway is restarted"
+            );
+            if let Some(h) = self.health.get() {
+                h.set_stuck(true);
+            }
+        }
+    }
+
+    /// After a ticket was given back: says so once if no delivery is stuck any more.
+    fn unstuck(&self, state: &State) {
+        if self.stuck.load(Ordering::Relaxed) && state.tickets.stuck() == 0 {
+            self.stuck.store(false, Ordering::Relaxed);
+            tracing::info!("no delivery is stuck any more: /healthz is ok again");
+            if let Some(h) = self.health.get() {
+                h.set_stuck(false);
+            }
         }
     }
 
@@ -304,6 +390,7 @@ impl Shared {
         let mut state = self.lock();
         let t = state.tickets.remove(ticket);
         state.marks.acked(t.tp, t.epoch, t.offset);
+        self.unstuck(&state);
         self.reported(&state);
     }
 
@@ -324,10 +411,12 @@ impl Shared {
                     t.tp.partition
                 );
             }
+            self.note_stuck(&state, topic, t.tp.partition, e);
             let o = record(ticket, due);
             state.retries.push(o);
         } else {
             state.tickets.remove(ticket);
+            self.unstuck(&state);
         }
         self.reported(&state);
     }
@@ -956,6 +1045,59 @@ rules:
         assert_eq!(tickets.failed(b), 1);
         assert_eq!(tickets.failed(b), 2);
         assert_eq!(tickets.get(b).attempt, 2);
+    }
+
+    /// A ticket is stuck once its delivery has failed again `stuck_after` after its
+    /// first failure, and stays so until its number is given back; the count is of the
+    /// tickets stuck now, whatever order the failures and the numbers come in.
+    #[test]
+    fn a_ticket_is_stuck_from_its_failure_after_the_limit_until_given_back() {
+        let t = |offset| Ticket { tp: TP, epoch: 1, offset, attempt: 0 };
+        let mut tickets = Tickets::new(Duration::ZERO);
+        let (a, b) = (tickets.insert(t(1)), tickets.insert(t(2)));
+        tickets.failed(a);
+        assert_eq!(tickets.stuck(), 0, "one failure is no time");
+        tickets.failed(a);
+        tickets.failed(a);
+        assert_eq!(tickets.stuck(), 1, "counted once");
+        tickets.failed(b);
+        tickets.failed(b);
+        assert_eq!(tickets.stuck(), 2);
+        tickets.remove(a);
+        assert_eq!(tickets.stuck(), 1);
+        let c = tickets.insert(t(3));
+        assert_eq!(c, a, "the number is reused");
+        tickets.failed(c);
+        assert_eq!(tickets.stuck(), 1, "a reused number starts afresh");
+        tickets.remove(b);
+        tickets.remove(c);
+        assert_eq!(tickets.stuck(), 0);
+        let mut patient = Tickets::new(Duration::from_secs(3600));
+        let d = patient.insert(t(4));
+        for _ in 0..10 {
+            patient.failed(d);
+        }
+        assert_eq!(patient.stuck(), 0, "not before the limit");
+    }
+
+    /// Shared tells `/healthz` while a delivery is stuck, and again when none is.
+    #[test]
+    fn a_stuck_delivery_makes_healthz_fail_until_it_lands() {
+        let shared = Shared::new(Delivery::AtLeastOnce);
+        let health = Health::new(true);
+        shared.watch_stuck(Duration::ZERO, Some(health.clone()));
+        let (a, b) = (registered(&shared, 7), registered(&shared, 8));
+        let refused = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        shared.failed(a, &refused, "out", retry);
+        assert!(health.live().is_ok());
+        assert_eq!(resend(&shared), a);
+        shared.failed(a, &refused, "out", retry);
+        assert!(health.live().is_err(), "stuck at its failure after the limit");
+        shared.acked(b);
+        assert!(health.live().is_err(), "another output landing frees nothing");
+        assert_eq!(resend(&shared), a);
+        shared.acked(a);
+        assert!(health.live().is_ok());
     }
 
     /// At-least-once with tickets as numbers: a failed delivery keeps its number and
