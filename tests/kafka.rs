@@ -907,7 +907,7 @@ fn broker_restart_mid_stream_loses_nothing() {
     assert!(text.contains("session.timeout.ms: 6000"), "the tests' consumer block changed:\n{text}");
     // A delivery failing for 30 s makes /healthz fail: the broker is away for less.
     let text = text.replace("session.timeout.ms: 6000", "session.timeout.ms: 45000").replace("heartbeat.interval.ms: 500", "heartbeat.interval.ms: 3000").replace("max.poll.interval.ms: 30000", "max.poll.interval.ms: 300000");
-    std::fs::write(&config, text + "  delivery_stuck_after: 30s\nadmin:\n  address: 127.0.0.1:0\n").unwrap();
+    std::fs::write(&config, text + "  stuck_after: 30s\nadmin:\n  address: 127.0.0.1:0\n").unwrap();
     let outputs = site.outputs();
     let mut gw = Gateway::start("gateway", &config);
     let addr = gw.admin_address();
@@ -1219,7 +1219,7 @@ fn failed_deliveries_are_retried_until_they_land_and_the_offsets_wait_for_them()
     produce(&site.input, 1, &events);
     let group = unique("delivery-retries");
     let config = site.config("gw", &group, "");
-    let text = std::fs::read_to_string(&config).unwrap() + "  delivery_stuck_after: 2s\nadmin:\n  address: 127.0.0.1:0\n";
+    let text = std::fs::read_to_string(&config).unwrap() + "  stuck_after: 2s\nadmin:\n  address: 127.0.0.1:0\n";
     std::fs::write(&config, text).unwrap();
     let mut gw = Gateway::start("gateway", &config);
     let addr = gw.admin_address();
@@ -1230,10 +1230,10 @@ fn failed_deliveries_are_retried_until_they_land_and_the_offsets_wait_for_them()
     std::thread::sleep(Duration::from_secs(2));
     let (_, committed, end) = site.offsets_committed(&group)[0];
     assert!(committed < end, "committed {committed} of {end} while outputs were refused");
-    // Refused for longer than limits.delivery_stuck_after: /healthz fails, once said.
-    let log = gw.wait_for_log(Duration::from_secs(30), "has kept failing for longer than limits.delivery_stuck_after");
+    // Refused for longer than limits.stuck_after: /healthz fails, once said.
+    let log = gw.wait_for_log(Duration::from_secs(30), "has kept failing for longer than limits.stuck_after");
     let (status, body) = http_get(&addr, "/healthz");
-    assert_eq!((status, body.contains("delivery_stuck_after")), (503, true), "/healthz while a delivery is stuck: {body}");
+    assert_eq!((status, body.contains("stuck_after")), (503, true), "/healthz while a delivery is stuck: {body}");
     assert_eq!(http_get(&addr, "/readyz").0, 503);
     assert!(log.iter().any(|l| l.contains("has kept failing") && l.contains(&refusing)), "{}", log.join("\n"));
     set_max_message_bytes(&refusing, "1048588");

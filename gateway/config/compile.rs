@@ -215,7 +215,7 @@ fn compile_limits(raw: Option<&RawLimits>, p: &mut Vec<Problem>) -> Limits {
     for (field, raw, into) in [
         ("commit_interval", &raw.commit_interval, &mut limits.commit_interval),
         ("drain_timeout", &raw.drain_timeout, &mut limits.drain_timeout),
-        ("delivery_stuck_after", &raw.delivery_stuck_after, &mut limits.delivery_stuck_after),
+        ("stuck_after", &raw.stuck_after, &mut limits.stuck_after),
     ] {
         if let Some(s) = raw {
             match accord_core::time::parse_duration(&s.value) {

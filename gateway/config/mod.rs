@@ -120,10 +120,10 @@ pub struct Limits {
     pub commit_interval: Duration,
     /// How long a revoke or a shutdown waits for outstanding deliveries.
     pub drain_timeout: Duration,
-    /// At-least-once: how long an output's delivery may keep failing (retried all the
-    /// while) before `/healthz` fails, so that the gateway is restarted with new
-    /// clients; a delivery that lands, or a restart, ends it.
-    pub delivery_stuck_after: Duration,
+    /// At-least-once: how long an output's delivery, or the commit of the consumed
+    /// offsets, may keep failing (retried all the while) before `/healthz` fails, so
+    /// that the gateway is restarted with new clients; a success, or a restart, ends it.
+    pub stuck_after: Duration,
     /// Threads that enforce records in Kafka mode (the consumer loop's own thread is
     /// one of them). Unless set: the cores available to the process
     /// ([`std::thread::available_parallelism`], which heeds a container's CPU quota).
@@ -149,7 +149,7 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_in_flight: 100_000, commit_interval: Limits::COMMIT_INTERVAL, drain_timeout: Duration::from_secs(20), delivery_stuck_after: Duration::from_secs(300), threads: Limits::available_threads() }
+        Limits { max_in_flight: 100_000, commit_interval: Limits::COMMIT_INTERVAL, drain_timeout: Duration::from_secs(20), stuck_after: Duration::from_secs(300), threads: Limits::available_threads() }
     }
 }
 
@@ -433,11 +433,11 @@ kafka:
             let p = problems(&format!("{GOOD}limits:\n  threads: {bad}\n"));
             assert!(p[0].line == 19 && p[0].message.contains("`limits.threads` must be"), "{bad}: {p:?}");
         }
-        assert_eq!(c.kafka.limits.delivery_stuck_after, Duration::from_secs(300), "unless set, five minutes");
-        let c = Config::parse(&format!("{GOOD}limits:\n  delivery_stuck_after: 90s\n"), "gw.yaml", env).unwrap();
-        assert_eq!(c.kafka.limits.delivery_stuck_after, Duration::from_secs(90));
-        let p = problems(&format!("{GOOD}limits:\n  delivery_stuck_after: 0s\n"));
-        assert!(p[0].line == 19 && p[0].message.contains("`limits.delivery_stuck_after` must be a duration"), "{p:?}");
+        assert_eq!(c.kafka.limits.stuck_after, Duration::from_secs(300), "unless set, five minutes");
+        let c = Config::parse(&format!("{GOOD}limits:\n  stuck_after: 90s\n"), "gw.yaml", env).unwrap();
+        assert_eq!(c.kafka.limits.stuck_after, Duration::from_secs(90));
+        let p = problems(&format!("{GOOD}limits:\n  stuck_after: 0s\n"));
+        assert!(p[0].line == 19 && p[0].message.contains("`limits.stuck_after` must be a duration"), "{p:?}");
     }
 
     #[test]

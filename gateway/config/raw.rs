@@ -129,7 +129,7 @@ pub struct RawLimits {
     pub max_in_flight: Option<Spanned<u64>>,
     pub commit_interval: Option<Spanned<String>>,
     pub drain_timeout: Option<Spanned<String>>,
-    pub delivery_stuck_after: Option<Spanned<String>>,
+    pub stuck_after: Option<Spanned<String>>,
     pub threads: Option<Spanned<u64>>,
 }
 
@@ -407,7 +407,7 @@ impl Reader {
     fn limits(&mut self, node: &Node) -> Option<RawLimits> {
         let entries = self.map(node, "`limits`")?;
         let mut limits = RawLimits::default();
-        for (k, v) in known_keys(&mut self.diags, entries, &["max_in_flight", "commit_interval", "drain_timeout", "delivery_stuck_after", "threads"], "in `limits`") {
+        for (k, v) in known_keys(&mut self.diags, entries, &["max_in_flight", "commit_interval", "drain_timeout", "stuck_after", "threads"], "in `limits`") {
             match k {
                 "max_in_flight" => match v.as_scalar().map(str::parse::<u64>) {
                     Some(Ok(n)) => limits.max_in_flight = Some(at(n, v)),
@@ -418,7 +418,7 @@ impl Reader {
                     _ => self.diags.error(v.span, "`limits.threads` must be a whole number of threads"),
                 },
                 "commit_interval" => limits.commit_interval = self.text(v, "`limits.commit_interval`"),
-                "delivery_stuck_after" => limits.delivery_stuck_after = self.text(v, "`limits.delivery_stuck_after`"),
+                "stuck_after" => limits.stuck_after = self.text(v, "`limits.stuck_after`"),
                 _ => limits.drain_timeout = self.text(v, "`limits.drain_timeout`"),
             }
         }

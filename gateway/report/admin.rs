@@ -154,13 +154,29 @@ pub struct Health {
     needs_kafka: AtomicBool,
     kafka: AtomicBool,
     stalled: std::sync::Mutex<Option<&'static str>>,
-    /// An output's delivery has kept failing for longer than
-    /// `limits.delivery_stuck_after`: `/healthz` fails, so that the gateway is restarted.
-    stuck: AtomicBool,
+    /// What has kept failing for longer than `limits.stuck_after` (at-least-once):
+    /// `/healthz` fails, so that the gateway is restarted.
+    stuck: [AtomicBool; 2],
 }
 
-/// What `/healthz` and `/readyz` say while a delivery is stuck.
-const STUCK: &str = "an output's delivery has kept failing for longer than limits.delivery_stuck_after";
+/// What can get stuck: a liveness cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stuck {
+    /// An output's delivery.
+    Delivery,
+    /// The commit of the consumed offsets.
+    Commit,
+}
+
+impl Stuck {
+    /// What `/healthz` and `/readyz` say while it is stuck.
+    pub fn cause(self) -> &'static str {
+        match self {
+            Stuck::Delivery => "an output's delivery has kept failing for longer than limits.stuck_after",
+            Stuck::Commit => "committing the consumed offsets has kept failing for longer than limits.stuck_after",
+        }
+    }
+}
 
 impl Health {
     pub fn new(needs_kafka: bool) -> Arc<Health> {
@@ -182,18 +198,19 @@ impl Health {
         *self.stalled.lock().unwrap_or_else(|e| e.into_inner()) = cause;
     }
 
-    /// Whether an output's delivery is stuck (at-least-once, `run::kafka::sink`).
-    pub fn set_stuck(&self, stuck: bool) {
-        self.stuck.store(stuck, Ordering::Relaxed);
+    /// Whether deliveries (`run::kafka::sink`) or commits (`run::kafka::source`) are
+    /// stuck.
+    pub fn set_stuck(&self, what: Stuck, stuck: bool) {
+        self.stuck[what as usize].store(stuck, Ordering::Relaxed);
     }
 
-    /// What `/healthz` answers: the process works, unless a delivery is stuck, which a
-    /// restart with new clients may free.
+    /// What `/healthz` answers: the process works, unless a delivery or the commits are
+    /// stuck, which a restart with new clients may free.
     pub fn live(&self) -> Result<(), &'static str> {
-        if self.stuck.load(Ordering::Relaxed) {
-            return Err(STUCK);
+        match [Stuck::Delivery, Stuck::Commit].into_iter().find(|s| self.stuck[*s as usize].load(Ordering::Relaxed)) {
+            Some(s) => Err(s.cause()),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     pub fn ready(&self) -> Result<(), &'static str> {

@@ -57,7 +57,7 @@ use crate::config::{Delivery, Kafka};
 pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let k = p.kafka;
     let shared = Arc::new(Shared::new(Delivery::AtLeastOnce));
-    shared.watch_stuck(k.limits.delivery_stuck_after, p.health.clone());
+    shared.watch_stuck(k.limits.stuck_after, p.health.clone());
     let producer: Arc<LoopProducer> =
         Arc::new(producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?);
     // Delivery reports are served on this thread, by the loop and by the revoke

@@ -34,7 +34,7 @@ use crate::config::Delivery;
 use crate::engine::DropReason;
 use crate::event::Format;
 use crate::run::enforce::{Batch, Encoding, Enforcer, Outcome};
-use crate::report::admin::Health;
+use crate::report::admin::{Health, Stuck};
 use crate::report::tally::Totals;
 use crate::run::reload::Engines;
 
@@ -254,10 +254,10 @@ impl Shared {
         if state.tickets.stuck() > 0 && !self.stuck.swap(true, Ordering::Relaxed) {
             let after = state.tickets.stuck_after;
             tracing::error!(
-                "the delivery of an output to {topic} has kept failing for longer than limits.delivery_stuck_after ({after:?}; the last error: {e}), and offsets of input partition {partition} wait for it: /healthz fails until it lands, so that the gateway is restarted"
+                "the delivery of an output to {topic} has kept failing for longer than limits.stuck_after ({after:?}; the last error: {e}), and offsets of input partition {partition} wait for it: /healthz fails until it lands, so that the gateway is restarted"
             );
             if let Some(h) = self.health.get() {
-                h.set_stuck(true);
+                h.set_stuck(Stuck::Delivery, true);
             }
         }
     }
@@ -268,7 +268,7 @@ impl Shared {
             self.stuck.store(false, Ordering::Relaxed);
             tracing::info!("no delivery is stuck any more: /healthz is ok again");
             if let Some(h) = self.health.get() {
-                h.set_stuck(false);
+                h.set_stuck(Stuck::Delivery, false);
             }
         }
     }

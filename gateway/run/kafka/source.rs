@@ -78,6 +78,9 @@ pub struct SourceContext {
     /// Causes that stop consumption (SPEC 4); the loop replaces it with one that
     /// tells `/readyz`.
     pub stalls: super::stall::Stalls,
+    /// At-least-once: the commits of stored offsets, stuck once they have kept
+    /// failing for `limits.stuck_after` (`/healthz` then fails).
+    commits: Mutex<super::stall::Persisting>,
     throttle: Throttle,
     /// Consumer lag per assigned input partition, from librdkafka's statistics and the
     /// done watermarks.
@@ -98,6 +101,7 @@ impl SourceContext {
             revoked: Mutex::new(Vec::new()),
             health: None,
             stalls: super::stall::Stalls::new(None),
+            commits: Mutex::new(super::stall::Persisting::new(Duration::MAX)),
             throttle: Throttle::default(),
             stats,
         }
@@ -108,6 +112,7 @@ impl SourceContext {
     pub fn for_pipeline(shared: Arc<Shared>, k: &crate::config::Kafka, txns: Option<Arc<Transactions>>, health: Option<Arc<crate::report::admin::Health>>) -> SourceContext {
         let mut context = SourceContext::new(shared, k.topics.clone(), k.limits.drain_timeout, txns);
         context.stalls = super::stall::Stalls::new(health.clone());
+        context.commits = Mutex::new(super::stall::Persisting::new(k.limits.stuck_after));
         context.health = health;
         context
     }
@@ -174,6 +179,14 @@ impl SourceContext {
     }
 }
 
+impl SourceContext {
+    fn tell_stuck(&self, stuck: bool) {
+        if let Some(h) = &self.health {
+            h.set_stuck(crate::report::admin::Stuck::Commit, stuck);
+        }
+    }
+}
+
 impl ClientContext for SourceContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         super::client::log_librdkafka(&self.throttle, "consumer", level, fac, message);
@@ -212,10 +225,28 @@ impl ConsumerContext for SourceContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        if let Err(e) = result {
-            // Nothing stored is lost: the next commit carries it.
-            if !matches!(e, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) && self.throttle.allow("commit") {
-                tracing::warn!("committing offsets failed ({e}); retrying with the next commit");
+        let mut commits = self.commits.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(()) => {
+                if commits.succeeded() {
+                    tracing::info!("committing the consumed offsets works again: /healthz is ok again");
+                    self.tell_stuck(false);
+                }
+            }
+            // Nothing was stored to commit.
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                // Nothing stored is lost: the next commit carries it.
+                if self.throttle.allow("commit") {
+                    tracing::warn!("committing offsets failed ({e}); retrying with the next commit");
+                }
+                if commits.failed(Instant::now()) {
+                    tracing::error!(
+                        "committing the consumed offsets has kept failing for longer than limits.stuck_after ({:?}; the last error: {e}): /healthz fails until a commit succeeds, so that the gateway is restarted",
+                        commits.after()
+                    );
+                    self.tell_stuck(true);
+                }
             }
         }
     }

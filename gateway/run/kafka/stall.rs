@@ -223,6 +223,41 @@ impl Stalls {
     }
 }
 
+/// Something that keeps failing, as a liveness cause: stuck once it fails again
+/// `after` its first failure in a row, until it succeeds.
+#[derive(Debug)]
+pub struct Persisting {
+    after: Duration,
+    since: Option<Instant>,
+    stuck: bool,
+}
+
+impl Persisting {
+    pub fn new(after: Duration) -> Persisting {
+        Persisting { after, since: None, stuck: false }
+    }
+
+    pub fn after(&self) -> Duration {
+        self.after
+    }
+
+    /// A failure at `now`; true when it makes it stuck.
+    pub fn failed(&mut self, now: Instant) -> bool {
+        let since = *self.since.get_or_insert(now);
+        if !self.stuck && now.saturating_duration_since(since) >= self.after {
+            self.stuck = true;
+            return true;
+        }
+        false
+    }
+
+    /// A success; true when it was stuck.
+    pub fn succeeded(&mut self) -> bool {
+        self.since = None;
+        std::mem::take(&mut self.stuck)
+    }
+}
+
 /// What one poll of the consumer gave.
 pub enum Polled<'c> {
     Record(rdkafka::message::BorrowedMessage<'c>),
@@ -297,5 +332,23 @@ mod tests {
         stalls.age(QUIET);
         stalls.consumed();
         assert!(stalls.stalled() && health.ready().is_err(), "an unknown topic clears only by its metadata");
+    }
+
+    /// Stuck from the first failure `after` the first of a run, once, until a success;
+    /// a success starts the count again.
+    #[test]
+    fn what_keeps_failing_is_stuck_after_the_limit_until_it_succeeds() {
+        let t0 = Instant::now();
+        let s = |secs| t0 + Duration::from_secs(secs);
+        let mut commits = Persisting::new(Duration::from_secs(10));
+        assert!(!commits.failed(s(0)));
+        assert!(!commits.failed(s(9)));
+        assert!(commits.failed(s(10)), "stuck at the limit");
+        assert!(!commits.failed(s(20)), "said once");
+        assert!(commits.succeeded(), "it was stuck");
+        assert!(!commits.succeeded());
+        assert!(!commits.failed(s(30)));
+        assert!(!commits.failed(s(39)), "the run starts again after a success");
+        assert!(commits.failed(s(40)));
     }
 }

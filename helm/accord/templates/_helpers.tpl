@@ -191,7 +191,7 @@ anyway, so what runs is what this file says.
     "limits" (dict "max_in_flight" (int64 $l.maxInFlight) "drain_timeout" (toString $l.drainTimeout)) }}
 {{- if $l.commitInterval }}{{ $_ := set $config.limits "commit_interval" (toString $l.commitInterval) }}{{ end }}
 {{- if $l.threads }}{{ $_ := set $config.limits "threads" (int64 $l.threads) }}{{ end }}
-{{- if $l.deliveryStuckAfter }}{{ $_ := set $config.limits "delivery_stuck_after" (toString $l.deliveryStuckAfter) }}{{ end }}
+{{- if $l.stuckAfter }}{{ $_ := set $config.limits "stuck_after" (toString $l.stuckAfter) }}{{ end }}
 {{- if .Values.config.suppressionsTopic }}{{ $_ := set $config "suppressions" (dict "topic" .Values.config.suppressionsTopic) }}{{ end }}
 {{- $config = mergeOverwrite $config (deepCopy .Values.config.extra) }}
 {{- toYaml $config }}
