@@ -110,7 +110,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
             for i in 0..n {
                 out.send(&records.get(i));
             }
-            txns.done(m.topic(), m.partition(), offset);
+            txns.done(m.topic(), m.partition(), offset, offset);
             continue;
         }
         // A batch: what is already fetched, enforced over the threads, then produced
@@ -130,11 +130,17 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
             txns.begin().map_err(Error::Transaction)?;
         }
         let made = records.last();
+        // librdkafka hands out runs of one partition: each run is added to the
+        // transaction at once, after its last record's outputs.
+        let mut run = 0;
         for (j, m) in batch.iter().enumerate() {
             for i in 0..made.staged(j, m.topic(), m.partition(), m.offset()) {
                 out.send(&made.get(i));
             }
-            txns.done(m.topic(), m.partition(), m.offset());
+            if batch.get(j + 1).is_none_or(|n| n.partition() != m.partition() || n.topic() != m.topic()) {
+                txns.done(m.topic(), m.partition(), batch[run].offset(), m.offset());
+                run = j + 1;
+            }
         }
         bytes.clear();
         payloads = reuse(bytes);

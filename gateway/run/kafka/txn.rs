@@ -4,7 +4,6 @@
 //! ([`super::exactly_once`]) and the consumer's revoke callback ([`super::source`]),
 //! which both import it; it imports neither.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -39,20 +38,28 @@ pub struct Transactions {
 struct Txn {
     open: bool,
     since: Option<Instant>,
-    /// Per input partition: the first offset in this transaction (to rewind to on
-    /// abort) and one past the last (to commit).
-    first: HashMap<(String, i32), i64>,
-    next: HashMap<(String, i32), i64>,
+    /// The input partitions with records in this transaction (a few: looked up by
+    /// scanning, which allocates nothing).
+    progress: Vec<Progress>,
     /// An output could not be handed to the producer: the transaction must abort.
     poisoned: bool,
+}
+
+/// One input partition's records in the open transaction.
+struct Progress {
+    topic: String,
+    partition: i32,
+    /// The first offset in this transaction (to rewind to on abort).
+    first: i64,
+    /// One past the last (to commit).
+    next: i64,
 }
 
 impl Txn {
     fn reset(&mut self) {
         self.open = false;
         self.since = None;
-        self.first.clear();
-        self.next.clear();
+        self.progress.clear();
         self.poisoned = false;
     }
 }
@@ -98,11 +105,14 @@ impl Transactions {
         Ok(())
     }
 
-    pub fn done(&self, topic: &str, partition: i32, offset: i64) {
+    /// The records of one input partition from offset `first` to `last` are in the
+    /// transaction (their outputs are with the producer).
+    pub fn done(&self, topic: &str, partition: i32, first: i64, last: i64) {
         let mut txn = self.lock();
-        let key = (topic.to_string(), partition);
-        txn.first.entry(key.clone()).or_insert(offset);
-        txn.next.insert(key, offset + 1);
+        match txn.progress.iter_mut().find(|p| p.partition == partition && p.topic == topic) {
+            Some(p) => p.next = last + 1,
+            None => txn.progress.push(Progress { topic: topic.to_string(), partition, first, next: last + 1 }),
+        }
     }
 
     pub fn poison(&self) {
@@ -124,9 +134,9 @@ impl Transactions {
         if txn.poisoned || self.shared.txn_failed.swap(false, Ordering::Relaxed) {
             return self.abort(&mut txn, consumer, revoked);
         }
-        let mut offsets = TopicPartitionList::with_capacity(txn.next.len());
-        for ((topic, partition), next) in &txn.next {
-            offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        let mut offsets = TopicPartitionList::with_capacity(txn.progress.len());
+        for p in &txn.progress {
+            offsets.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next))?;
         }
         let started = Instant::now();
         loop {
@@ -177,8 +187,8 @@ impl Transactions {
             }
         }
         self.shared.txn_failed.store(false, Ordering::Relaxed);
-        let mut rewound = Vec::with_capacity(txn.first.len());
-        for ((topic, partition), first) in &txn.first {
+        let mut rewound = Vec::with_capacity(txn.progress.len());
+        for Progress { topic, partition, first, .. } in &txn.progress {
             let gone = revoked.is_some_and(|r| r.find_partition(topic, *partition).is_some());
             if !gone {
                 if let Err(e) = consumer.seek(topic, *partition, Offset::Offset(*first), self.timeout) {
