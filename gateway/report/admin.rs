@@ -232,25 +232,17 @@ impl Health {
 pub fn router(health: Arc<Health>) -> Router {
     Router::new()
         .route("/metrics", get(|| async { recorder().render() }))
-        .route(
-            "/healthz",
-            get(|State(h): State<Arc<Health>>| async move {
-                match h.live() {
-                    Ok(()) => (StatusCode::OK, "ok\n".to_string()),
-                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {why}\n")),
-                }
-            }),
-        )
-        .route(
-            "/readyz",
-            get(|State(h): State<Arc<Health>>| async move {
-                match h.ready() {
-                    Ok(()) => (StatusCode::OK, "ready\n".to_string()),
-                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
-                }
-            }),
-        )
+        .route("/healthz", get(|State(h): State<Arc<Health>>| async move { answer(h.live(), "ok", "unhealthy") }))
+        .route("/readyz", get(|State(h): State<Arc<Health>>| async move { answer(h.ready(), "ready", "not ready") }))
         .with_state(health)
+}
+
+/// 200 with `ok`, or 503 with `not` and why.
+fn answer(result: Result<(), &'static str>, ok: &str, not: &str) -> (StatusCode, String) {
+    match result {
+        Ok(()) => (StatusCode::OK, format!("{ok}\n")),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{not}: {why}\n")),
+    }
 }
 
 /// Serves the admin routes on `addr` until the runtime stops.

@@ -60,7 +60,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
             Err(e) => return Err(Error::Transaction(e)),
         }
     }
-    let txns = Arc::new(Transactions::new(producer.clone(), shared.clone(), limits.drain_timeout, p.shutdown.clone()));
+    let txns = Arc::new(Transactions::new(producer.clone(), shared.clone(), limits.drain_timeout, p.shutdown.clone(), limits.stuck_after, p.health.clone()));
     let consumer: Source = subscribe(k, SourceContext::for_pipeline(shared.clone(), k, Some(txns.clone()), p.health.clone()))?;
     let mut records = Records::for_pipeline(k, p.engines, p.suppressions, k.limits.threads);
     match records.lanes() {

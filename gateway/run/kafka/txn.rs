@@ -15,6 +15,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{describe, Throttle};
 use super::sink::{Producer, Shared};
+use super::stall::Persisting;
+use crate::report::admin::{Health, Stuck};
 use super::Shutdown;
 
 /// The open transaction, shared by the loop and the revoke callback.
@@ -31,6 +33,10 @@ pub struct Transactions {
     /// consumed again (by their next owner, or from where the abort rewound them).
     let_go: Mutex<Vec<(String, i32)>>,
     any_let_go: AtomicBool,
+    /// Commits and aborts, stuck once they have kept failing for `limits.stuck_after`
+    /// (`/healthz` then fails).
+    failing: Mutex<Persisting>,
+    health: Option<Arc<Health>>,
     throttle: Throttle,
 }
 
@@ -77,7 +83,9 @@ pub enum Outcome {
 }
 
 impl Transactions {
-    pub fn new(producer: Arc<Producer>, shared: Arc<Shared>, timeout: Duration, stop: Shutdown) -> Transactions {
+    /// `timeout`: how long one commit or abort may take; `stuck_after`: how long they
+    /// may keep failing before `health` says the gateway is not live.
+    pub fn new(producer: Arc<Producer>, shared: Arc<Shared>, timeout: Duration, stop: Shutdown, stuck_after: Duration, health: Option<Arc<Health>>) -> Transactions {
         Transactions {
             producer,
             shared,
@@ -87,6 +95,8 @@ impl Transactions {
             fatal: Mutex::new(None),
             let_go: Mutex::new(Vec::new()),
             any_let_go: AtomicBool::new(false),
+            failing: Mutex::new(Persisting::new(stuck_after)),
+            health,
             throttle: Throttle::default(),
         }
     }
@@ -150,6 +160,7 @@ impl Transactions {
             let retry = match result {
                 Ok(()) => {
                     txn.reset();
+                    self.succeeded();
                     return Ok(Outcome::Committed);
                 }
                 Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
@@ -168,6 +179,7 @@ impl Transactions {
             if self.throttle.allow("commit") {
                 tracing::warn!("committing the transaction failed ({retry}); retrying");
             }
+            self.failed(&retry);
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -176,11 +188,15 @@ impl Transactions {
         let started = Instant::now();
         loop {
             match self.producer.abort_transaction(self.timeout) {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.succeeded();
+                    break;
+                }
                 Err(KafkaError::Transaction(e)) if e.is_retriable() && !e.is_fatal() => {
                     if self.stop.requested() && started.elapsed() >= self.timeout {
                         return Ok(Outcome::GaveUp);
                     }
+                    self.failed(&e.to_string());
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(e) => return Err(e),
@@ -218,6 +234,29 @@ impl Transactions {
             Err(e) => {
                 tracing::error!("revoked {}; the transactional producer failed ({e})", describe(tpl));
                 *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            }
+        }
+    }
+
+    /// A commit or an abort failed and is retried: says so once when they are stuck.
+    fn failed(&self, e: &str) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if failing.failed(Instant::now()) {
+            tracing::error!(
+                "committing the transaction has kept failing for longer than limits.stuck_after ({:?}; the last error: {e}): /healthz fails until a commit succeeds, so that the gateway is restarted",
+                failing.after()
+            );
+            if let Some(h) = &self.health {
+                h.set_stuck(Stuck::Commit, true);
+            }
+        }
+    }
+
+    fn succeeded(&self) {
+        if self.failing.lock().unwrap_or_else(|e| e.into_inner()).succeeded() {
+            tracing::info!("committing the transaction works again: /healthz is ok again");
+            if let Some(h) = &self.health {
+                h.set_stuck(Stuck::Commit, false);
             }
         }
     }
