@@ -266,7 +266,7 @@ impl Shared {
     fn unstuck(&self, state: &State) {
         if self.stuck.load(Ordering::Relaxed) && state.tickets.stuck() == 0 {
             self.stuck.store(false, Ordering::Relaxed);
-            tracing::info!("no delivery is stuck any more: /healthz is ok again");
+            tracing::info!("no delivery is stuck any more: /healthz no longer fails for it");
             if let Some(h) = self.health.get() {
                 h.set_stuck(Stuck::Delivery, false);
             }

@@ -254,7 +254,7 @@ impl Transactions {
 
     fn succeeded(&self) {
         if self.failing.lock().unwrap_or_else(|e| e.into_inner()).succeeded() {
-            tracing::info!("committing the transaction works again: /healthz is ok again");
+            tracing::info!("committing the transaction works again: /healthz no longer fails for it");
             if let Some(h) = &self.health {
                 h.set_stuck(Stuck::Commit, false);
             }
