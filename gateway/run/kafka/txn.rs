@@ -3,6 +3,10 @@
 //! and at shutdown, aborted when a delivery failed. Shared by the loop
 //! ([`super::exactly_once`]) and the consumer's revoke callback ([`super::source`]),
 //! which both import it; it imports neither.
+//!
+//! It also tells the loop which partitions a revoke or an abort let go of
+//! ([`Transactions::take_let_go`]), and `/healthz` when commits keep failing for longer
+//! than `limits.stuck_after`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,8 +20,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::client::{describe, Throttle};
 use super::sink::{Producer, Shared};
 use super::stall::Persisting;
-use crate::report::admin::{Health, Stuck};
 use super::Shutdown;
+use crate::report::admin::{Health, Stuck};
 
 /// The open transaction, shared by the loop and the revoke callback.
 pub struct Transactions {
