@@ -17,11 +17,13 @@
 //! - [`at_least_once`] and [`exactly_once`]: the two loops, one per delivery mode.
 //!
 //! One thread, the loop, consumes and produces (and, at-least-once, serves the
-//! producer's delivery reports); librdkafka's own threads fetch and send. The enforcement step ([`crate::run::enforce`]) runs on the loop's thread
-//! too, or, at-least-once with `limits.threads` above one, over that many threads a
-//! batch at a time ([`sink::Records::enforce_batch`]); the loop alone registers and
-//! produces each record, in consumption order, so the watermarks and per-partition
-//! order do not depend on the threads. Exactly-once enforces on the loop's thread.
+//! producer's delivery reports); librdkafka's own threads fetch and send. The
+//! enforcement step ([`crate::run::enforce`]) runs on the loop's thread too, or, with
+//! `limits.threads` above one, over that many threads a batch at a time
+//! ([`sink::Records::enforce_batch`]), in both delivery modes; the loop alone
+//! registers (or adds to the transaction) and produces each record, in consumption
+//! order, so the watermarks, the transactions and per-partition order do not depend
+//! on the threads.
 //! Work in flight is bounded by `limits.max_in_flight` outputs (above it the
 //! assigned partitions are paused, and still polled so the group membership lives) and
 //! by librdkafka's queues, so memory stays flat while the broker is slow or away.
