@@ -125,7 +125,7 @@ struct Work<'a> {
     /// offset. It is produced while the lanes enforce the next batch, or as soon as a
     /// poll finds nothing more.
     pending: Vec<(Option<Tp>, i64)>,
-    /// The consumer's revokes seen so far ([`SourceContext::revokes`]).
+    /// The consumer's revokes seen so far ([`SourceContext::revoked_since`]).
     seen_revokes: u64,
     paused: bool,
     advanced: Vec<(Tp, i64)>,
@@ -257,15 +257,8 @@ impl Work<'_> {
 
     /// Lets go of the pending batch's records of the partitions revoked since the last
     /// look; returns those partitions (for a batch being polled), if there was a revoke.
-    /// Revokes run only inside this thread's polls, so nothing comes between a poll and
-    /// this look.
     fn let_go(&mut self, context: &SourceContext) -> Option<Vec<Tp>> {
-        let revokes = context.revokes.load(Ordering::Relaxed);
-        if revokes == self.seen_revokes {
-            return None;
-        }
-        self.seen_revokes = revokes;
-        let revoked = std::mem::take(&mut *context.revoked.lock().unwrap_or_else(|e| e.into_inner()));
+        let revoked = context.revoked_since(&mut self.seen_revokes)?;
         let gone = let_go_of(&mut self.pending, &revoked);
         if gone > 0 {
             tracing::info!("let go of {gone} record(s) of revoked partitions before producing them");
@@ -284,11 +277,7 @@ impl Work<'_> {
         while messages.len() < BATCH {
             let polled = super::stall::poll(consumer, Duration::ZERO, &self.out.throttle);
             if let Some(revoked) = self.let_go(context) {
-                let before = messages.len();
-                messages.retain(|m| !context.tp(m.topic(), m.partition()).is_some_and(|tp| revoked.contains(&tp)));
-                if messages.len() < before {
-                    tracing::info!("let go of {} record(s) of revoked partitions before enforcing them", before - messages.len());
-                }
+                context.let_go_in_hand(messages, &revoked, "enforcing them");
             }
             match polled {
                 Polled::Record(m) => messages.push(m),

@@ -16,8 +16,8 @@
 //! With `limits.threads` above one, the loop polls a batch of what is already fetched
 //! (up to [`BATCH`] records), the lanes enforce it ([`Records::enforce_batch`]), and the
 //! loop produces each record's outputs and adds its offset to the open transaction, in
-//! consumption order, before it polls again. A revoke (which commits) or an abort
-//! (which rewinds) served while a batch is polled lets go of the records in hand of the
+//! consumption order, before it polls again. A revoke (which commits, or aborts and
+//! rewinds) served while a batch is polled lets go of the records in hand of the
 //! partitions it revoked or rewound ([`fill`]): they are in no transaction, and are
 //! consumed again.
 //!
@@ -72,6 +72,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let mut count = 0u64;
     let mut last_report = Instant::now();
     let mut messages: Vec<BorrowedMessage<'_>> = Vec::new();
+    let mut seen_revokes = 0;
     let mut payloads: Vec<&[u8]> = Vec::new();
     while !p.shutdown.requested() {
         if let Some(e) = txns.take_fatal() {
@@ -96,8 +97,8 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
             }
         };
         if records.lanes() == 1 {
-            // No record is in hand between two polls: a revoke or an abort lets go of none.
-            txns.take_let_go();
+            // No record is in hand between two polls: a revoke lets go of none.
+            consumer.context().revoked_since(&mut seen_revokes);
             count += 1;
             let (offset, payload) = (m.offset(), m.payload().unwrap_or_default());
             let n = records.process(m.topic(), m.partition(), offset, payload);
@@ -117,7 +118,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         // record by record in consumption order into the open transaction.
         let mut batch = reuse_messages(std::mem::take(&mut messages));
         batch.push(m);
-        if let Some(e) = fill(&consumer, &txns, &mut batch, &out.throttle) {
+        if let Some(e) = fill(&consumer, &mut seen_revokes, &mut batch, &out.throttle) {
             return Err(fatal(e));
         }
         count += batch.len() as u64;
@@ -168,20 +169,18 @@ fn fatal(e: KafkaError) -> Error {
 }
 
 /// Polls, without waiting, what is already fetched, up to [`BATCH`] records. A revoke
-/// or an abort served meanwhile lets go of the records in hand of the partitions it
-/// revoked or rewound: they are in no transaction, and are consumed again (by their
-/// next owner, or from where the abort rewound them). Returns a fatal consumer error.
-fn fill<'c>(consumer: &'c Source, txns: &Transactions, batch: &mut Vec<BorrowedMessage<'c>>, throttle: &Throttle) -> Option<KafkaError> {
-    // What was revoked or rewound before this batch concerns none of its records.
-    txns.take_let_go();
+/// served meanwhile lets go of the records in hand of the partitions it revoked, or
+/// its abort rewound ([`Transactions::on_revoke`]): they are in no transaction, and are
+/// consumed again (by their next owner, or from where the abort rewound them). Returns
+/// a fatal consumer error.
+fn fill<'c>(consumer: &'c Source, seen_revokes: &mut u64, batch: &mut Vec<BorrowedMessage<'c>>, throttle: &Throttle) -> Option<KafkaError> {
+    let context = consumer.context();
+    // What was revoked before this batch concerns none of its records.
+    context.revoked_since(seen_revokes);
     while batch.len() < BATCH {
         let polled = super::stall::poll(consumer, Duration::ZERO, throttle);
-        if let Some(gone) = txns.take_let_go() {
-            let before = batch.len();
-            batch.retain(|m| !gone.iter().any(|(t, p)| t == m.topic() && *p == m.partition()));
-            if batch.len() < before {
-                tracing::info!("let go of {} record(s) of revoked or rewound partitions before enforcing them", before - batch.len());
-            }
+        if let Some(gone) = context.revoked_since(seen_revokes) {
+            context.let_go_in_hand(batch, &gone, "enforcing them");
         }
         match polled {
             Polled::Record(m) => batch.push(m),

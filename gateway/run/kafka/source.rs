@@ -28,7 +28,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::BorrowedMessage;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{describe, Throttle};
@@ -68,11 +68,13 @@ pub struct SourceContext {
     pub assignment_changed: AtomicBool,
     /// The loop already drained for shutdown: a revoke during close only stores.
     pub closing: AtomicBool,
-    /// At-least-once: bumped by every revoke, whose partitions go to `revoked`, so that
-    /// a loop holding records it has polled but not yet registered can let go of the
-    /// revoked partitions' records (their next owner consumes them again).
-    pub revokes: AtomicU64,
-    pub revoked: Mutex<Vec<Tp>>,
+    /// Bumped by every revoke, whose partitions go to `revoked` (exactly-once: with
+    /// those its abort rewound), so that a loop holding records it has polled but not
+    /// yet registered or put in a transaction can let go of theirs: they are consumed
+    /// again, by their next owner or from where the abort rewound them
+    /// ([`SourceContext::revoked_since`]).
+    revokes: AtomicU64,
+    revoked: Mutex<Vec<Tp>>,
     /// Told after each rebalance whether any partition is assigned (`/readyz`).
     pub health: Option<Arc<crate::report::admin::Health>>,
     /// Causes that stop consumption (SPEC 4); the loop replaces it with one that
@@ -121,11 +123,38 @@ impl SourceContext {
         self.topics.iter().position(|t| t == topic).map(|i| Tp { topic: i as u16, partition })
     }
 
+    /// A revoke (or an abort) let go of the partitions `tps`.
+    fn let_go(&self, tps: &[Tp]) {
+        self.revoked.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(tps);
+        self.revokes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The partitions let go of since the revokes counted in `seen`, if there was a
+    /// revoke since; counts them in. Revokes run only inside the loop's polls, so
+    /// nothing comes between a poll and this look.
+    pub fn revoked_since(&self, seen: &mut u64) -> Option<Vec<Tp>> {
+        let revokes = self.revokes.load(Ordering::Relaxed);
+        if revokes == *seen {
+            return None;
+        }
+        *seen = revokes;
+        Some(std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|e| e.into_inner())))
+    }
+
+    /// Lets go of the records in `messages` of the partitions `gone`, saying how many
+    /// and what they were about to be (`before`).
+    pub fn let_go_in_hand(&self, messages: &mut Vec<BorrowedMessage<'_>>, gone: &[Tp], before: &str) {
+        let had = messages.len();
+        messages.retain(|m| !self.tp(m.topic(), m.partition()).is_some_and(|tp| gone.contains(&tp)));
+        if messages.len() < had {
+            tracing::info!("let go of {} record(s) of partitions a revoke took or rewound, before {before}", had - messages.len());
+        }
+    }
+
     /// At-least-once: drain the revoked partitions, store what is done, forget them.
     fn revoke_at_least_once(&self, consumer: &BaseConsumer<SourceContext>, tpl: &TopicPartitionList, lost: bool) {
         let tps: Vec<Tp> = tpl.elements().iter().filter_map(|e| self.tp(e.topic(), e.partition())).collect();
-        self.revoked.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&tps);
-        self.revokes.fetch_add(1, Ordering::Relaxed);
+        self.let_go(&tps);
         let shared = &*self.shared;
         let mut state = shared.lock();
         let mut waited = Duration::ZERO;
@@ -208,7 +237,12 @@ impl ConsumerContext for SourceContext {
             Rebalance::Revoke(tpl) => {
                 let lost = consumer.assignment_lost();
                 match &self.txns {
-                    Some(txns) => txns.on_revoke(consumer, tpl, lost),
+                    Some(txns) => {
+                        let rewound = txns.on_revoke(consumer, tpl, lost);
+                        let revoked = tpl.elements().into_iter().map(|e| (e.topic().to_string(), e.partition()));
+                        let tps: Vec<Tp> = revoked.chain(rewound).filter_map(|(t, p)| self.tp(&t, p)).collect();
+                        self.let_go(&tps);
+                    }
                     None => self.revoke_at_least_once(consumer, tpl, lost),
                 }
             }

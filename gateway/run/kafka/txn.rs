@@ -4,11 +4,11 @@
 //! ([`super::exactly_once`]) and the consumer's revoke callback ([`super::source`]),
 //! which both import it; it imports neither.
 //!
-//! It also tells the loop which partitions a revoke or an abort let go of
-//! ([`Transactions::take_let_go`]), and `/healthz` when commits keep failing for longer
-//! than `limits.stuck_after`.
+//! A revoke tells the consumer's context which partitions its abort rewound
+//! ([`Transactions::on_revoke`]), and commits that keep failing for longer than
+//! `limits.stuck_after` tell `/healthz`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,11 +32,6 @@ pub struct Transactions {
     stop: Shutdown,
     /// A fatal error met in a callback, for the loop to return.
     fatal: Mutex<Option<KafkaError>>,
-    /// Partitions revoked, or rewound by an abort, since the loop last looked: it lets
-    /// go of the records of theirs it holds and has not yet enforced, which are
-    /// consumed again (by their next owner, or from where the abort rewound them).
-    let_go: Mutex<Vec<(String, i32)>>,
-    any_let_go: AtomicBool,
     /// Commits and aborts, stuck once they have kept failing for `limits.stuck_after`
     /// (`/healthz` then fails).
     failing: Mutex<Persisting>,
@@ -97,8 +92,6 @@ impl Transactions {
             timeout,
             stop,
             fatal: Mutex::new(None),
-            let_go: Mutex::new(Vec::new()),
-            any_let_go: AtomicBool::new(false),
             failing: Mutex::new(Persisting::new(stuck_after)),
             health,
             throttle: Throttle::default(),
@@ -207,38 +200,46 @@ impl Transactions {
             }
         }
         self.shared.txn_failed.store(false, Ordering::Relaxed);
-        let mut rewound = Vec::with_capacity(txn.progress.len());
         for Progress { topic, partition, first, .. } in &txn.progress {
             let gone = revoked.is_some_and(|r| r.find_partition(topic, *partition).is_some());
             if !gone {
                 if let Err(e) = consumer.seek(topic, *partition, Offset::Offset(*first), self.timeout) {
                     tracing::warn!("could not rewind {topic}[{partition}] to the aborted transaction's start ({e})");
                 }
-                rewound.push((topic.clone(), *partition));
             }
         }
-        self.let_go_of(rewound);
         txn.reset();
         Ok(Outcome::Aborted)
     }
 
-    /// Revoke: commit what is done while the generation is still ours.
-    pub fn on_revoke<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tpl: &TopicPartitionList, lost: bool) {
-        self.let_go_of(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect());
-        if lost {
+    /// Revoke: commit what is done while the generation is still ours. Returns the
+    /// partitions that an abort rewound (the kept ones with records in the aborted
+    /// transaction): the loop lets go of their records in hand, as of the revoked ones'.
+    pub fn on_revoke<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tpl: &TopicPartitionList, lost: bool) -> Vec<(String, i32)> {
+        let kept: Vec<(String, i32)> =
+            self.lock().progress.iter().filter(|p| tpl.find_partition(&p.topic, p.partition).is_none()).map(|p| (p.topic.clone(), p.partition)).collect();
+        let outcome = if lost {
             let mut txn = self.lock();
-            if txn.open {
-                let _ = self.abort(&mut txn, consumer, Some(tpl));
-            }
+            let outcome = if txn.open { self.abort(&mut txn, consumer, Some(tpl)).ok() } else { None };
             tracing::warn!("lost {} (the group moved on); the open transaction was aborted", describe(tpl));
-            return;
-        }
-        match self.commit(consumer, Some(tpl)) {
-            Ok(outcome) => tracing::info!("revoked {} (transaction {:?})", describe(tpl), outcome),
-            Err(e) => {
-                tracing::error!("revoked {}; the transactional producer failed ({e})", describe(tpl));
-                *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            outcome
+        } else {
+            match self.commit(consumer, Some(tpl)) {
+                Ok(outcome) => {
+                    tracing::info!("revoked {} (transaction {:?})", describe(tpl), outcome);
+                    Some(outcome)
+                }
+                Err(e) => {
+                    tracing::error!("revoked {}; the transactional producer failed ({e})", describe(tpl));
+                    *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    None
+                }
             }
+        };
+        if outcome == Some(Outcome::Aborted) {
+            kept
+        } else {
+            Vec::new()
         }
     }
 
@@ -263,24 +264,6 @@ impl Transactions {
                 h.set_stuck(Stuck::Commit, false);
             }
         }
-    }
-
-    fn let_go_of(&self, partitions: Vec<(String, i32)>) {
-        if !partitions.is_empty() {
-            self.let_go.lock().unwrap_or_else(|e| e.into_inner()).extend(partitions);
-            self.any_let_go.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// The partitions revoked or rewound since the last call, if any were: the loop
-    /// lets go of the records of theirs it holds and has not yet enforced. Revokes and
-    /// aborts run inside the loop's polls and commits, so nothing comes between a poll
-    /// and this look.
-    pub fn take_let_go(&self) -> Option<Vec<(String, i32)>> {
-        if !self.any_let_go.swap(false, Ordering::Relaxed) {
-            return None;
-        }
-        Some(std::mem::take(&mut *self.let_go.lock().unwrap_or_else(|e| e.into_inner())))
     }
 
     pub fn take_fatal(&self) -> Option<KafkaError> {
