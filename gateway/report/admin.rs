@@ -154,8 +154,8 @@ pub struct Health {
     needs_kafka: AtomicBool,
     kafka: AtomicBool,
     stalled: std::sync::Mutex<Option<&'static str>>,
-    /// What has kept failing for longer than `limits.stuck_after` (at-least-once):
-    /// `/healthz` fails, so that the gateway is restarted.
+    /// What has kept failing for longer than `limits.stuck_after`: `/healthz` fails,
+    /// so that the gateway is restarted.
     stuck: [AtomicBool; 2],
 }
 
@@ -164,11 +164,19 @@ pub struct Health {
 pub enum Stuck {
     /// An output's delivery.
     Delivery,
-    /// The commit of the consumed offsets.
+    /// The commit of the consumed offsets (exactly-once: of the transaction).
     Commit,
 }
 
 impl Stuck {
+    /// What it is, for the log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stuck::Delivery => "an output's delivery",
+            Stuck::Commit => "committing the consumed offsets",
+        }
+    }
+
     /// What `/healthz` and `/readyz` say while it is stuck.
     pub fn cause(self) -> &'static str {
         match self {

@@ -541,7 +541,7 @@ fn not_sent(shared: &Shared, held: &mut Held, throttle: &Throttle, mut o: Owned,
     if throttle.allow("produce") {
         tracing::warn!("could not produce to {} ({e}); retrying, and offsets of input partition {} wait for it", o.topic, t.tp.partition);
     }
-    shared.note_stuck(&state, &o.topic, t.tp.partition, &e);
+    shared.note_stuck(&mut state, &o.topic, t.tp.partition, &e);
     state.retries.push(o);
 }
 

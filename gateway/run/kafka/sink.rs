@@ -34,6 +34,7 @@ use crate::config::Delivery;
 use crate::engine::DropReason;
 use crate::event::Format;
 use crate::run::enforce::{Batch, Encoding, Enforcer, Outcome};
+use super::stall::Persisting;
 use crate::report::admin::{Health, Stuck};
 use crate::report::tally::Totals;
 use crate::run::reload::Engines;
@@ -76,18 +77,13 @@ pub struct Ticket {
 #[derive(Debug)]
 pub struct Tickets {
     slots: Vec<Ticket>,
-    /// Per number: when its delivery first failed, or that it is stuck.
-    failing: Vec<Failing>,
+    /// Per number: since when its delivery fails, and whether it is stuck.
+    failing: Vec<Persisting>,
     free: Vec<usize>,
     stuck: usize,
     stuck_after: Duration,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Failing {
-    No,
-    Since(Instant),
-    Stuck,
+    /// Whether some ticket was stuck when [`Tickets::stuck_changed`] last looked.
+    told: bool,
 }
 
 impl Default for Tickets {
@@ -99,7 +95,11 @@ impl Default for Tickets {
 impl Tickets {
     /// Tickets that are stuck once their delivery has kept failing for `stuck_after`.
     pub fn new(stuck_after: Duration) -> Tickets {
-        Tickets { slots: Vec::new(), failing: Vec::new(), free: Vec::new(), stuck: 0, stuck_after }
+        Tickets { slots: Vec::new(), failing: Vec::new(), free: Vec::new(), stuck: 0, stuck_after, told: false }
+    }
+
+    pub fn set_stuck_after(&mut self, after: Duration) {
+        self.stuck_after = after;
     }
 
     /// Takes a number for `t`.
@@ -107,12 +107,11 @@ impl Tickets {
         match self.free.pop() {
             Some(i) => {
                 self.slots[i] = t;
-                self.failing[i] = Failing::No;
                 i
             }
             None => {
                 self.slots.push(t);
-                self.failing.push(Failing::No);
+                self.failing.push(Persisting::default());
                 self.slots.len() - 1
             }
         }
@@ -126,13 +125,8 @@ impl Tickets {
     pub fn failed(&mut self, i: usize) -> u16 {
         let t = &mut self.slots[i];
         t.attempt = t.attempt.saturating_add(1);
-        match self.failing[i] {
-            Failing::No => self.failing[i] = Failing::Since(Instant::now()),
-            Failing::Since(since) if since.elapsed() >= self.stuck_after => {
-                self.failing[i] = Failing::Stuck;
-                self.stuck += 1;
-            }
-            Failing::Since(_) | Failing::Stuck => {}
+        if self.failing[i].failed(Instant::now(), self.stuck_after) {
+            self.stuck += 1;
         }
         t.attempt
     }
@@ -140,10 +134,9 @@ impl Tickets {
     /// Gives number `i` back.
     pub fn remove(&mut self, i: usize) -> Ticket {
         debug_assert!(!self.free.contains(&i), "ticket {i} given back twice");
-        if self.failing[i] == Failing::Stuck {
+        if self.failing[i].succeeded() {
             self.stuck -= 1;
         }
-        self.failing[i] = Failing::No;
         self.free.push(i);
         self.slots[i]
     }
@@ -151,6 +144,12 @@ impl Tickets {
     /// Tickets taken whose delivery has kept failing for longer than `stuck_after`.
     pub fn stuck(&self) -> usize {
         self.stuck
+    }
+
+    /// Whether some ticket is stuck, if that changed since the last look.
+    fn stuck_changed(&mut self) -> Option<bool> {
+        let now = self.stuck > 0;
+        (now != std::mem::replace(&mut self.told, now)).then_some(now)
     }
 
     /// Tickets taken and not given back.
@@ -209,7 +208,6 @@ pub struct Shared {
     /// At-least-once: told while some output's delivery is stuck ([`Tickets::stuck`]),
     /// so that `/healthz` fails and the gateway is restarted.
     health: OnceLock<Arc<Health>>,
-    stuck: AtomicBool,
     throttle: Throttle,
 }
 
@@ -234,7 +232,6 @@ impl Shared {
             reports: AtomicU64::new(0),
             server: OnceLock::new(),
             health: OnceLock::new(),
-            stuck: AtomicBool::new(false),
             throttle: Throttle::default(),
         }
     }
@@ -242,7 +239,7 @@ impl Shared {
     /// At-least-once: an output whose delivery keeps failing for `after` is stuck, and
     /// while one is, `health` says the gateway is not live.
     pub fn watch_stuck(&self, after: Duration, health: Option<Arc<Health>>) {
-        self.lock().tickets = Tickets::new(after);
+        self.lock().tickets.set_stuck_after(after);
         if let Some(health) = health {
             let _ = self.health.set(health);
         }
@@ -250,8 +247,8 @@ impl Shared {
 
     /// After a failure counted on a ticket (of input partition `partition`, to `topic`):
     /// says so once if a delivery is now stuck.
-    pub fn note_stuck(&self, state: &State, topic: &str, partition: i32, e: &KafkaError) {
-        if state.tickets.stuck() > 0 && !self.stuck.swap(true, Ordering::Relaxed) {
+    pub fn note_stuck(&self, state: &mut State, topic: &str, partition: i32, e: &KafkaError) {
+        if state.tickets.stuck_changed() == Some(true) {
             let after = state.tickets.stuck_after;
             tracing::error!(
                 "the delivery of an output to {topic} has kept failing for longer than limits.stuck_after ({after:?}; the last error: {e}), and offsets of input partition {partition} wait for it: /healthz fails until it lands, so that the gateway is restarted"
@@ -263,9 +260,8 @@ impl Shared {
     }
 
     /// After a ticket was given back: says so once if no delivery is stuck any more.
-    fn unstuck(&self, state: &State) {
-        if self.stuck.load(Ordering::Relaxed) && state.tickets.stuck() == 0 {
-            self.stuck.store(false, Ordering::Relaxed);
+    fn unstuck(&self, state: &mut State) {
+        if state.tickets.stuck_changed() == Some(false) {
             tracing::info!("no delivery is stuck any more: /healthz no longer fails for it");
             if let Some(h) = self.health.get() {
                 h.set_stuck(Stuck::Delivery, false);
@@ -390,7 +386,7 @@ impl Shared {
         let mut state = self.lock();
         let t = state.tickets.remove(ticket);
         state.marks.acked(t.tp, t.epoch, t.offset);
-        self.unstuck(&state);
+        self.unstuck(&mut state);
         self.reported(&state);
     }
 
@@ -411,12 +407,12 @@ impl Shared {
                     t.tp.partition
                 );
             }
-            self.note_stuck(&state, topic, t.tp.partition, e);
+            self.note_stuck(&mut state, topic, t.tp.partition, e);
             let o = record(ticket, due);
             state.retries.push(o);
         } else {
             state.tickets.remove(ticket);
-            self.unstuck(&state);
+            self.unstuck(&mut state);
         }
         self.reported(&state);
     }
@@ -1078,6 +1074,44 @@ rules:
             patient.failed(d);
         }
         assert_eq!(patient.stuck(), 0, "not before the limit");
+    }
+
+    proptest::proptest! {
+        /// The rule, over any order of takes, failures and give-backs (with a limit of
+        /// zero, a ticket is stuck from its second failure): the count is of the
+        /// tickets taken now that failed at least twice since they were taken, and
+        /// `/healthz` is told exactly when that count leaves or reaches zero.
+        #[test]
+        fn stuck_counts_the_taken_tickets_that_failed_again(ops in proptest::collection::vec((0u8..3, 0usize..8), 0..120)) {
+            let mut tickets = Tickets::new(Duration::ZERO);
+            let mut failures: std::collections::BTreeMap<usize, u32> = Default::default();
+            let mut told = false;
+            for (op, pick) in ops {
+                let taken: Vec<usize> = failures.keys().copied().collect();
+                match op {
+                    0 => {
+                        let i = tickets.insert(Ticket { tp: TP, epoch: 1, offset: 0, attempt: 0 });
+                        proptest::prop_assert!(failures.insert(i, 0).is_none(), "a number taken twice");
+                    }
+                    1 if !taken.is_empty() => {
+                        let i = taken[pick % taken.len()];
+                        tickets.failed(i);
+                        *failures.get_mut(&i).unwrap() += 1;
+                    }
+                    2 if !taken.is_empty() => {
+                        let i = taken[pick % taken.len()];
+                        tickets.remove(i);
+                        failures.remove(&i);
+                    }
+                    _ => {}
+                }
+                let stuck = failures.values().filter(|&&f| f >= 2).count();
+                proptest::prop_assert_eq!(tickets.stuck(), stuck);
+                let changed = tickets.stuck_changed();
+                proptest::prop_assert_eq!(changed, ((stuck > 0) != told).then_some(stuck > 0));
+                told = stuck > 0;
+            }
+        }
     }
 
     /// Shared tells `/healthz` while a delivery is stuck, and again when none is.

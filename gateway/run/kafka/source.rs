@@ -36,6 +36,7 @@ use super::offsets::Tp;
 use super::sink::Shared;
 use super::stats::ConsumerStats;
 use super::txn::Transactions;
+use crate::report::admin::Stuck;
 
 /// The consumer every mode uses.
 pub type Source = BaseConsumer<SourceContext>;
@@ -82,7 +83,7 @@ pub struct SourceContext {
     pub stalls: super::stall::Stalls,
     /// At-least-once: the commits of stored offsets, stuck once they have kept
     /// failing for `limits.stuck_after` (`/healthz` then fails).
-    commits: Mutex<super::stall::Persisting>,
+    commits: super::stall::Liveness,
     throttle: Throttle,
     /// Consumer lag per assigned input partition, from librdkafka's statistics and the
     /// done watermarks.
@@ -103,7 +104,7 @@ impl SourceContext {
             revoked: Mutex::new(Vec::new()),
             health: None,
             stalls: super::stall::Stalls::new(None),
-            commits: Mutex::new(super::stall::Persisting::new(Duration::MAX)),
+            commits: super::stall::Liveness::new(Stuck::Commit, Duration::MAX, None),
             throttle: Throttle::default(),
             stats,
         }
@@ -114,7 +115,7 @@ impl SourceContext {
     pub fn for_pipeline(shared: Arc<Shared>, k: &crate::config::Kafka, txns: Option<Arc<Transactions>>, health: Option<Arc<crate::report::admin::Health>>) -> SourceContext {
         let mut context = SourceContext::new(shared, k.topics.clone(), k.limits.drain_timeout, txns);
         context.stalls = super::stall::Stalls::new(health.clone());
-        context.commits = Mutex::new(super::stall::Persisting::new(k.limits.stuck_after));
+        context.commits = super::stall::Liveness::new(Stuck::Commit, k.limits.stuck_after, health.clone());
         context.health = health;
         context
     }
@@ -208,14 +209,6 @@ impl SourceContext {
     }
 }
 
-impl SourceContext {
-    fn tell_stuck(&self, stuck: bool) {
-        if let Some(h) = &self.health {
-            h.set_stuck(crate::report::admin::Stuck::Commit, stuck);
-        }
-    }
-}
-
 impl ClientContext for SourceContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         super::client::log_librdkafka(&self.throttle, "consumer", level, fac, message);
@@ -259,14 +252,8 @@ impl ConsumerContext for SourceContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        let mut commits = self.commits.lock().unwrap_or_else(|e| e.into_inner());
         match result {
-            Ok(()) => {
-                if commits.succeeded() {
-                    tracing::info!("committing the consumed offsets works again: /healthz no longer fails for it");
-                    self.tell_stuck(false);
-                }
-            }
+            Ok(()) => self.commits.succeeded(),
             // Nothing was stored to commit.
             Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => {
@@ -274,13 +261,7 @@ impl ConsumerContext for SourceContext {
                 if self.throttle.allow("commit") {
                     tracing::warn!("committing offsets failed ({e}); retrying with the next commit");
                 }
-                if commits.failed(Instant::now()) {
-                    tracing::error!(
-                        "committing the consumed offsets has kept failing for longer than limits.stuck_after ({:?}; the last error: {e}): /healthz fails until a commit succeeds, so that the gateway is restarted",
-                        commits.after()
-                    );
-                    self.tell_stuck(true);
-                }
+                self.commits.failed(&e);
             }
         }
     }

@@ -28,7 +28,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode as C;
 
-use crate::report::admin::Health;
+use crate::report::admin::{Health, Stuck};
 
 /// How long a cause must stay unreported before a clean metadata probe clears it.
 pub const QUIET: Duration = Duration::from_secs(20);
@@ -223,30 +223,25 @@ impl Stalls {
     }
 }
 
-/// Something that keeps failing, as a liveness cause: stuck once it fails again
-/// `after` its first failure in a row, until it succeeds.
-#[derive(Debug)]
+/// Something that keeps failing: stuck once it fails again `after` its first failure
+/// in a row, until it succeeds. Per output in [`super::sink::Tickets`]; for commits in
+/// a [`Liveness`].
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Persisting {
-    after: Duration,
     since: Option<Instant>,
     stuck: bool,
 }
 
 impl Persisting {
-    pub fn new(after: Duration) -> Persisting {
-        Persisting { after, since: None, stuck: false }
-    }
-
-    pub fn after(&self) -> Duration {
-        self.after
-    }
-
     /// A failure at `now`; true when it makes it stuck.
-    pub fn failed(&mut self, now: Instant) -> bool {
-        let since = *self.since.get_or_insert(now);
-        if !self.stuck && now.saturating_duration_since(since) >= self.after {
-            self.stuck = true;
-            return true;
+    pub fn failed(&mut self, now: Instant, after: Duration) -> bool {
+        match self.since {
+            None => self.since = Some(now),
+            Some(since) if !self.stuck && now.saturating_duration_since(since) >= after => {
+                self.stuck = true;
+                return true;
+            }
+            Some(_) => {}
         }
         false
     }
@@ -255,6 +250,47 @@ impl Persisting {
     pub fn succeeded(&mut self) -> bool {
         self.since = None;
         std::mem::take(&mut self.stuck)
+    }
+}
+
+/// One liveness cause that is retried until it succeeds (the commits): stuck after
+/// failing for `limits.stuck_after`, which is logged once and makes `/healthz` fail,
+/// until it succeeds, which is logged once too.
+pub struct Liveness {
+    what: Stuck,
+    after: Duration,
+    run: Mutex<Persisting>,
+    health: Option<Arc<Health>>,
+}
+
+impl Liveness {
+    pub fn new(what: Stuck, after: Duration, health: Option<Arc<Health>>) -> Liveness {
+        Liveness { what, after, run: Mutex::new(Persisting::default()), health }
+    }
+
+    /// It failed (`e`) and is retried.
+    pub fn failed(&self, e: &dyn std::fmt::Display) {
+        if self.lock().failed(Instant::now(), self.after) {
+            tracing::error!("{} ({:?}; the last error: {e}): /healthz fails until it succeeds, so that the gateway is restarted", self.what.cause(), self.after);
+            self.tell(true);
+        }
+    }
+
+    pub fn succeeded(&self) {
+        if self.lock().succeeded() {
+            tracing::info!("{} works again: /healthz no longer fails for it", self.what.name());
+            self.tell(false);
+        }
+    }
+
+    fn tell(&self, stuck: bool) {
+        if let Some(h) = &self.health {
+            h.set_stuck(self.what, stuck);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Persisting> {
+        self.run.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -334,21 +370,47 @@ mod tests {
         assert!(stalls.stalled() && health.ready().is_err(), "an unknown topic clears only by its metadata");
     }
 
+    proptest::proptest! {
+        /// Over any run of failures and successes (times in whole seconds, rising):
+        /// `failed` says true exactly once per run of failures, at the first failure
+        /// at least `after` past the run's first, and `succeeded` says whether it did.
+        #[test]
+        fn stuck_once_per_run_of_failures_past_the_limit(events in proptest::collection::vec((0u64..4, proptest::bool::weighted(0.8)), 0..80), after in 0u64..6) {
+            let t0 = Instant::now();
+            let (mut p, mut now, mut first, mut stuck) = (Persisting::default(), 0, None::<u64>, false);
+            for (step, fails) in events {
+                now += step;
+                if fails {
+                    let again = first.is_some();
+                    let start = *first.get_or_insert(now);
+                    let said = p.failed(t0 + Duration::from_secs(now), Duration::from_secs(after));
+                    proptest::prop_assert_eq!(said, again && !stuck && now - start >= after);
+                    stuck |= said;
+                } else {
+                    proptest::prop_assert_eq!(p.succeeded(), stuck);
+                    first = None;
+                    stuck = false;
+                }
+            }
+        }
+    }
+
     /// Stuck from the first failure `after` the first of a run, once, until a success;
     /// a success starts the count again.
     #[test]
     fn what_keeps_failing_is_stuck_after_the_limit_until_it_succeeds() {
         let t0 = Instant::now();
         let s = |secs| t0 + Duration::from_secs(secs);
-        let mut commits = Persisting::new(Duration::from_secs(10));
-        assert!(!commits.failed(s(0)));
-        assert!(!commits.failed(s(9)));
-        assert!(commits.failed(s(10)), "stuck at the limit");
-        assert!(!commits.failed(s(20)), "said once");
+        let after = Duration::from_secs(10);
+        let mut commits = Persisting::default();
+        assert!(!commits.failed(s(0), after));
+        assert!(!commits.failed(s(9), after));
+        assert!(commits.failed(s(10), after), "stuck at the limit");
+        assert!(!commits.failed(s(20), after), "said once");
         assert!(commits.succeeded(), "it was stuck");
         assert!(!commits.succeeded());
-        assert!(!commits.failed(s(30)));
-        assert!(!commits.failed(s(39)), "the run starts again after a success");
-        assert!(commits.failed(s(40)));
+        assert!(!commits.failed(s(30), after));
+        assert!(!commits.failed(s(39), after), "the run starts again after a success");
+        assert!(commits.failed(s(40), after));
     }
 }

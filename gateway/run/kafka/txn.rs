@@ -19,7 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{describe, Throttle};
 use super::sink::{Producer, Shared};
-use super::stall::Persisting;
+use super::stall::Liveness;
 use super::Shutdown;
 use crate::report::admin::{Health, Stuck};
 
@@ -34,8 +34,7 @@ pub struct Transactions {
     fatal: Mutex<Option<KafkaError>>,
     /// Commits and aborts, stuck once they have kept failing for `limits.stuck_after`
     /// (`/healthz` then fails).
-    failing: Mutex<Persisting>,
-    health: Option<Arc<Health>>,
+    commits: Liveness,
     throttle: Throttle,
 }
 
@@ -92,8 +91,7 @@ impl Transactions {
             timeout,
             stop,
             fatal: Mutex::new(None),
-            failing: Mutex::new(Persisting::new(stuck_after)),
-            health,
+            commits: Liveness::new(Stuck::Commit, stuck_after, health),
             throttle: Throttle::default(),
         }
     }
@@ -157,7 +155,7 @@ impl Transactions {
             let retry = match result {
                 Ok(()) => {
                     txn.reset();
-                    self.succeeded();
+                    self.commits.succeeded();
                     return Ok(Outcome::Committed);
                 }
                 Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
@@ -176,7 +174,7 @@ impl Transactions {
             if self.throttle.allow("commit") {
                 tracing::warn!("committing the transaction failed ({retry}); retrying");
             }
-            self.failed(&retry);
+            self.commits.failed(&retry);
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -186,14 +184,14 @@ impl Transactions {
         loop {
             match self.producer.abort_transaction(self.timeout) {
                 Ok(()) => {
-                    self.succeeded();
+                    self.commits.succeeded();
                     break;
                 }
                 Err(KafkaError::Transaction(e)) if e.is_retriable() && !e.is_fatal() => {
                     if self.stop.requested() && started.elapsed() >= self.timeout {
                         return Ok(Outcome::GaveUp);
                     }
-                    self.failed(&e.to_string());
+                    self.commits.failed(&e);
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(e) => return Err(e),
@@ -240,29 +238,6 @@ impl Transactions {
             kept
         } else {
             Vec::new()
-        }
-    }
-
-    /// A commit or an abort failed and is retried: says so once when they are stuck.
-    fn failed(&self, e: &str) {
-        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
-        if failing.failed(Instant::now()) {
-            tracing::error!(
-                "committing the transaction has kept failing for longer than limits.stuck_after ({:?}; the last error: {e}): /healthz fails until a commit succeeds, so that the gateway is restarted",
-                failing.after()
-            );
-            if let Some(h) = &self.health {
-                h.set_stuck(Stuck::Commit, true);
-            }
-        }
-    }
-
-    fn succeeded(&self) {
-        if self.failing.lock().unwrap_or_else(|e| e.into_inner()).succeeded() {
-            tracing::info!("committing the transaction works again: /healthz no longer fails for it");
-            if let Some(h) = &self.health {
-                h.set_stuck(Stuck::Commit, false);
-            }
         }
     }
 
