@@ -956,6 +956,72 @@ fn broker_restart_mid_stream_loses_nothing() {
     eprintln!("broker restart: {} outputs read for {total} expected; {retried} retry/failure notes", reader.recs.len());
 }
 
+/// A consumer that has not been a steady member of its group for `limits.stuck_after`
+/// makes `/healthz` fail, so that the liveness probe restarts it: a client that never
+/// finds its coordinator again after a broker restart (seen in CI) consumes nothing
+/// and reports nothing else. Back in its group, `/healthz` is ok again.
+#[test]
+fn a_consumer_out_of_its_group_fails_healthz_until_it_is_back() {
+    bootstrap();
+    let dir = std::env::var("ACCORD_KAFKA_DIR").unwrap_or_else(|_| {
+        panic!("this test stops and restarts the broker: set ACCORD_KAFKA_DIR to the run directory of a broker started with scripts/kafka.sh (scripts/test.sh does)")
+    });
+    let _alone = BROKER.write().unwrap_or_else(|e| e.into_inner());
+    let site = Site::new("group", 1);
+    let events = example_events();
+    let (expected, _) = site.file_mode(&events);
+    let per_copy: usize = expected.values().map(Vec::len).sum();
+    // The session as the gateway ships it, longer than the broker is away (see
+    // broker_restart_mid_stream_loses_nothing); statistics every 500 ms.
+    let config = site.config_with_metrics("gw", &unique("group"), "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("session.timeout.ms: 6000") && text.contains("limits:\n"), "the tests' configuration changed:\n{text}");
+    let text = text.replace("session.timeout.ms: 6000", "session.timeout.ms: 45000").replace("max.poll.interval.ms: 30000", "max.poll.interval.ms: 300000");
+    std::fs::write(&config, text.replace("limits:\n", "limits:\n  stuck_after: 2s\n")).unwrap();
+    let outputs = site.outputs();
+    let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    produce(&site.input, 1, &events);
+    let mut gw = Gateway::start("gateway", &config);
+    let addr = gw.admin_address();
+    // A reader of its own before the broker goes away (the tests' reader does not
+    // survive it).
+    Reader::new(&outputs, false).until(Duration::from_secs(90), "the first copy's outputs", |r| r.len() >= per_copy);
+    assert_eq!(http_get(&addr, "/healthz"), (200, "ok\n".to_string()), "a steady member, with its outputs delivered");
+
+    let healthz_until = |timeout: Duration, code: u16| {
+        let start = Instant::now();
+        loop {
+            let answer = http_get(&addr, "/healthz");
+            if answer.0 == code || start.elapsed() > timeout {
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let mut down = BrokerDown::stop(&dir);
+    let (code, why) = healthz_until(Duration::from_secs(30), 503);
+    assert!(code == 503 && why.contains("out of its group"), "/healthz while the broker is away: {code} {why}\n{}", gw.log().join("\n"));
+    let (code, _) = http_get(&addr, "/readyz");
+    assert_eq!(code, 503, "not ready either");
+    down.start();
+    let (code, why) = healthz_until(Duration::from_secs(90), 200);
+    let log = gw.log();
+    let said = |text: &str| log.iter().filter(|l| l.contains(text)).count();
+    assert_eq!(said("out of its group (or between a leave and a join) for longer than limits.stuck_after (2s; the last error: librdkafka's group handler is"), 1, "said once:\n{}", log.join("\n"));
+    if code != 200 {
+        // librdkafka's wedge after a broker restart, which /healthz is there to catch:
+        // Kubernetes restarts the gateway.
+        eprintln!("group: /healthz still {code} {why} 90 s after the broker came back; restarting the gateway as Kubernetes would.\n{}", log.iter().rev().take(20).rev().cloned().collect::<Vec<_>>().join("\n"));
+        gw.kill_9();
+        gw = Gateway::start("gateway", &config);
+    } else {
+        assert_eq!(said("the consumer's membership of its group works again: /healthz no longer fails for it"), 1, "{}", log.join("\n"));
+    }
+    produce(&site.input, 1, &events);
+    Reader::new(&outputs, false).until(Duration::from_secs(90), "both copies' outputs", |r| r.len() >= 2 * per_copy);
+    assert!(gw.alive() && gw.terminate(Duration::from_secs(30)).success());
+}
+
 // ------------------------------------------------------ the DPO's changes --
 
 impl Gateway {

@@ -121,9 +121,9 @@ pub struct Limits {
     /// How long a revoke or a shutdown waits for outstanding deliveries.
     pub drain_timeout: Duration,
     /// How long an output's delivery (at-least-once), or the commit of the consumed
-    /// offsets or of the transaction, may keep failing (retried all the while) before
-    /// `/healthz` fails, so that the gateway is restarted with new clients; a success,
-    /// or a restart, ends it.
+    /// offsets or of the transaction, may keep failing (retried all the while), or the
+    /// consumer stay out of its group, before `/healthz` fails, so that the gateway is
+    /// restarted with new clients; a success, or a restart, ends it.
     pub stuck_after: Duration,
     /// Threads that enforce records in Kafka mode (the consumer loop's own thread is
     /// one of them). Unless set: the cores available to the process

@@ -156,7 +156,7 @@ pub struct Health {
     stalled: std::sync::Mutex<Option<&'static str>>,
     /// What has kept failing for longer than `limits.stuck_after`: `/healthz` fails,
     /// so that the gateway is restarted.
-    stuck: [AtomicBool; 2],
+    stuck: [AtomicBool; 3],
 }
 
 /// What can get stuck: a liveness cause.
@@ -166,6 +166,9 @@ pub enum Stuck {
     Delivery,
     /// The commit of the consumed offsets (exactly-once: of the transaction).
     Commit,
+    /// The consumer's membership of its group (librdkafka's statistics: its group
+    /// handler not `up` and `steady`).
+    Group,
 }
 
 impl Stuck {
@@ -174,6 +177,7 @@ impl Stuck {
         match self {
             Stuck::Delivery => "an output's delivery",
             Stuck::Commit => "committing the consumed offsets",
+            Stuck::Group => "the consumer's membership of its group",
         }
     }
 
@@ -182,6 +186,7 @@ impl Stuck {
         match self {
             Stuck::Delivery => "an output's delivery has kept failing for longer than limits.stuck_after",
             Stuck::Commit => "committing the consumed offsets has kept failing for longer than limits.stuck_after",
+            Stuck::Group => "the consumer has been out of its group (or between a leave and a join) for longer than limits.stuck_after",
         }
     }
 }
@@ -206,16 +211,16 @@ impl Health {
         *self.stalled.lock().unwrap_or_else(|e| e.into_inner()) = cause;
     }
 
-    /// Whether deliveries (`run::kafka::sink`) or commits (`run::kafka::source`) are
-    /// stuck.
+    /// Whether deliveries (`run::kafka::sink`), commits or the consumer's group
+    /// membership (`run::kafka::source`) are stuck.
     pub fn set_stuck(&self, what: Stuck, stuck: bool) {
         self.stuck[what as usize].store(stuck, Ordering::Relaxed);
     }
 
-    /// What `/healthz` answers: the process works, unless a delivery or the commits are
-    /// stuck, which a restart with new clients may free.
+    /// What `/healthz` answers: the process works, unless a delivery, the commits or
+    /// the group membership are stuck, which a restart with new clients may free.
     pub fn live(&self) -> Result<(), &'static str> {
-        match [Stuck::Delivery, Stuck::Commit].into_iter().find(|s| self.stuck[*s as usize].load(Ordering::Relaxed)) {
+        match [Stuck::Delivery, Stuck::Commit, Stuck::Group].into_iter().find(|s| self.stuck[*s as usize].load(Ordering::Relaxed)) {
             Some(s) => Err(s.cause()),
             None => Ok(()),
         }

@@ -84,6 +84,9 @@ pub struct SourceContext {
     /// At-least-once: the commits of stored offsets, stuck once they have kept
     /// failing for `limits.stuck_after` (`/healthz` then fails).
     commits: super::stall::Liveness,
+    /// The consumer's membership of its group, stuck once it has not been steady
+    /// (librdkafka's statistics) for `limits.stuck_after`.
+    group: super::stall::Liveness,
     throttle: Throttle,
     /// Consumer lag per assigned input partition, from librdkafka's statistics and the
     /// done watermarks.
@@ -105,6 +108,7 @@ impl SourceContext {
             health: None,
             stalls: super::stall::Stalls::new(None),
             commits: super::stall::Liveness::new(Stuck::Commit, Duration::MAX, None),
+            group: super::stall::Liveness::new(Stuck::Group, Duration::MAX, None),
             throttle: Throttle::default(),
             stats,
         }
@@ -116,6 +120,7 @@ impl SourceContext {
         let mut context = SourceContext::new(shared, k.topics.clone(), k.limits.drain_timeout, txns);
         context.stalls = super::stall::Stalls::new(health.clone());
         context.commits = super::stall::Liveness::new(Stuck::Commit, k.limits.stuck_after, health.clone());
+        context.group = super::stall::Liveness::new(Stuck::Group, k.limits.stuck_after, health.clone());
         context.health = health;
         context
     }
@@ -220,7 +225,12 @@ impl ClientContext for SourceContext {
 
     fn stats_raw(&self, json: &[u8]) {
         // Called inside `poll`, on the loop's thread, which never holds the lock then.
-        self.stats.record(json, |topic, partition| self.shared.lock().marks.watermark(Tp { topic: topic as u16, partition }));
+        let group = self.stats.record(json, |topic, partition| self.shared.lock().marks.watermark(Tp { topic: topic as u16, partition }));
+        match group {
+            Some(g) if g.steady() => self.group.succeeded(),
+            Some(g) => self.group.failed(&g),
+            None => {}
+        }
     }
 }
 

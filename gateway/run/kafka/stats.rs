@@ -28,6 +28,11 @@
 //!   waiting in librdkafka's producer queues (`msg_cnt`, `msg_size`).
 //! - `accord_kafka_delivery_errors_total`: delivery reports that came back failed
 //!   (counted by the sink's delivery callback, not from the statistics).
+//!
+//! The consumer's document also says where its group handler is ([`Group`]): the
+//! source's context makes `/healthz` fail when it has not been a steady member for
+//! `limits.stuck_after` (a client that never finds its coordinator again after a
+//! broker restart, seen in CI, consumes nothing and reports nothing else).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -54,9 +59,10 @@ impl ConsumerStats {
     }
 
     /// One statistics document from the consumer; `done` gives a partition's done
-    /// watermark (input topic index, partition), where the gateway has one.
-    pub fn record(&self, json: &[u8], done: impl Fn(usize, i32) -> Option<i64>) {
-        let Ok(stats) = serde_json::from_slice::<ConsumerJson>(json) else { return };
+    /// watermark (input topic index, partition), where the gateway has one. Returns
+    /// where the group handler is, when the document says.
+    pub fn record(&self, json: &[u8], done: impl Fn(usize, i32) -> Option<i64>) -> Option<Group> {
+        let Ok(stats) = serde_json::from_slice::<ConsumerJson>(json) else { return None };
         let mut lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
         let mut assigned: Vec<(usize, i32)> = Vec::new();
         for (name, topic) in &stats.topics {
@@ -77,6 +83,34 @@ impl ConsumerStats {
                 gauge.set(0.0);
             }
         }
+        stats.cgrp
+    }
+}
+
+/// Where the consumer's group handler is, in librdkafka's words
+/// (`rd_kafka_cgrp_state_names`, `rd_kafka_cgrp_join_state_names`).
+#[derive(Deserialize, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct Group {
+    /// `up` once it has its coordinator; before: `init`, `query-coord`,
+    /// `wait-coord`, `wait-broker`, `wait-broker-transport`.
+    state: String,
+    /// `steady` once it has joined and its assignment is applied; between:
+    /// `wait-join`, `wait-sync`, `wait-assign-call` and others.
+    join_state: String,
+}
+
+impl Group {
+    /// A member with its coordinator and its assignment (an empty assignment is
+    /// steady too: replicas may outnumber partitions).
+    pub fn steady(&self) -> bool {
+        self.state == "up" && self.join_state == "steady"
+    }
+}
+
+impl std::fmt::Display for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "librdkafka's group handler is `{}`, its join `{}`", self.state, self.join_state)
     }
 }
 
@@ -131,6 +165,7 @@ struct ProducerJson {
 #[serde(default)]
 struct ConsumerJson {
     topics: HashMap<String, TopicJson>,
+    cgrp: Option<Group>,
 }
 
 #[derive(Deserialize, Default)]
@@ -204,7 +239,8 @@ mod tests {
           "1":{"partition":1,"desired":true,"fetch_state":"active","consumer_lag":-1,"lo_offset":5,"hi_offset":40,"ls_offset":40,"app_offset":-1001,"committed_offset":-1001},
           "2":{"partition":2,"desired":false,"fetch_state":"none","consumer_lag":-1,"lo_offset":-1001,"hi_offset":-1001,"ls_offset":-1001,"app_offset":-1001,"committed_offset":-1001},
           "-1":{"partition":-1,"desired":false,"fetch_state":"none","consumer_lag":-1}}},
-        "elsewhere":{"topic":"elsewhere","partitions":{"0":{"partition":0,"desired":true,"consumer_lag":7}}}}}"#;
+        "elsewhere":{"topic":"elsewhere","partitions":{"0":{"partition":0,"desired":true,"consumer_lag":7}}}},
+      "cgrp":{"state":"up","stateage":20011,"join_state":"steady","rebalance_age":19040,"rebalance_cnt":1,"rebalance_reason":"","assignment_size":2}}"#;
 
     fn partition(p: &str) -> PartitionJson {
         let stats: ConsumerJson = serde_json::from_str(CONSUMER).unwrap();
@@ -234,7 +270,26 @@ mod tests {
             v
         };
         assert_eq!(seen, [(0, 0), (0, 1)], "only the configured input's assigned partitions get a gauge");
-        c.record(b"not json", |_, _| Some(0));
+        assert_eq!(c.record(b"not json", |_, _| Some(0)), None);
+    }
+
+    #[test]
+    fn the_group_is_steady_only_up_with_its_assignment_applied() {
+        let c = ConsumerStats::new(vec!["sensors.raw".into()], false);
+        let group = c.record(CONSUMER.as_bytes(), |_, _| None).expect("the document has a cgrp");
+        assert!(group.steady(), "{group}");
+        let state = |s: &str, j: &str| Group { state: s.into(), join_state: j.into() };
+        for s in ["init", "term", "query-coord", "wait-coord", "wait-broker", "wait-broker-transport"] {
+            assert!(!state(s, "steady").steady(), "{s}: no coordinator");
+        }
+        for j in ["init", "wait-join", "wait-metadata", "wait-sync", "wait-assign-call", "wait-unassign-call", "wait-unassign-to-complete", "wait-incr-unassign-to-complete"] {
+            assert!(!state("up", j).steady(), "{j}: between a leave and a join");
+        }
+        let away = CONSUMER.replace(r#""state":"up""#, r#""state":"wait-coord""#).replace(r#""join_state":"steady""#, r#""join_state":"init""#);
+        let group = c.record(away.as_bytes(), |_, _| None).unwrap();
+        assert_eq!(group.to_string(), "librdkafka's group handler is `wait-coord`, its join `init`");
+        let no_group = CONSUMER[..CONSUMER.find(r#""cgrp""#).unwrap()].trim_end().trim_end_matches(',').to_string() + "}";
+        assert_eq!(c.record(no_group.as_bytes(), |_, _| None), None, "no group, nothing said");
     }
 
     #[test]
