@@ -29,6 +29,12 @@ pub fn layered(defaults: &[(&str, &str)], user: &[(String, Secret)], brokers: &s
     for (name, value) in required {
         c.set(*name, *value);
     }
+    // rdkafka sets librdkafka's log level once the client is made, from the `log`
+    // crate's (which the gateway does not use, so: errors only). Its warnings are
+    // wanted (throttled, [`log_librdkafka`]), and every line that the user's `debug`
+    // property asks for.
+    let debug = user.iter().any(|(name, value)| name == "debug" && !value.expose().is_empty());
+    c.set_log_level(if debug { RDKafkaLogLevel::Debug } else { RDKafkaLogLevel::Warning });
     c
 }
 
@@ -131,8 +137,13 @@ impl Throttle {
 }
 
 pub fn log_librdkafka(throttle: &Throttle, client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
-    if (level as i32) <= (RDKafkaLogLevel::Warning as i32) && throttle.allow(fac) {
-        tracing::warn!("{client}: librdkafka {fac}: {message}");
+    if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
+        if throttle.allow(fac) {
+            tracing::warn!("{client}: librdkafka {fac}: {message}");
+        }
+    } else {
+        // Only what the `debug` property asked for gets this far: all of it.
+        tracing::info!("{client}: librdkafka {fac}: {message}");
     }
 }
 
@@ -160,4 +171,20 @@ pub fn describe(tpl: &rdkafka::TopicPartitionList) -> String {
         })
         .collect();
     parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn librdkafka_logs_its_warnings_and_all_that_debug_asks_for() {
+        let level = |user: &[(&str, &str)]| {
+            let user: Vec<(String, Secret)> = user.iter().map(|(n, v)| (n.to_string(), Secret::new(*v))).collect();
+            layered(&[("linger.ms", "20")], &user, "127.0.0.1:9092", &[("enable.idempotence", "true")]).log_level as i32
+        };
+        assert_eq!(level(&[]), RDKafkaLogLevel::Warning as i32, "warnings, not rdkafka's errors only");
+        assert_eq!(level(&[("debug", "cgrp,protocol")]), RDKafkaLogLevel::Debug as i32);
+        assert_eq!(level(&[("debug", "")]), RDKafkaLogLevel::Warning as i32, "an empty debug asks for nothing");
+    }
 }
