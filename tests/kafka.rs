@@ -750,6 +750,47 @@ fn kill_9_in_exactly_once_mode_each_output_once_for_a_read_committed_reader() {
     eprintln!("exactly-once: kill -9 at {at_kill} of {total} committed outputs; read_committed saw each once");
 }
 
+/// A gateway fenced by a newer one with the same `transactional.id` is a zombie: it
+/// stops with status 1, where any other fatal error of its producer is cured by a new
+/// producer (which here would fence the newer in turn). The newer goes on, and a
+/// `read_committed` reader sees file mode's outputs exactly once.
+#[test]
+fn a_fenced_exactly_once_gateway_stops_and_the_newer_goes_on() {
+    let _broker = shared_broker();
+    let site = Site::new("fence", 1);
+    let events = many_events(40);
+    let (expected, _) = site.file_mode(&events);
+    let total: usize = expected.values().map(Vec::len).sum();
+    let txid = format!("accord-test-{}", site.id);
+    let config = site.config("gw", &unique("fence"), &format!("  delivery: exactly_once\n  transactional_id: {txid}\n"));
+    add_limits(&config, "  max_in_flight: 500\n");
+    let outputs = site.outputs();
+    let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), true);
+    let mut old = Gateway::start("old gateway", &config);
+    old.wait_for_log(Duration::from_secs(60), "assigned ");
+    let mut new = Gateway::start("new gateway", &config);
+    new.wait_for_log(Duration::from_secs(60), "consuming ");
+    produce(&site.input, 1, &events);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = old.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "the fenced gateway is still running:\n{}", old.log().join("\n"));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = old.log().join("\n");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("fenced") && !log.contains("replacing it"), "stopped as a zombie, without a new producer:\n{log}");
+    reader.until(Duration::from_secs(120), "every output, committed", |recs| recs.len() >= total);
+    assert!(new.alive(), "the newer gateway goes on:\n{}", new.log().join("\n"));
+    assert!(new.terminate(Duration::from_secs(30)).success());
+    reader.poll_for(Duration::from_secs(2));
+    for (topic, want) in &expected {
+        assert_same_outputs(topic, &reader.payloads(topic), want);
+    }
+}
+
 #[test]
 fn two_instances_share_six_partitions_and_the_survivor_takes_over() {
     let _broker = shared_broker();
@@ -885,19 +926,33 @@ impl Drop for BrokerDown {
 
 #[test]
 fn broker_restart_mid_stream_loses_nothing() {
+    broker_restart_mid_stream("restart", false);
+}
+
+/// The same in `exactly_once`: deliveries that time out abort their transaction,
+/// which is consumed again; a `read_committed` reader sees file mode's outputs
+/// exactly once.
+#[test]
+fn broker_restart_in_exactly_once_mode_each_output_once() {
+    broker_restart_mid_stream("eosrestart", true);
+}
+
+fn broker_restart_mid_stream(name: &str, exactly_once: bool) {
     bootstrap();
     let dir = std::env::var("ACCORD_KAFKA_DIR").unwrap_or_else(|_| {
         panic!("this test stops and restarts the broker: set ACCORD_KAFKA_DIR to the run directory of a broker started with scripts/kafka.sh (scripts/test.sh does)")
     });
     let _alone = BROKER.write().unwrap_or_else(|e| e.into_inner());
-    let site = Site::new("restart", 3);
+    let site = Site::new(name, 3);
     let events = many_events(120);
     let (expected, _) = site.file_mode(&events);
     let total: usize = expected.values().map(Vec::len).sum();
     produce(&site.input, site.partitions, &events);
     // Short delivery timeouts, so that deliveries fail while the broker is away and
-    // the gateway's own retries (which hold the watermark) are exercised.
-    let config = site.config("gw", &unique("restart"), "  producer:\n    message.timeout.ms: 3000\n");
+    // the gateway's own retries (which hold the watermark) are exercised, or
+    // (exactly-once) its transactions' aborts.
+    let delivery = if exactly_once { format!("  delivery: exactly_once\n  transactional_id: accord-test-{}\n", site.id) } else { String::new() };
+    let config = site.config("gw", &unique(name), &format!("{delivery}  producer:\n    message.timeout.ms: 3000\n"));
     // The consumer's session as the gateway ships it (45 s), longer than the broker is
     // away: the restart is survived without losing the assignment. (With the tests'
     // 6 s session it expires while the broker is away, and librdkafka's cooperative
@@ -912,7 +967,7 @@ fn broker_restart_mid_stream_loses_nothing() {
     let mut gw = Gateway::start("gateway", &config);
     let addr = gw.admin_address();
     {
-        let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), false);
+        let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), exactly_once);
         reader.until(Duration::from_secs(90), "the first outputs", |recs| recs.len() >= total / 10);
         assert!(reader.recs.len() < total, "the gateway finished before the broker could be stopped");
     }
@@ -920,7 +975,7 @@ fn broker_restart_mid_stream_loses_nothing() {
     std::thread::sleep(Duration::from_secs(5));
     assert!(gw.alive(), "the gateway exited while the broker was down:\n{}", gw.log().join("\n"));
     down.start();
-    let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), false);
+    let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), exactly_once);
     let back = Instant::now();
     let mut healthy = true;
     while !all_there(&expected)(&reader.recs) && back.elapsed() < Duration::from_secs(90) && gw.alive() && healthy {
@@ -949,11 +1004,20 @@ fn broker_restart_mid_stream_loses_nothing() {
     });
     assert!(gw.alive(), "the gateway exited");
     assert!(gw.terminate(Duration::from_secs(30)).success());
+    if exactly_once {
+        // Whatever else was committed would be readable now.
+        reader.poll_for(Duration::from_secs(2));
+    }
     for (topic, want) in &expected {
-        assert_nothing_missing(topic, &reader.payloads(topic), want);
+        if exactly_once {
+            assert_same_outputs(topic, &reader.payloads(topic), want);
+        } else {
+            assert_nothing_missing(topic, &reader.payloads(topic), want);
+        }
     }
     let retried = gw.log().iter().filter(|l| l.contains("failed") || l.contains("retry")).count();
-    eprintln!("broker restart: {} outputs read for {total} expected; {retried} retry/failure notes", reader.recs.len());
+    let renewed = gw.log().iter().filter(|l| l.contains("replacing it")).count();
+    eprintln!("broker restart ({name}): {} outputs read for {total} expected; {retried} retry/failure notes; {renewed} producer(s) replaced", reader.recs.len());
 }
 
 /// A consumer that has not been a steady member of its group for `limits.stuck_after`

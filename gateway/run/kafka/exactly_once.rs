@@ -9,9 +9,9 @@
 //! partition, checked against the group's generation (KIP-447), so a gateway that lost
 //! its partitions cannot commit for them. An abortable error aborts the transaction and
 //! rewinds the consumer to the first record of it in each partition: those records are
-//! enforced again, and their earlier outputs are never visible. A fatal error (the
-//! producer was fenced by a newer instance with the same `transactional.id`) stops the
-//! gateway with an error, to be restarted.
+//! enforced again, and their earlier outputs are never visible. A fatal error of the
+//! producer is cured by a new one ([`renew`]), unless it was fenced by a newer instance
+//! with the same `transactional.id`: that stops the gateway with an error.
 //!
 //! With `limits.threads` above one, the loop polls a batch of what is already fetched
 //! (up to [`BATCH`] records), the lanes enforce it ([`Records::enforce_batch`]), and the
@@ -32,34 +32,22 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::Producer as _;
+use rdkafka::Offset;
 
-use super::client::{producer_config, subscribe, Throttle};
+use super::client::{describe, producer_config, subscribe, Throttle};
 use super::sink::{queue_full, send, Producer, Records, Report, Shared, SinkContext};
 use super::produce::Sender;
 use super::source::{reuse, reuse_messages, Source, SourceContext, BATCH};
 use super::stall::Polled;
-use super::txn::{Outcome, Transactions};
-use super::{Error, Pipeline, Summary};
-use crate::config::Delivery;
+use super::txn::{renewable, Outcome, Transactions};
+use super::{Error, Pipeline, Shutdown, Summary};
+use crate::config::{Delivery, Kafka};
 
 pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let k = p.kafka;
     let limits = k.limits;
     let shared = Arc::new(Shared::new(Delivery::ExactlyOnce));
-    let producer: Arc<Producer> = Arc::new(
-        producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?,
-    );
-    // Fences any earlier producer with the same transactional.id and aborts what it left open.
-    loop {
-        match producer.init_transactions(limits.drain_timeout) {
-            Ok(()) => break,
-            Err(KafkaError::Transaction(e)) if e.is_retriable() && !p.shutdown.requested() => {
-                tracing::warn!("cannot start transactions yet ({e}); retrying");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(e) => return Err(Error::Transaction(e)),
-        }
-    }
+    let producer = start_producer(k, &shared, &p.shutdown)?;
     let txns = Arc::new(Transactions::new(producer.clone(), shared.clone(), limits.drain_timeout, p.shutdown.clone(), limits.stuck_after, p.health.clone()));
     let consumer: Source = subscribe(k, SourceContext::for_pipeline(shared.clone(), k, Some(txns.clone()), p.health.clone()))?;
     let mut records = Records::for_pipeline(k, p.engines, p.suppressions, k.limits.threads);
@@ -67,7 +55,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         1 => tracing::info!("enforcing on the consumer loop's thread (limits.threads: 1)"),
         n => tracing::info!("enforcing on {n} threads, in batches of up to {BATCH} records"),
     }
-    let mut out = Out { sender: Sender::new(producer.clone()), shared: &shared, txns: &txns, drain_timeout: limits.drain_timeout, throttle: Throttle::default() };
+    let mut out = Out { sender: Sender::new(producer), shared: &shared, txns: &txns, drain_timeout: limits.drain_timeout, throttle: Throttle::default() };
     let mut report = Report::new(p.on_batch);
     let mut count = 0u64;
     let mut last_report = Instant::now();
@@ -76,10 +64,14 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let mut payloads: Vec<&[u8]> = Vec::new();
     while !p.shutdown.requested() {
         if let Some(e) = txns.take_fatal() {
-            return Err(Error::Transaction(e));
+            renew(k, &shared, &txns, &consumer, &mut out.sender, &p.shutdown, e)?;
+            continue;
         }
         if txns.due(limits.commit_interval) || shared.outstanding() >= limits.max_in_flight {
-            txns.commit(&consumer, None).map_err(Error::Transaction)?;
+            if let Err(e) = txns.commit(&consumer, None) {
+                renew(k, &shared, &txns, &consumer, &mut out.sender, &p.shutdown, e)?;
+                continue;
+            }
             report.hand_over(&mut records);
             last_report = Instant::now();
         } else if last_report.elapsed() >= super::REPORT_EVERY {
@@ -107,7 +99,10 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
                 // reported before the commit: a reload is rare, the gauge must not lag).
                 report.hand_over(&mut records);
             }
-            txns.begin().map_err(Error::Transaction)?;
+            if let Err(e) = txns.begin() {
+                renew(k, &shared, &txns, &consumer, &mut out.sender, &p.shutdown, e)?;
+                continue;
+            }
             for i in 0..n {
                 out.send(&records.get(i));
             }
@@ -128,7 +123,11 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
             report.hand_over(&mut records);
         }
         if !batch.is_empty() {
-            txns.begin().map_err(Error::Transaction)?;
+            if let Err(e) = txns.begin() {
+                // The batch is let go of: renewing rewinds its partitions.
+                renew(k, &shared, &txns, &consumer, &mut out.sender, &p.shutdown, e)?;
+                continue;
+            }
         }
         let made = records.last();
         // librdkafka hands out runs of one partition: each run is added to the
@@ -151,6 +150,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let outcome = txns.commit(&consumer, None).map_err(Error::Transaction)?;
     report.hand_over(&mut records);
     consumer.context().closing.store(true, Ordering::Relaxed);
+    let producer = txns.producer();
     drop(messages);
     drop(consumer);
     drop(txns);
@@ -161,6 +161,76 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     tracing::info!("stopped after {count} record(s) (last transaction: {outcome:?}); {batches} batch(es), {spread} of them spread over {} threads", records.lanes());
     let unacknowledged = if outcome == Outcome::GaveUp { shared.outstanding() } else { 0 };
     Ok(Summary { records: count, totals: report.total, unacknowledged })
+}
+
+/// A transactional producer with its transactions initialised, which fences any earlier
+/// producer with the same `transactional.id` and aborts what it left open; retried
+/// while the broker is away.
+fn start_producer(k: &Kafka, shared: &Arc<Shared>, shutdown: &Shutdown) -> Result<Arc<Producer>, Error> {
+    let producer: Arc<Producer> =
+        Arc::new(producer_config(k).create_with_context(SinkContext::new(shared.clone())).map_err(|source| Error::Client { what: "producer", source })?);
+    loop {
+        match producer.init_transactions(k.limits.drain_timeout) {
+            Ok(()) => return Ok(producer),
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && !shutdown.requested() => {
+                tracing::warn!("cannot start transactions yet ({e}); retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(Error::Transaction(e)),
+        }
+    }
+}
+
+/// The transactional producer failed fatally (`e`): librdkafka takes no more calls of
+/// it. Unless it was fenced, or the gateway is stopping, a new producer takes its place,
+/// as a restart would do, without one: its start fences the old one and aborts the
+/// open transaction, and every assigned partition is consumed again from its committed
+/// offset, so that what the aborted transaction held is enforced again (the records in
+/// hand are let go of). Seen after a broker restart: `INVALID_TXN_STATE` in answer to
+/// the abort of a transaction whose deliveries had timed out.
+fn renew(k: &Kafka, shared: &Arc<Shared>, txns: &Transactions, consumer: &Source, sender: &mut Sender, shutdown: &Shutdown, e: KafkaError) -> Result<(), Error> {
+    let cause = txns.producer().client().fatal_error().map(|(code, _)| code);
+    if !renewable(&e, cause) || shutdown.requested() {
+        if !renewable(&e, cause) {
+            tracing::error!("the transactional producer cannot go on ({e}): fenced by another gateway with the same transactional.id, or refused transactions. Each replica needs its own `kafka.transactional_id` (by default accord-<group>-<hostname>)");
+        }
+        return Err(Error::Transaction(e));
+    }
+    tracing::error!("the transactional producer failed ({e}); replacing it: its open transaction is aborted, and the assigned partitions are consumed again from their committed offsets");
+    let new = start_producer(k, shared, shutdown)?;
+    *sender = Sender::new(new.clone());
+    // The old producer's queue is purged as it is dropped; the reports of what it held
+    // concern the transaction given up.
+    drop(txns.replace(new));
+    shared.outstanding.store(0, Ordering::Relaxed);
+    shared.txn_failed.store(false, Ordering::Relaxed);
+    let throttle = Throttle::default();
+    loop {
+        let assigned = consumer.assignment().map_err(Error::Fatal)?;
+        match consumer.committed_offsets(assigned, k.limits.drain_timeout) {
+            Ok(committed) => {
+                for p in committed.elements() {
+                    // Nothing committed yet: nothing of the partition was ever visible.
+                    let from = match p.offset() {
+                        Offset::Offset(o) => Offset::Offset(o),
+                        _ => Offset::Beginning,
+                    };
+                    if let Err(e) = consumer.seek(p.topic(), p.partition(), from, k.limits.drain_timeout) {
+                        tracing::warn!("could not rewind {}[{}] to its committed offset ({e})", p.topic(), p.partition());
+                    }
+                }
+                tracing::info!("a new transactional producer is in place; consuming again from the committed offsets of {}", describe(&committed));
+                return Ok(());
+            }
+            Err(e) if !shutdown.requested() => {
+                if throttle.allow("committed") {
+                    tracing::warn!("cannot read the committed offsets yet ({e}); retrying");
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(_) => return Ok(()),
+        }
+    }
 }
 
 fn fatal(e: KafkaError) -> Error {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer as _;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{describe, Throttle};
@@ -25,7 +26,8 @@ use crate::report::admin::{Health, Stuck};
 
 /// The open transaction, shared by the loop and the revoke callback.
 pub struct Transactions {
-    producer: Arc<Producer>,
+    /// Replaced when it fails fatally without being fenced ([`Transactions::replace`]).
+    producer: Mutex<Arc<Producer>>,
     shared: Arc<Shared>,
     txn: Mutex<Txn>,
     timeout: Duration,
@@ -85,7 +87,7 @@ impl Transactions {
     /// may keep failing before `health` says the gateway is not live.
     pub fn new(producer: Arc<Producer>, shared: Arc<Shared>, timeout: Duration, stop: Shutdown, stuck_after: Duration, health: Option<Arc<Health>>) -> Transactions {
         Transactions {
-            producer,
+            producer: Mutex::new(producer),
             shared,
             txn: Mutex::new(Txn::default()),
             timeout,
@@ -100,10 +102,23 @@ impl Transactions {
         self.txn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The transactional producer in use.
+    pub fn producer(&self) -> Arc<Producer> {
+        self.producer.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts `new` (its transactions initialised, which fenced the one in use and
+    /// aborted what it left open) in place of the producer in use, and forgets the open
+    /// transaction; returns the old producer.
+    pub fn replace(&self, new: Arc<Producer>) -> Arc<Producer> {
+        self.lock().reset();
+        std::mem::replace(&mut *self.producer.lock().unwrap_or_else(|e| e.into_inner()), new)
+    }
+
     pub fn begin(&self) -> Result<(), KafkaError> {
         let mut txn = self.lock();
         if !txn.open {
-            self.producer.begin_transaction()?;
+            self.producer().begin_transaction()?;
             txn.open = true;
             txn.since = Some(Instant::now());
         }
@@ -144,14 +159,18 @@ impl Transactions {
             offsets.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next))?;
         }
         let started = Instant::now();
+        let producer = self.producer();
+        // A call that timed out is resumed by calling it again, and only it: once the
+        // offsets are in, a retry calls commit_transaction alone (librdkafka refuses
+        // send_offsets_to_transaction while a commit is in progress, as a conflict).
+        let mut offsets_sent = false;
         loop {
             let Some(group) = consumer.group_metadata() else {
                 return Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::State));
             };
-            let result = self
-                .producer
-                .send_offsets_to_transaction(&offsets, &group, self.timeout)
-                .and_then(|()| self.producer.commit_transaction(self.timeout));
+            let sent = if offsets_sent { Ok(()) } else { producer.send_offsets_to_transaction(&offsets, &group, self.timeout) };
+            offsets_sent = sent.is_ok();
+            let result = sent.and_then(|()| producer.commit_transaction(self.timeout));
             let retry = match result {
                 Ok(()) => {
                     txn.reset();
@@ -181,8 +200,9 @@ impl Transactions {
 
     fn abort<C: ConsumerContext>(&self, txn: &mut Txn, consumer: &BaseConsumer<C>, revoked: Option<&TopicPartitionList>) -> Result<Outcome, KafkaError> {
         let started = Instant::now();
+        let producer = self.producer();
         loop {
-            match self.producer.abort_transaction(self.timeout) {
+            match producer.abort_transaction(self.timeout) {
                 Ok(()) => {
                     self.commits.succeeded();
                     break;
@@ -246,3 +266,36 @@ impl Transactions {
     }
 }
 
+/// Whether a new producer cures a fatal error `e` of this one (`cause`: the fatal error
+/// the client reports, which a later call's `_FATAL` hides): not when another producer
+/// with the same `transactional.id` took over (this one is a zombie and must stop), nor
+/// when the producer may not use transactions at all.
+pub fn renewable(e: &KafkaError, cause: Option<RDKafkaErrorCode>) -> bool {
+    use RDKafkaErrorCode as C;
+    let code = match e {
+        KafkaError::Transaction(e) => Some(e.code()),
+        e => e.rdkafka_error_code(),
+    };
+    ![code, cause].into_iter().flatten().any(|c| {
+        matches!(c, C::Fenced | C::ProducerFenced | C::InvalidProducerEpoch | C::TransactionalIdAuthorizationFailed | C::ClusterAuthorizationFailed)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::types::RDKafkaErrorCode as C;
+
+    #[test]
+    fn a_new_producer_cures_every_fatal_error_but_a_fence_or_a_refusal() {
+        let e = |code| KafkaError::MessageProduction(code);
+        for code in [C::InvalidTransactionalState, C::UnknownProducerId, C::OutOfOrderSequenceNumber, C::Fatal] {
+            assert!(renewable(&e(code), None), "{code:?}");
+            assert!(renewable(&e(C::Fatal), Some(code)), "{code:?} behind _FATAL");
+        }
+        for code in [C::Fenced, C::ProducerFenced, C::InvalidProducerEpoch, C::TransactionalIdAuthorizationFailed, C::ClusterAuthorizationFailed] {
+            assert!(!renewable(&e(code), None), "{code:?}: another instance took over, or transactions are refused");
+            assert!(!renewable(&e(C::Fatal), Some(code)), "{code:?} behind _FATAL");
+        }
+    }
+}
