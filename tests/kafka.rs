@@ -15,7 +15,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -789,6 +789,32 @@ fn a_fenced_exactly_once_gateway_stops_and_the_newer_goes_on() {
     for (topic, want) in &expected {
         assert_same_outputs(topic, &reader.payloads(topic), want);
     }
+}
+
+/// Partitions added to an input topic while the gateway runs are consumed within
+/// seconds, not after librdkafka's default metadata refresh of five minutes.
+#[test]
+fn partitions_added_to_the_input_are_consumed_within_seconds() {
+    let _broker = shared_broker();
+    let site = Site::new("grow", 1);
+    let events = many_events(2);
+    let (early, late) = events.split_at(events.len() / 2);
+    let (expected, _) = site.file_mode(&events);
+    let (first, _) = site.file_mode(early);
+    let outputs = site.outputs();
+    let mut reader = Reader::new(&outputs.iter().map(String::as_str).collect::<Vec<_>>(), false);
+    let mut gw = Gateway::start("gateway", &site.config("gw", &unique("grow"), ""));
+    produce(&site.input, 1, early);
+    reader.until(Duration::from_secs(90), "the first half's outputs", all_there(&first));
+    let grown = futures::executor::block_on(admin().create_partitions(&[NewPartitions::new(&site.input, 3)], &AdminOptions::new()));
+    assert!(grown.is_ok_and(|r| r.iter().all(Result::is_ok)), "the input topic grew to 3 partitions");
+    let added = Instant::now();
+    produce(&site.input, 3, late);
+    reader.until(Duration::from_secs(60), "the second half's outputs, two thirds of them from the new partitions", all_there(&expected));
+    let log = gw.log();
+    assert!(log.iter().any(|l| l.contains("assigned ") && l.contains("[1,2]")), "the new partitions were assigned:\n{}", log.join("\n"));
+    eprintln!("added partitions consumed within {:.1?}", added.elapsed());
+    assert!(gw.terminate(Duration::from_secs(30)).success());
 }
 
 #[test]

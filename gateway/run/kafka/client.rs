@@ -81,6 +81,10 @@ pub fn consumer_config(k: &Kafka) -> ClientConfig {
         ("fetch.wait.max.ms", "100"),
         // Lag per partition for `/metrics` ([`stats`]).
         ("statistics.interval.ms", stats::DEFAULT_INTERVAL_MS),
+        // Partitions added to an input topic are assigned and consumed within
+        // seconds (librdkafka's default refresh is every 5 min); one small metadata
+        // request for the input topics each time.
+        ("topic.metadata.refresh.interval.ms", "10000"),
     ];
     let commit_interval = k.limits.commit_interval.as_millis().to_string();
     let mut required = vec![("group.id", k.group.as_str()), ("enable.auto.offset.store", "false")];
