@@ -227,7 +227,7 @@ impl ClientContext for SourceContext {
         // Called inside `poll`, on the loop's thread, which never holds the lock then.
         let group = self.stats.record(json, |topic, partition| self.shared.lock().marks.watermark(Tp { topic: topic as u16, partition }));
         match group {
-            Some(g) if g.steady() => self.group.succeeded(),
+            Some(g) if g.steady() || self.stalls.keep_out_of_the_group() => self.group.succeeded(),
             Some(g) => self.group.failed(&g),
             None => {}
         }

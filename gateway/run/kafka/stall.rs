@@ -166,6 +166,14 @@ impl Stalls {
         self.stalled.load(Ordering::Relaxed)
     }
 
+    /// Whether a cause active now keeps the consumer out of its group, where a restart
+    /// would not cure it: an input topic that does not exist (librdkafka does not join
+    /// without a topic to consume), or authorization or authentication refused. The
+    /// group is then not stuck: `/readyz` names the cause, and `/healthz` stays ok.
+    pub fn keep_out_of_the_group(&self) -> bool {
+        self.stalled() && [Kind::UnknownTopic, Kind::Authorization, Kind::Authentication].iter().any(|k| self.lock()[*k as usize].is_some())
+    }
+
     /// While a cause is active, every [`PROBE_EVERY`]: checks the input topics'
     /// metadata and clears what it disproves.
     pub fn probe<C: rdkafka::consumer::ConsumerContext>(&self, consumer: &rdkafka::consumer::BaseConsumer<C>, topics: &[String]) {
@@ -368,6 +376,24 @@ mod tests {
         stalls.age(QUIET);
         stalls.consumed();
         assert!(stalls.stalled() && health.ready().is_err(), "an unknown topic clears only by its metadata");
+    }
+
+    #[test]
+    fn only_what_a_restart_would_not_cure_explains_a_consumer_out_of_its_group() {
+        for (code, explains) in [
+            (C::UnknownTopicOrPartition, true),
+            (C::TopicAuthorizationFailed, true),
+            (C::GroupAuthorizationFailed, true),
+            (C::SaslAuthenticationFailed, true),
+            (C::AllBrokersDown, false),
+            (C::NotImplemented, false),
+            (C::BrokerTransportFailure, false),
+        ] {
+            let stalls = Stalls::new(None);
+            assert!(!stalls.keep_out_of_the_group());
+            stalls.error(&KafkaError::MessageConsumption(code));
+            assert_eq!(stalls.keep_out_of_the_group(), explains, "{code:?}");
+        }
     }
 
     proptest::proptest! {
