@@ -156,7 +156,7 @@ pub struct Health {
     stalled: std::sync::Mutex<Option<&'static str>>,
     /// What has kept failing for longer than `limits.stuck_after`: `/healthz` fails,
     /// so that the gateway is restarted.
-    stuck: [AtomicBool; 3],
+    stuck: [AtomicBool; Stuck::ALL.len()],
 }
 
 /// What can get stuck: a liveness cause.
@@ -172,6 +172,8 @@ pub enum Stuck {
 }
 
 impl Stuck {
+    pub const ALL: [Stuck; 3] = [Stuck::Delivery, Stuck::Commit, Stuck::Group];
+
     /// What it is, for the log.
     pub fn name(self) -> &'static str {
         match self {
@@ -220,7 +222,7 @@ impl Health {
     /// What `/healthz` answers: the process works, unless a delivery, the commits or
     /// the group membership are stuck, which a restart with new clients may free.
     pub fn live(&self) -> Result<(), &'static str> {
-        match [Stuck::Delivery, Stuck::Commit, Stuck::Group].into_iter().find(|s| self.stuck[*s as usize].load(Ordering::Relaxed)) {
+        match Stuck::ALL.into_iter().find(|s| self.stuck[*s as usize].load(Ordering::Relaxed)) {
             Some(s) => Err(s.cause()),
             None => Ok(()),
         }

@@ -190,10 +190,11 @@ fn start_producer(k: &Kafka, shared: &Arc<Shared>, shutdown: &Shutdown) -> Resul
 /// the abort of a transaction whose deliveries had timed out.
 fn renew(k: &Kafka, shared: &Arc<Shared>, txns: &Transactions, consumer: &Source, sender: &mut Sender, shutdown: &Shutdown, e: KafkaError) -> Result<(), Error> {
     let cause = txns.producer().client().fatal_error().map(|(code, _)| code);
-    if !renewable(&e, cause) || shutdown.requested() {
-        if !renewable(&e, cause) {
-            tracing::error!("the transactional producer cannot go on ({e}): fenced by another gateway with the same transactional.id, or refused transactions. Each replica needs its own `kafka.transactional_id` (by default accord-<group>-<hostname>)");
-        }
+    if !renewable(&e, cause) {
+        tracing::error!("the transactional producer cannot go on ({e}): another gateway with the same transactional.id fenced it, or transactions are refused; each replica needs its own `kafka.transactional_id` (by default accord-<group>-<hostname>)");
+        return Err(Error::Transaction(e));
+    }
+    if shutdown.requested() {
         return Err(Error::Transaction(e));
     }
     tracing::error!("the transactional producer failed ({e}); replacing it: its open transaction is aborted, and the assigned partitions are consumed again from their committed offsets");

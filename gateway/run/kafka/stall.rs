@@ -171,7 +171,11 @@ impl Stalls {
     /// without a topic to consume), or authorization or authentication refused. The
     /// group is then not stuck: `/readyz` names the cause, and `/healthz` stays ok.
     pub fn keep_out_of_the_group(&self) -> bool {
-        self.stalled() && [Kind::UnknownTopic, Kind::Authorization, Kind::Authentication].iter().any(|k| self.lock()[*k as usize].is_some())
+        if !self.stalled() {
+            return false;
+        }
+        let active = self.lock();
+        [Kind::UnknownTopic, Kind::Authorization, Kind::Authentication].iter().any(|k| active[*k as usize].is_some())
     }
 
     /// While a cause is active, every [`PROBE_EVERY`]: checks the input topics'
@@ -261,9 +265,9 @@ impl Persisting {
     }
 }
 
-/// One liveness cause that is retried until it succeeds (the commits): stuck after
-/// failing for `limits.stuck_after`, which is logged once and makes `/healthz` fail,
-/// until it succeeds, which is logged once too.
+/// One liveness cause that keeps failing until it succeeds (the commits, the group
+/// membership): stuck after failing for `limits.stuck_after`, which is logged once and
+/// makes `/healthz` fail, until it succeeds, which is logged once too.
 pub struct Liveness {
     what: Stuck,
     after: Duration,
