@@ -22,6 +22,12 @@
 //! markers too, one per partition a transaction wrote to: a few hundred in a run of
 //! hundreds of thousands of outputs.
 //!
+//! `--passthrough-headers` has the pass-through add to each record three headers of
+//! the names SPEC section 4 gives the gateway's outputs (`accord-purpose`,
+//! `accord-agreement`, `accord-version`, with values of the same lengths): the same
+//! work per record that librdkafka does for the gateway's headers, so that the ratio
+//! shows what is left beyond them. The comparison is without it.
+//!
 //! `--codec C` (default `lz4`) is the input's compression and both children's
 //! `compression.type`: `gzip`, `snappy`, `lz4` or `zstd`. `--mix site` runs the second
 //! workload of `workload.rs` (its own agreement, `benches/site-agreement.yaml`) instead
@@ -96,6 +102,7 @@ fn main() {
     // `taskset`, the cores of the mask).
     let threads = flag("--threads", 0);
     let exactly_once = args.iter().any(|a| a == "--exactly-once");
+    let passthrough_headers = args.iter().any(|a| a == "--passthrough-headers");
 
     let id = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
     let dir = tempfile::tempdir().unwrap();
@@ -173,6 +180,11 @@ fn main() {
                 agreement_path.display(),
                 root().join("examples/demo.key").display()
             );
+            if passthrough_headers && mode == "passthrough" {
+                // Read by the pass-through only (the gateway would refuse the key).
+                let id = agreement.lines().find_map(|l| l.strip_prefix("  id: ")).expect("the agreement's id");
+                text.push_str(&format!("pass_headers: {id};{}\n", purposes.join(",")));
+            }
             if exactly_once && mode == "gateway" {
                 text.push_str(&format!("  delivery: exactly_once\n  transactional_id: bench-{round}-{id}\n"));
             }
@@ -468,7 +480,7 @@ mod passthrough {
     use accord::run::kafka::Shutdown;
     use rdkafka::client::ClientContext;
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{DeliveryResult, Message};
+    use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
     use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
     use rdkafka::ClientConfig;
 
@@ -548,6 +560,12 @@ mod passthrough {
         p.set("bootstrap.servers", &top["brokers"]).set("enable.idempotence", "true");
         let acks = Acks { consumer: consumer.clone(), input: input.clone(), stored: Mutex::new(HashMap::new()) };
         let producer: ThreadedProducer<Acks> = p.create_with_context(acks).unwrap();
+        // `--passthrough-headers`: the agreement's id and the purposes, for headers of
+        // the lengths the gateway's have.
+        let headers: Option<(String, Vec<String>)> = top.get("pass_headers").map(|v| {
+            let (id, purposes) = v.split_once(';').unwrap();
+            (id.to_string(), purposes.split(',').map(str::to_string).collect())
+        });
         let mut n = 0u64;
         while !shutdown.requested() {
             let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };
@@ -555,6 +573,15 @@ mod passthrough {
             let mut record = BaseRecord::with_opaque_to(output, Box::new((m.partition(), m.offset()))).payload(m.payload().unwrap_or_default());
             if let Some(key) = m.key() {
                 record = record.key(key);
+            }
+            if let Some((id, purposes)) = &headers {
+                let purpose = &purposes[n as usize % purposes.len()];
+                record = record.headers(
+                    OwnedHeaders::new_with_capacity(3)
+                        .insert(Header { key: "accord-purpose", value: Some(purpose.as_str()) })
+                        .insert(Header { key: "accord-agreement", value: Some(id.as_str()) })
+                        .insert(Header { key: "accord-version", value: Some("1") }),
+                );
             }
             while let Err((_, r)) = producer.send(record) {
                 record = r;
