@@ -47,7 +47,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::client::{producer_config, subscribe, Throttle};
 use super::offsets::Tp;
 use super::sink::{backoff, queue_full, send, send_owned, Held, LoopProducer, Made, Owned, Records, Report, Shared, SinkContext, Ticket};
-use super::produce::Sender;
+use super::produce::{Sender, Spares};
 pub use super::source::BATCH;
 use super::source::{reuse, reuse_messages, Source, SourceContext};
 use super::stall::Polled;
@@ -77,7 +77,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     }
     let mut work = Work {
         k,
-        out: Outbox { sender, held: Held::new(), throttle: Throttle::default(), tickets: Vec::new(), epochs: Vec::new() },
+        out: Outbox { sender, held: Held::new(), throttle: Throttle::default(), tickets: Vec::new(), epochs: Vec::new(), spares: Spares::default() },
         shared,
         records,
         pending: Vec::new(),
@@ -303,6 +303,8 @@ impl Work<'_> {
         self.out.tickets.clear();
         {
             let mut state = self.shared.lock();
+            self.out.spares.raise_floor(self.records.route_floor());
+            self.out.spares.take_all(&mut state.spares);
             let epoch = state.marks.register(tp, offset, n as u32);
             for _ in 0..n {
                 self.out.tickets.push(state.tickets.insert(Ticket { tp, epoch, offset, attempt: 0 }));
@@ -312,7 +314,7 @@ impl Work<'_> {
         for i in 0..n {
             let out = self.records.get(i);
             let ticket = self.out.tickets[i];
-            if let Err((e, ticket)) = send(&mut self.out.sender, &out, ticket) {
+            if let Err((e, ticket)) = send(&mut self.out.sender, &out, ticket, &mut self.out.spares) {
                 not_sent(&self.shared, &mut self.out.held, &self.out.throttle, Owned::of(&out, ticket), e, false);
             }
         }
@@ -474,6 +476,10 @@ struct Outbox {
     /// partition epoch: buffers reused from batch to batch.
     tickets: Vec<usize>,
     epochs: Vec<u32>,
+    /// Copies of the routes' headers to send again: taken from [`State::spares`]
+    /// (where the delivery reports leave them) under the lock the loop takes for each
+    /// batch anyway.
+    spares: Spares,
 }
 
 impl Outbox {
@@ -485,6 +491,8 @@ impl Outbox {
         self.tickets.clear();
         {
             let mut state = shared.lock();
+            self.spares.raise_floor(made.route_floor());
+            self.spares.take_all(&mut state.spares);
             for (j, &(tp, offset)) in batch.iter().enumerate() {
                 let epoch = match tp {
                     Some(tp) => {
@@ -515,7 +523,7 @@ impl Outbox {
                     self.held.push_back(Owned::of(&out, ticket));
                     continue;
                 }
-                if let Err((e, ticket)) = send(&mut self.sender, &out, ticket) {
+                if let Err((e, ticket)) = send(&mut self.sender, &out, ticket, &mut self.spares) {
                     not_sent(shared, &mut self.held, &self.throttle, Owned::of(&out, ticket), e, false);
                 }
             }

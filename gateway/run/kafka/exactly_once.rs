@@ -36,7 +36,7 @@ use rdkafka::Offset;
 
 use super::client::{describe, producer_config, subscribe, Throttle};
 use super::sink::{queue_full, send, Producer, Records, Report, Shared, SinkContext};
-use super::produce::Sender;
+use super::produce::{Sender, Spares};
 use super::source::{reuse, reuse_messages, Source, SourceContext, BATCH};
 use super::stall::Polled;
 use super::txn::{renewable, Outcome, Transactions};
@@ -280,7 +280,8 @@ impl Out<'_> {
         self.shared.outstanding.fetch_add(1, Ordering::Relaxed);
         let waiting = Instant::now();
         loop {
-            match send(&mut self.sender, out, 0) {
+            // Its reports are served on the producer's thread and keep no headers.
+            match send(&mut self.sender, out, 0, &mut Spares::default()) {
                 Ok(()) => return,
                 Err((e, _)) if queue_full(&e) && waiting.elapsed() < self.drain_timeout => {
                     std::thread::sleep(Duration::from_millis(1));
@@ -288,7 +289,7 @@ impl Out<'_> {
                 Err((e, _)) => {
                     self.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
                     if self.throttle.allow("produce") {
-                        tracing::warn!("could not produce to {} ({e}); the transaction will be aborted and retried", out.topic);
+                        tracing::warn!("could not produce to {} ({e}); the transaction will be aborted and retried", out.route.topic);
                     }
                     self.txns.poison();
                     return;

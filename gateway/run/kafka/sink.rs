@@ -16,17 +16,18 @@
 //! flight; a failure makes the transaction abort.
 
 use std::collections::VecDeque;
+use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
+use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, ProducerContext, ThreadedProducer};
 
 use super::offsets::{Ack, Tp, Watermarks};
-use super::produce::Sender;
+use super::produce::{opaque, split, Headers, Route, Sender, Spares};
 use super::stats::ProducerStats;
 use super::client::Throttle;
 use super::OnBatch;
@@ -168,7 +169,9 @@ pub struct Owned {
     pub topic: String,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
-    pub headers: Option<OwnedHeaders>,
+    pub headers: Option<Headers>,
+    /// The number of the route its headers are of (0: none to keep).
+    pub route: u32,
     /// Its number in [`State::tickets`].
     pub ticket: usize,
     /// Not before (retries back off).
@@ -178,10 +181,11 @@ pub struct Owned {
 impl Owned {
     pub fn of(out: &Out<'_>, ticket: usize) -> Owned {
         Owned {
-            topic: out.topic.to_string(),
+            topic: out.route.topic.clone(),
             key: out.key.map(<[u8]>::to_vec),
             payload: out.payload.to_vec(),
-            headers: out.headers.cloned(),
+            headers: Some(out.route.headers.copy()),
+            route: out.route.id(),
             ticket,
             due: Instant::now(),
         }
@@ -219,13 +223,16 @@ pub struct State {
     pub retries: Vec<Owned>,
     /// Someone waits on [`Shared::drained`].
     pub draining: bool,
+    /// At-least-once: the headers of acknowledged outputs, taken back from their
+    /// reports for the loop to send again ([`Spares`]).
+    pub spares: Spares,
 }
 
 impl Shared {
     pub fn new(delivery: Delivery) -> Shared {
         Shared {
             delivery,
-            state: Mutex::new(State { marks: Watermarks::new(), tickets: Tickets::default(), retries: Vec::new(), draining: false }),
+            state: Mutex::new(State { marks: Watermarks::new(), tickets: Tickets::default(), retries: Vec::new(), draining: false, spares: Spares::default() }),
             drained: Condvar::new(),
             outstanding: AtomicUsize::new(0),
             txn_failed: AtomicBool::new(false),
@@ -346,10 +353,11 @@ impl ClientContext for SinkContext {
 }
 
 impl ProducerContext for SinkContext {
-    /// At-least-once: the output's number in [`State::tickets`]; exactly-once: unused.
+    /// At-least-once: the output's number in [`State::tickets`] and its route's
+    /// ([`opaque`]); exactly-once: unused.
     type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, ticket: usize) {
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let shared = &*self.shared;
         if result.is_err() {
             self.stats.delivery_failed();
@@ -364,13 +372,15 @@ impl ProducerContext for SinkContext {
             }
             return;
         }
+        let (ticket, route) = split(opaque);
         match result {
-            Ok(_) => shared.acked(ticket),
+            Ok(m) => shared.acked(ticket, route, || Headers::detach(m)),
             Err((e, m)) => shared.failed(ticket, e, m.topic(), |ticket, due| Owned {
                 topic: m.topic().to_string(),
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().unwrap_or_default().to_vec(),
-                headers: m.headers().map(|h| h.detach()),
+                headers: Headers::detach(m),
+                route,
                 ticket,
                 due,
             }),
@@ -380,10 +390,16 @@ impl ProducerContext for SinkContext {
 
 impl Shared {
     /// At-least-once: the output under `ticket` was acknowledged; its number is given
-    /// back and its partition's watermark may move.
-    pub fn acked(&self, ticket: usize) {
+    /// back and its partition's watermark may move. Its headers (a copy of route
+    /// `route`'s, taken back by `headers`) are kept to go out again, if wanted.
+    pub fn acked(&self, ticket: usize, route: u32, headers: impl FnOnce() -> Option<Headers>) {
         self.reports.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
+        if state.spares.wants(route) {
+            if let Some(h) = headers() {
+                state.spares.give(route, h);
+            }
+        }
         let t = state.tickets.remove(ticket);
         state.marks.acked(t.tp, t.epoch, t.offset);
         self.unstuck(&mut state);
@@ -425,17 +441,33 @@ impl Shared {
     }
 }
 
-/// Hands one record to librdkafka; on failure gives the ticket back.
-pub fn send(sender: &mut Sender, out: &Out<'_>, ticket: usize) -> Result<(), (KafkaError, usize)> {
-    sender.send(out.topic, out.key, out.payload, out.headers, ticket).map_err(|e| (e, ticket))
+/// Hands one record to librdkafka, with a copy of its route's headers from `spares`;
+/// on failure gives the ticket back (and the copy to `spares`).
+pub fn send(sender: &mut Sender, out: &Out<'_>, ticket: usize, spares: &mut Spares) -> Result<(), (KafkaError, usize)> {
+    let route = out.route;
+    let topic = route.topic_c().map_err(|e| (e, ticket))?;
+    let headers = spares.take(route);
+    sender.send(topic, out.key, out.payload, Some(headers), opaque(ticket, route.id())).map_err(|(e, h)| {
+        if let Some(h) = h {
+            spares.give(route.id(), h);
+        }
+        (e, ticket)
+    })
 }
 
 /// Hands a held record to librdkafka again; on failure gives it back (boxed: the
 /// error path is the rare one).
-pub fn send_owned(sender: &mut Sender, o: Owned) -> Result<(), Box<(KafkaError, Owned)>> {
-    match sender.send(&o.topic, o.key.as_deref(), &o.payload, o.headers.as_ref(), o.ticket) {
+pub fn send_owned(sender: &mut Sender, mut o: Owned) -> Result<(), Box<(KafkaError, Owned)>> {
+    let topic = match CString::new(o.topic.as_str()) {
+        Ok(topic) => topic,
+        Err(e) => return Err(Box::new((KafkaError::Nul(e), o))),
+    };
+    match sender.send(&topic, o.key.as_deref(), &o.payload, o.headers.take(), opaque(o.ticket, o.route)) {
         Ok(()) => Ok(()),
-        Err(e) => Err(Box::new((e, o))),
+        Err((e, h)) => {
+            o.headers = h;
+            Err(Box::new((e, o)))
+        }
     }
 }
 
@@ -448,12 +480,12 @@ pub type Held = VecDeque<Owned>;
 
 // ------------------------------------------------------------ the records --
 
-/// One record to produce, borrowed from [`Records`] or from the consumed record.
+/// One record to produce, borrowed from [`Records`]: where it goes (its topic and
+/// headers), its key and its payload.
 pub struct Out<'a> {
-    pub topic: &'a str,
+    pub route: &'a Route,
     pub key: Option<&'a [u8]>,
     pub payload: &'a [u8],
-    pub headers: Option<&'a OwnedHeaders>,
 }
 
 /// Turns consumed records into records to produce: the enforcement step, then the
@@ -509,27 +541,27 @@ pub const CHUNKS_PER_LANE: usize = 4;
 /// and the quarantine's.
 struct Routes {
     agreement: Arc<crate::agreement::Agreement>,
-    topics: Vec<String>,
-    headers: Vec<OwnedHeaders>,
-    quarantine_topic: String,
-    quarantine_headers: OwnedHeaders,
+    /// Per purpose, in the agreement's order.
+    purposes: Vec<Route>,
+    quarantine: Route,
 }
 
 impl Routes {
     fn new(agreement: &Arc<crate::agreement::Agreement>, quarantine_topic: &str) -> Routes {
         let version = agreement.version.to_string();
-        let base = || {
-            OwnedHeaders::new_with_capacity(3)
-                .insert(Header { key: "accord-agreement", value: Some(agreement.id.as_bytes()) })
-                .insert(Header { key: "accord-version", value: Some(version.as_bytes()) })
-        };
+        let (id, version) = (("accord-agreement", agreement.id.as_bytes()), ("accord-version", version.as_bytes()));
         Routes {
             agreement: agreement.clone(),
-            topics: agreement.purposes.iter().map(|p| p.topic.clone()).collect(),
-            headers: agreement.purposes.iter().map(|p| base().insert(Header { key: "accord-purpose", value: Some(p.name.as_bytes()) })).collect(),
-            quarantine_topic: quarantine_topic.to_string(),
-            quarantine_headers: base(),
+            purposes: agreement.purposes.iter().map(|p| Route::new(&p.topic, Headers::new(&[id, version, ("accord-purpose", p.name.as_bytes())]))).collect(),
+            // Made last: every route of this agreement is numbered from the first purpose's.
+            quarantine: Route::new(quarantine_topic, Headers::new(&[id, version])),
         }
+    }
+
+    /// The number of this agreement's first route: the routes of earlier agreements
+    /// have smaller ones.
+    fn first_id(&self) -> u32 {
+        self.purposes.first().unwrap_or(&self.quarantine).id()
     }
 
     /// How many records to produce for `outcome`; writes a quarantine note into `note`.
@@ -556,7 +588,7 @@ impl Routes {
     }
 
     fn quarantine<'a>(&'a self, note: &'a [u8]) -> Out<'a> {
-        Out { topic: &self.quarantine_topic, key: None, payload: note, headers: Some(&self.quarantine_headers) }
+        Out { route: &self.quarantine, key: None, payload: note }
     }
 }
 
@@ -670,6 +702,12 @@ impl Made {
         }
     }
 
+    /// The number below which no route of the agreement that made this batch is
+    /// numbered ([`Spares::raise_floor`]).
+    pub fn route_floor(&self) -> u32 {
+        self.routes.first_id()
+    }
+
     /// The `i`th record to produce for the current record.
     pub fn get(&self, i: usize) -> Out<'_> {
         match self.outcome {
@@ -679,7 +717,7 @@ impl Made {
                 let o = &part.outs[start + i];
                 let p = o.purpose as usize;
                 let slice = |(s, e): (usize, usize)| &part.bytes[s..e];
-                Out { topic: &self.routes.topics[p], key: o.key.map(slice), payload: slice(o.payload), headers: Some(&self.routes.headers[p]) }
+                Out { route: &self.routes.purposes[p], key: o.key.map(slice), payload: slice(o.payload) }
             }
             Outcome::Quarantine(_) => self.routes.quarantine(&self.note),
             Outcome::Drop => unreachable!("no record to produce"),
@@ -768,7 +806,7 @@ impl Records {
         if !self.lanes[0].enforcer.refresh() {
             return false;
         }
-        let quarantine_topic = self.routes.quarantine_topic.clone();
+        let quarantine_topic = self.routes.quarantine.topic.clone();
         self.routes = Arc::new(Routes::new(self.lanes[0].enforcer.engine().agreement(), &quarantine_topic));
         true
     }
@@ -840,13 +878,19 @@ impl Records {
         &mut self.made
     }
 
+    /// The number below which no route of the agreement in force is numbered
+    /// ([`Spares::raise_floor`]).
+    pub fn route_floor(&self) -> u32 {
+        self.routes.first_id()
+    }
+
     /// The `i`th record to produce for the record last processed.
     pub fn get(&self, i: usize) -> Out<'_> {
         match self.outcome {
             Outcome::Forward(_) => {
                 let o = self.lanes[0].enforcer.output(i);
                 let p = o.purpose as usize;
-                Out { topic: &self.routes.topics[p], key: o.key, payload: o.payload, headers: Some(&self.routes.headers[p]) }
+                Out { route: &self.routes.purposes[p], key: o.key, payload: o.payload }
             }
             Outcome::Quarantine(_) => self.routes.quarantine(&self.note),
             Outcome::Drop => unreachable!("no record to produce"),
@@ -906,7 +950,6 @@ impl Report {
 mod tests {
     use std::sync::atomic::AtomicU64;
 
-    use rdkafka::message::Headers as _;
 
     use super::*;
     use crate::agreement::Agreement;
@@ -965,8 +1008,8 @@ rules:
     type Written = Vec<Output>;
 
     fn output(o: Out<'_>) -> Output {
-        let version = o.headers.and_then(|h| h.iter().find(|h| h.key == "accord-version")).and_then(|h| h.value).unwrap_or_default();
-        (o.topic.to_string(), o.key.map(<[u8]>::to_vec), o.payload.to_vec(), String::from_utf8_lossy(version).into_owned())
+        let version = o.route.headers.get("accord-version").unwrap_or_default();
+        (o.route.topic.clone(), o.key.map(<[u8]>::to_vec), o.payload.to_vec(), String::from_utf8_lossy(version).into_owned())
     }
 
     fn made(records: &Records, n: usize) -> Written {
@@ -990,7 +1033,7 @@ rules:
     }
 
     fn retry(ticket: usize, due: Instant) -> Owned {
-        Owned { topic: "out".into(), key: None, payload: b"p".to_vec(), headers: None, ticket, due }
+        Owned { topic: "out".into(), key: None, payload: b"p".to_vec(), headers: None, route: 0, ticket, due }
     }
 
     /// Takes the due retry off and hands it to the producer again, as the loop does.
@@ -1015,7 +1058,7 @@ rules:
         shared.set_server(Box::new(move |_| {
             if let (Some(shared), Some(event)) = (s.upgrade(), e.lock().unwrap().pop_front()) {
                 for t in event {
-                    shared.acked(t);
+                    shared.acked(t, 0, || None);
                 }
             }
         }));
@@ -1127,10 +1170,10 @@ rules:
         assert_eq!(resend(&shared), a);
         shared.failed(a, &refused, "out", retry);
         assert!(health.live().is_err(), "stuck at its failure after the limit");
-        shared.acked(b);
+        shared.acked(b, 0, || None);
         assert!(health.live().is_err(), "another output landing frees nothing");
         assert_eq!(resend(&shared), a);
-        shared.acked(a);
+        shared.acked(a, 0, || None);
         assert!(health.live().is_ok());
     }
 
@@ -1144,7 +1187,7 @@ rules:
         let refused = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
         let before = Instant::now();
         shared.failed(a, &refused, "out", retry);
-        shared.acked(b);
+        shared.acked(b, 0, || None);
         {
             let s = shared.lock();
             assert_eq!(s.marks.watermark(TP), Some(7), "the failed output holds its partition");
@@ -1161,7 +1204,7 @@ rules:
         assert!(shared.lock().retries[0].due >= before + backoff(2));
         assert_eq!(shared.lock().marks.watermark(TP), Some(7));
         assert_eq!(resend(&shared), a);
-        shared.acked(a);
+        shared.acked(a, 0, || None);
         let s = shared.lock();
         assert_eq!(s.marks.watermark(TP), Some(9), "the retry landed: the watermark passes both records");
         assert!(s.tickets.is_empty() && s.retries.is_empty());
@@ -1176,7 +1219,7 @@ rules:
         let (a, b) = (registered(&shared, 1), registered(&shared, 2));
         shared.lock().marks.remove(TP);
         shared.failed(a, &KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), "out", retry);
-        shared.acked(b);
+        shared.acked(b, 0, || None);
         let s = shared.lock();
         assert!(s.retries.is_empty());
         assert!(s.tickets.is_empty());
