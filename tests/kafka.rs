@@ -1845,6 +1845,20 @@ fn issue_11_threads_enforce_in_parallel_keeping_each_partitions_order_and_offset
     }
     assert_eq!(checked + unplaced, expected.values().map(Vec::len).sum::<usize>());
     assert!(unplaced * 20 < checked, "{unplaced} outputs not placed, {checked} checked");
+    // Every output carries exactly its purpose's three headers, though most of them
+    // go out with the header lists of earlier outputs (counted in the last log line).
+    for purpose in PURPOSES {
+        let topic = site.topic(purpose);
+        let want: BTreeMap<&str, &[u8]> = [("accord-agreement", &b"acme-dc-utrecht"[..]), ("accord-purpose", purpose.as_bytes()), ("accord-version", b"4")].into();
+        for r in reader.recs.iter().filter(|r| r.topic == topic) {
+            let headers: BTreeMap<&str, &[u8]> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref().unwrap_or_default())).collect();
+            assert_eq!(headers, want, "{topic}: the headers of another purpose or agreement");
+        }
+    }
+    for r in reader.recs.iter().filter(|r| r.topic == site.quarantine) {
+        let headers: BTreeMap<&str, &[u8]> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref().unwrap_or_default())).collect();
+        assert_eq!(headers, [("accord-agreement", &b"acme-dc-utrecht"[..]), ("accord-version", b"4")].into(), "a quarantine note's headers");
+    }
 
     // Committed: the end of every input partition, while the gateway still runs.
     site.wait_for_the_end_committed(&group, Duration::from_secs(30));
@@ -1853,6 +1867,8 @@ fn issue_11_threads_enforce_in_parallel_keeping_each_partitions_order_and_offset
     assert!(log.contains("enforcing on 3 threads"), "{log}");
     let spread = log.lines().find_map(|l| l.split_once(" of them spread over ")).and_then(|(before, _)| before.rsplit(' ').next()?.parse::<u64>().ok());
     assert!(spread.is_some_and(|n| n > 0), "some batches were enforced on several threads: {log}");
+    let reused = log.lines().find_map(|l| l.split_once(" output(s) went out with the headers of an earlier one")).and_then(|(before, _)| before.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(reused.is_some_and(|n| n > 1000), "most outputs went out with earlier outputs' header lists: {log}");
     let committed = site.offsets_committed(&group);
     assert!(committed.iter().all(|(_, c, high)| c == high && *high > 0), "{committed:?}");
 }

@@ -111,7 +111,12 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         tracing::warn!("the producer could not flush before closing ({e})");
     }
     let (batches, spread) = work.records.spread();
-    tracing::info!("stopped after {} record(s); {batches} batch(es), {spread} of them spread over {} threads", work.count, work.records.lanes());
+    tracing::info!(
+        "stopped after {} record(s); {batches} batch(es), {spread} of them spread over {} threads; {} output(s) went out with the headers of an earlier one",
+        work.count,
+        work.records.lanes(),
+        work.out.spares.reused()
+    );
     Ok(Summary { records: work.count, totals: work.report.total, unacknowledged })
 }
 

@@ -244,6 +244,8 @@ pub struct Spares {
     kept: Vec<(u32, Vec<Headers>)>,
     count: usize,
     floor: u32,
+    /// Copies handed out again so far.
+    reused: u64,
 }
 
 impl Spares {
@@ -256,6 +258,7 @@ impl Spares {
         if let Some((_, kept)) = self.kept.iter_mut().find(|(id, _)| *id == route.id) {
             if let Some(h) = kept.pop() {
                 self.count -= 1;
+                self.reused += 1;
                 return h;
             }
         }
@@ -307,6 +310,11 @@ impl Spares {
                 self.give(id, h);
             }
         }
+    }
+
+    /// Copies handed out again so far (by [`Spares::take`]).
+    pub fn reused(&self) -> u64 {
+        self.reused
     }
 
     /// Copies kept.
