@@ -18,8 +18,9 @@
 //! with a later output of the same route ([`Spares`]), instead of a new copy each
 //! time. rdkafka's `send` takes its headers as an `OwnedHeaders`, which cannot be made
 //! from a list taken back this way, and it makes a C string of the topic's name for
-//! every record; [`Sender::send`] calls librdkafka's `rd_kafka_producev` as rdkafka's
-//! `send` does, with the route's topic name made a C string once.
+//! every record, which librdkafka then looks up under its client-wide lock;
+//! [`Sender::send`] calls librdkafka's `rd_kafka_producev` as rdkafka's `send` does,
+//! but with librdkafka's handle of the route's topic, made at its first record.
 
 use std::ffi::{c_void, CStr, CString, NulError};
 use std::ptr::{self, NonNull};
@@ -37,22 +38,55 @@ use rdkafka::util::IntoOpaque;
 use super::sink::{LoopProducer, Producer};
 
 /// The producer records are handed to.
-pub enum Sender {
+enum Client {
     Threaded(Arc<Producer>),
     Loop(Arc<LoopProducer>),
 }
 
+/// Hands records to a producer of either kind, by librdkafka's handle of each route's
+/// topic (made at the route's first record), or by the topic's name.
+pub struct Sender {
+    client: Client,
+    /// Per route number, librdkafka's handle of its topic. Producing by handle skips
+    /// librdkafka's look-up of the topic by name under its client-wide lock.
+    topics: Vec<(u32, Topic)>,
+}
+
+/// librdkafka's handle of a topic, given back when dropped.
+struct Topic(NonNull<rdsys::rd_kafka_topic_t>);
+
+// SAFETY: librdkafka's topic handles may be used from any thread.
+unsafe impl Send for Topic {}
+
+impl Drop for Topic {
+    fn drop(&mut self) {
+        // SAFETY: the handle is ours, and its client outlives it (see `Sender`'s drop).
+        unsafe { rdsys::rd_kafka_topic_destroy(self.0.as_ptr()) }
+    }
+}
+
 impl From<Arc<Producer>> for Sender {
     fn from(p: Arc<Producer>) -> Sender {
-        Sender::Threaded(p)
+        Sender { client: Client::Threaded(p), topics: Vec::new() }
     }
 }
 
 impl From<Arc<LoopProducer>> for Sender {
     fn from(p: Arc<LoopProducer>) -> Sender {
-        Sender::Loop(p)
+        Sender { client: Client::Loop(p), topics: Vec::new() }
     }
 }
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        // The handles go before the client they belong to (dropped with the fields).
+        self.topics.clear();
+    }
+}
+
+/// Topic handles a sender keeps at most; past that (routes of many agreements in
+/// turn) it lets go of them all and makes them again as records need them.
+const TOPICS: usize = 64;
 
 impl Sender {
     /// Sends through `producer` (either kind).
@@ -60,27 +94,55 @@ impl Sender {
         producer.into()
     }
 
-    /// Hands one record to librdkafka, with `headers` (which librdkafka then owns) and
-    /// `opaque` for its delivery report. On failure librdkafka keeps nothing of it, and
-    /// the headers come back (a full queue is
-    /// [`rdkafka::types::RDKafkaErrorCode::QueueFull`]).
-    pub fn send(&mut self, topic: &CStr, key: Option<&[u8]>, payload: &[u8], headers: Option<Headers>, opaque: usize) -> Result<(), (KafkaError, Option<Headers>)> {
-        let rk = match self {
-            Sender::Threaded(p) => p.client().native_ptr(),
-            Sender::Loop(p) => p.client().native_ptr(),
+    fn rk(&self) -> *mut rdsys::rd_kafka_t {
+        match &self.client {
+            Client::Threaded(p) => p.client().native_ptr(),
+            Client::Loop(p) => p.client().native_ptr(),
+        }
+    }
+
+    /// librdkafka's handle of route `route`'s topic `name`, made at its first record
+    /// (none for route 0, or when librdkafka refuses the name: then by name).
+    fn topic(&mut self, route: u32, name: &CStr) -> Option<*mut rdsys::rd_kafka_topic_t> {
+        if route == 0 {
+            return None;
+        }
+        if let Some((_, t)) = self.topics.iter().find(|(id, _)| *id == route) {
+            return Some(t.0.as_ptr());
+        }
+        if self.topics.len() >= TOPICS {
+            self.topics.clear();
+        }
+        // SAFETY: the client is live; librdkafka copies the name.
+        let t = NonNull::new(unsafe { rdsys::rd_kafka_topic_new(self.rk(), name.as_ptr(), ptr::null_mut()) })?;
+        self.topics.push((route, Topic(t)));
+        Some(t.as_ptr())
+    }
+
+    /// Hands one record for `topic` (route `route`'s, 0 for none) to librdkafka, with
+    /// `headers` (which librdkafka then owns) and `opaque` for its delivery report. On
+    /// failure librdkafka keeps nothing of it, and the headers come back (a full queue
+    /// is [`rdkafka::types::RDKafkaErrorCode::QueueFull`]).
+    pub fn send(&mut self, route: u32, topic: &CStr, key: Option<&[u8]>, payload: &[u8], headers: Option<Headers>, opaque: usize) -> Result<(), (KafkaError, Option<Headers>)> {
+        let (to, to_ptr) = match self.topic(route, topic) {
+            Some(handle) => (RD_KAFKA_VTYPE_RKT, handle.cast::<c_void>()),
+            None => (RD_KAFKA_VTYPE_TOPIC, topic.as_ptr() as *mut c_void),
         };
+        let rk = self.rk();
         let (key_ptr, key_len) = key.map_or((ptr::null_mut(), 0), |k| (k.as_ptr() as *mut c_void, k.len()));
         let hdrs = headers.map_or(ptr::null_mut(), Headers::into_raw);
         // SAFETY: the arguments are those of rdkafka's `BaseProducer::send`, in its order
-        // and types: `rk` is a live producer (`self` holds it); the topic is a C string;
-        // payload and key are copied (`RD_KAFKA_MSG_F_COPY`) before the call returns; the
-        // opaque is an integer; `hdrs` is a list we own (or null), which librdkafka
-        // takes only when it returns no error.
+        // and types, but for the topic, given by librdkafka's handle where there is one:
+        // `rk` is a live producer (`self` holds it); the topic handle is live (`self`
+        // holds it) or the name a C string; payload and key are copied
+        // (`RD_KAFKA_MSG_F_COPY`) before the call returns; the opaque is an integer;
+        // `hdrs` is a list we own (or null), which librdkafka takes only when it returns
+        // no error.
         let err = unsafe {
             rdsys::rd_kafka_producev(
                 rk,
-                RD_KAFKA_VTYPE_TOPIC,
-                topic.as_ptr(),
+                to,
+                to_ptr,
                 RD_KAFKA_VTYPE_PARTITION,
                 -1i32,
                 RD_KAFKA_VTYPE_MSGFLAGS,

@@ -447,7 +447,7 @@ pub fn send(sender: &mut Sender, out: &Out<'_>, ticket: usize, spares: &mut Spar
     let route = out.route;
     let topic = route.topic_c().map_err(|e| (e, ticket))?;
     let headers = spares.take(route);
-    sender.send(topic, out.key, out.payload, Some(headers), opaque(ticket, route.id())).map_err(|(e, h)| {
+    sender.send(route.id(), topic, out.key, out.payload, Some(headers), opaque(ticket, route.id())).map_err(|(e, h)| {
         if let Some(h) = h {
             spares.give(route.id(), h);
         }
@@ -462,7 +462,7 @@ pub fn send_owned(sender: &mut Sender, mut o: Owned) -> Result<(), Box<(KafkaErr
         Ok(topic) => topic,
         Err(e) => return Err(Box::new((KafkaError::Nul(e), o))),
     };
-    match sender.send(&topic, o.key.as_deref(), &o.payload, o.headers.take(), opaque(o.ticket, o.route)) {
+    match sender.send(0, &topic, o.key.as_deref(), &o.payload, o.headers.take(), opaque(o.ticket, o.route)) {
         Ok(()) => Ok(()),
         Err((e, h)) => {
             o.headers = h;
