@@ -360,12 +360,14 @@ impl Spares {
         self.floor
     }
 
-    /// Moves every copy `other` keeps here (as far as this one wants them).
+    /// Moves every copy `other` keeps here (as far as this one wants them), on top of
+    /// those kept here and in their order: [`Spares::take`] hands out the copy given
+    /// back last, the likeliest to be still in the CPU's caches.
     pub fn take_all(&mut self, other: &mut Spares) {
         self.raise_floor(other.floor);
         other.count = 0;
-        for (id, mut kept) in other.kept.drain(..) {
-            while let Some(h) = kept.pop() {
+        for (id, kept) in other.kept.drain(..) {
+            for h in kept {
                 if !self.wants(id) {
                     return;
                 }
