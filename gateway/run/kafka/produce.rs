@@ -13,7 +13,7 @@
 //! librdkafka keeps a record's headers as a list of its own, freed with the record:
 //! a copy of a route's headers for each output is five small allocations on the loop's
 //! thread, and five frees when its report is served. Measured by leaving them off, that
-//! was about a fifth of the loop's CPU (docs/performance.md). So a delivered record's
+//! was about a quarter of the loop's CPU (docs/performance.md). So a delivered record's
 //! headers are taken back from it in its report ([`Headers::detach`]) and go out again
 //! with a later output of the same route ([`Spares`]), instead of a new copy each
 //! time. rdkafka's `send` takes its headers as an `OwnedHeaders`, which cannot be made
