@@ -1398,6 +1398,13 @@ fn failed_deliveries_are_retried_until_they_land_and_the_offsets_wait_for_them()
     for (topic, want) in &expected {
         assert_nothing_missing(topic, &reader.payloads(topic), want);
     }
+    // A retried output keeps its headers: taken back from its failed report, and sent
+    // again with it.
+    let want: BTreeMap<&str, &[u8]> = [("accord-agreement", &b"acme-dc-utrecht"[..]), ("accord-purpose", b"planning"), ("accord-version", b"4")].into();
+    for r in reader.recs.iter().filter(|r| r.topic == refusing) {
+        let headers: BTreeMap<&str, &[u8]> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref().unwrap_or_default())).collect();
+        assert_eq!(headers, want, "{refusing}: a retried output's headers");
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, committed, end) = site.offsets_committed(&group)[0];
