@@ -485,6 +485,29 @@ fn count_in(recs: &[Rec], topic: &str) -> usize {
     recs.iter().filter(|r| r.topic == topic).count()
 }
 
+/// Every output in `recs` carries exactly its purpose's three headers (the example
+/// agreement, version 4), and every quarantine note the agreement's two: most go out
+/// with the header lists of earlier outputs, which must never be another route's.
+fn assert_headers(site: &Site, recs: &[Rec]) {
+    let of = |r: &Rec| -> BTreeMap<String, Vec<u8>> { r.headers.iter().map(|(k, v)| (k.clone(), v.clone().unwrap_or_default())).collect() };
+    let base = [("accord-agreement".to_string(), b"acme-dc-utrecht".to_vec()), ("accord-version".to_string(), b"4".to_vec())];
+    for purpose in PURPOSES {
+        let topic = site.topic(purpose);
+        let want: BTreeMap<String, Vec<u8>> = base.iter().cloned().chain([("accord-purpose".to_string(), purpose.as_bytes().to_vec())]).collect();
+        for r in recs.iter().filter(|r| r.topic == topic) {
+            assert_eq!(of(r), want, "{topic}: the headers of another purpose or agreement");
+        }
+    }
+    for r in recs.iter().filter(|r| r.topic == site.quarantine) {
+        assert_eq!(of(r), base.iter().cloned().collect(), "a quarantine note's headers");
+    }
+}
+
+/// How many outputs went out with an earlier one's headers, from a gateway's last line.
+fn headers_sent_again(log: &str) -> Option<u64> {
+    log.lines().find_map(|l| l.split_once(" output(s) went out with the headers of an earlier one")).and_then(|(before, _)| before.rsplit(' ').next()?.parse().ok())
+}
+
 /// At least the expected number of distinct outputs in every output topic.
 fn all_there(expected: &BTreeMap<String, Vec<String>>) -> impl Fn(&[Rec]) -> bool + '_ {
     move |recs| {
@@ -1400,11 +1423,8 @@ fn failed_deliveries_are_retried_until_they_land_and_the_offsets_wait_for_them()
     }
     // A retried output keeps its headers: taken back from its failed report, and sent
     // again with it.
-    let want: BTreeMap<&str, &[u8]> = [("accord-agreement", &b"acme-dc-utrecht"[..]), ("accord-purpose", b"planning"), ("accord-version", b"4")].into();
-    for r in reader.recs.iter().filter(|r| r.topic == refusing) {
-        let headers: BTreeMap<&str, &[u8]> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref().unwrap_or_default())).collect();
-        assert_eq!(headers, want, "{refusing}: a retried output's headers");
-    }
+    assert!(reader.recs.iter().any(|r| r.topic == refusing));
+    assert_headers(&site, &reader.recs);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, committed, end) = site.offsets_committed(&group)[0];
@@ -1852,20 +1872,7 @@ fn issue_11_threads_enforce_in_parallel_keeping_each_partitions_order_and_offset
     }
     assert_eq!(checked + unplaced, expected.values().map(Vec::len).sum::<usize>());
     assert!(unplaced * 20 < checked, "{unplaced} outputs not placed, {checked} checked");
-    // Every output carries exactly its purpose's three headers, though most of them
-    // go out with the header lists of earlier outputs (counted in the last log line).
-    for purpose in PURPOSES {
-        let topic = site.topic(purpose);
-        let want: BTreeMap<&str, &[u8]> = [("accord-agreement", &b"acme-dc-utrecht"[..]), ("accord-purpose", purpose.as_bytes()), ("accord-version", b"4")].into();
-        for r in reader.recs.iter().filter(|r| r.topic == topic) {
-            let headers: BTreeMap<&str, &[u8]> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref().unwrap_or_default())).collect();
-            assert_eq!(headers, want, "{topic}: the headers of another purpose or agreement");
-        }
-    }
-    for r in reader.recs.iter().filter(|r| r.topic == site.quarantine) {
-        let headers: BTreeMap<&str, &[u8]> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref().unwrap_or_default())).collect();
-        assert_eq!(headers, [("accord-agreement", &b"acme-dc-utrecht"[..]), ("accord-version", b"4")].into(), "a quarantine note's headers");
-    }
+    assert_headers(&site, &reader.recs);
 
     // Committed: the end of every input partition, while the gateway still runs.
     site.wait_for_the_end_committed(&group, Duration::from_secs(30));
@@ -1874,8 +1881,7 @@ fn issue_11_threads_enforce_in_parallel_keeping_each_partitions_order_and_offset
     assert!(log.contains("enforcing on 3 threads"), "{log}");
     let spread = log.lines().find_map(|l| l.split_once(" of them spread over ")).and_then(|(before, _)| before.rsplit(' ').next()?.parse::<u64>().ok());
     assert!(spread.is_some_and(|n| n > 0), "some batches were enforced on several threads: {log}");
-    let reused = log.lines().find_map(|l| l.split_once(" output(s) went out with the headers of an earlier one")).and_then(|(before, _)| before.rsplit(' ').next()?.parse::<u64>().ok());
-    assert!(reused.is_some_and(|n| n > 1000), "most outputs went out with earlier outputs' header lists: {log}");
+    assert!(headers_sent_again(&log).is_some_and(|n| n > 1000), "most outputs went out with earlier outputs' header lists: {log}");
     let committed = site.offsets_committed(&group);
     assert!(committed.iter().all(|(_, c, high)| c == high && *high > 0), "{committed:?}");
 }
@@ -1951,7 +1957,9 @@ fn rebalance_mid_stream_with_batches_in_hand(name: &str, delivery: Option<&str>)
             assert_nothing_missing(topic, &reader.payloads(topic), want);
         }
     }
+    assert_headers(&site, &reader.recs);
     let log = a.log().join("\n");
+    assert!(headers_sent_again(&log).is_some_and(|n| n > 0), "gateway a sent header lists again: {log}");
     assert!(log.contains("enforcing on 2 threads"), "{log}");
     assert!(log.lines().any(|l| l.contains("revoked sensors.")), "gateway b took partitions from gateway a: {log}");
     let spread = log.lines().find_map(|l| l.split_once(" of them spread over ")).and_then(|(before, _)| before.rsplit(' ').next()?.parse::<u64>().ok());

@@ -55,7 +55,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
         1 => tracing::info!("enforcing on the consumer loop's thread (limits.threads: 1)"),
         n => tracing::info!("enforcing on {n} threads, in batches of up to {BATCH} records"),
     }
-    let mut out = Out { sender: Sender::new(producer), shared: &shared, txns: &txns, drain_timeout: limits.drain_timeout, throttle: Throttle::default() };
+    let mut out = Out { sender: Sender::new(producer), shared: &shared, txns: &txns, drain_timeout: limits.drain_timeout, throttle: Throttle::default(), spares: Spares::default() };
     let mut report = Report::new(p.on_batch);
     let mut count = 0u64;
     let mut last_report = Instant::now();
@@ -103,6 +103,9 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
                 renew(k, &shared, &txns, &consumer, &mut out.sender, &p.shutdown, e)?;
                 continue;
             }
+            if out.spares.is_empty() {
+                out.refill(records.route_floor());
+            }
             for i in 0..n {
                 out.send(&records.get(i));
             }
@@ -130,6 +133,7 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
             }
         }
         let made = records.last();
+        out.refill(made.route_floor());
         // librdkafka hands out runs of one partition: each run is added to the
         // transaction at once, after its last record's outputs.
         let mut run = 0;
@@ -153,12 +157,18 @@ pub(super) fn run(p: Pipeline<'_>) -> Result<Summary, Error> {
     let producer = txns.producer();
     drop(messages);
     drop(consumer);
+    let reused = out.spares.reused();
+    drop(out);
     drop(txns);
     if let Err(e) = producer.flush(Duration::from_secs(1)) {
         tracing::warn!("the producer could not flush before closing ({e})");
     }
     let (batches, spread) = records.spread();
-    tracing::info!("stopped after {count} record(s) (last transaction: {outcome:?}); {batches} batch(es), {spread} of them spread over {} threads", records.lanes());
+    tracing::info!(
+        "stopped after {count} record(s) (last transaction: {outcome:?}); {batches} batch(es), {spread} of them spread over {} threads; {} output(s) went out with the headers of an earlier one",
+        records.lanes(),
+        reused
+    );
     let unacknowledged = if outcome == Outcome::GaveUp { shared.outstanding() } else { 0 };
     Ok(Summary { records: count, totals: report.total, unacknowledged })
 }
@@ -269,9 +279,20 @@ struct Out<'a> {
     txns: &'a Transactions,
     drain_timeout: Duration,
     throttle: Throttle,
+    /// Copies of the routes' headers to send again, taken from [`super::sink::State::spares`]
+    /// (where the producer's thread leaves those of delivered records) once per batch.
+    spares: Spares,
 }
 
 impl Out<'_> {
+    /// Takes the copies of headers the delivery reports gave back since the last time,
+    /// letting go of those of routes numbered below `floor` (an earlier agreement's).
+    fn refill(&mut self, floor: u32) {
+        let mut state = self.shared.lock();
+        self.spares.raise_floor(floor);
+        self.spares.take_all(&mut state.spares);
+    }
+
     /// Produces one output; while librdkafka's queue is full it waits (the commit
     /// flushes it), at most the drain timeout. An output it cannot take poisons the
     /// transaction, which is then aborted and its records enforced again.
@@ -280,8 +301,7 @@ impl Out<'_> {
         self.shared.outstanding.fetch_add(1, Ordering::Relaxed);
         let waiting = Instant::now();
         loop {
-            // Its reports are served on the producer's thread and keep no headers.
-            match send(&mut self.sender, out, 0, &mut Spares::default()) {
+            match send(&mut self.sender, out, 0, &mut self.spares) {
                 Ok(()) => return,
                 Err((e, _)) if queue_full(&e) && waiting.elapsed() < self.drain_timeout => {
                     std::thread::sleep(Duration::from_millis(1));

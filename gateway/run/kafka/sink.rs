@@ -223,8 +223,8 @@ pub struct State {
     pub retries: Vec<Owned>,
     /// Someone waits on [`Shared::drained`].
     pub draining: bool,
-    /// At-least-once: the headers of acknowledged outputs, taken back from their
-    /// reports for the loop to send again ([`Spares`]).
+    /// The headers of acknowledged outputs, taken back from their reports for the
+    /// loop to send again ([`Spares`]).
     pub spares: Spares,
 }
 
@@ -353,8 +353,8 @@ impl ClientContext for SinkContext {
 }
 
 impl ProducerContext for SinkContext {
-    /// At-least-once: the output's number in [`State::tickets`] and its route's
-    /// ([`opaque`]); exactly-once: unused.
+    /// The number of the route the output's headers are of and (at-least-once) the
+    /// output's number in [`State::tickets`] ([`opaque`]).
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
@@ -362,8 +362,18 @@ impl ProducerContext for SinkContext {
         if result.is_err() {
             self.stats.delivery_failed();
         }
+        let (ticket, route) = split(opaque);
         if shared.delivery == Delivery::ExactlyOnce {
             shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+            if let Ok(m) = result {
+                // Its headers go out again with a later output of its route.
+                let mut state = shared.lock();
+                if state.spares.wants(route) {
+                    if let Some(h) = Headers::detach(m) {
+                        state.spares.give(route, h);
+                    }
+                }
+            }
             if let Err((e, m)) = result {
                 shared.txn_failed.store(true, Ordering::Relaxed);
                 if shared.throttle.allow("delivery") {
@@ -372,7 +382,6 @@ impl ProducerContext for SinkContext {
             }
             return;
         }
-        let (ticket, route) = split(opaque);
         match result {
             Ok(m) => shared.acked(ticket, route, || Headers::detach(m)),
             Err((e, m)) => shared.failed(ticket, e, m.topic(), |ticket, due| Owned {
