@@ -366,12 +366,17 @@ impl Spares {
     pub fn take_all(&mut self, other: &mut Spares) {
         self.raise_floor(other.floor);
         other.count = 0;
-        for (id, kept) in other.kept.drain(..) {
-            for h in kept {
-                if !self.wants(id) {
-                    return;
-                }
-                self.give(id, h);
+        for (id, mut kept) in other.kept.drain(..) {
+            if id < self.floor {
+                continue;
+            }
+            // Past the limit, the oldest go (freed here).
+            let over = kept.len().saturating_sub(Spares::MAX - self.count);
+            kept.drain(..over);
+            self.count += kept.len();
+            match self.kept.iter_mut().find(|(mine, _)| *mine == id) {
+                Some((_, mine)) => mine.append(&mut kept),
+                None => self.kept.push((id, kept)),
             }
         }
     }
@@ -413,6 +418,23 @@ mod tests {
         assert!(route("t", "x").id() > r.id(), "later routes have larger numbers");
     }
 
+    #[test]
+    fn at_most_max_copies_are_kept_when_moved_together() {
+        let r = route("t", "safety");
+        let (mut mine, mut theirs) = (Spares::default(), Spares::default());
+        for _ in 0..10 {
+            mine.give(r.id(), r.headers.copy());
+        }
+        for _ in 0..Spares::MAX {
+            theirs.give(r.id(), r.headers.copy());
+        }
+        assert_eq!(theirs.len(), Spares::MAX);
+        assert!(!theirs.wants(r.id()), "full");
+        mine.take_all(&mut theirs);
+        assert_eq!((mine.len(), theirs.len()), (Spares::MAX, 0));
+        assert_eq!(mine.kept.iter().map(|(_, k)| k.len()).sum::<usize>(), Spares::MAX);
+    }
+
     proptest! {
         /// Whatever is given and taken, a route only ever gets copies of its own
         /// headers; nothing below the floor is handed out; at most MAX are kept.
@@ -443,9 +465,11 @@ mod tests {
                 prop_assert_eq!(spares.len(), spares.kept.iter().map(|(_, k)| k.len()).sum::<usize>());
                 prop_assert!(spares.len() <= Spares::MAX);
             }
-            let mut moved = Spares::default();
+            let (mut moved, before) = (Spares::default(), spares.len());
             moved.take_all(&mut spares);
             prop_assert!(spares.is_empty());
+            prop_assert_eq!(moved.len(), before);
+            prop_assert_eq!(moved.len(), moved.kept.iter().map(|(_, k)| k.len()).sum::<usize>());
             for (id, kept) in &moved.kept {
                 let r = routes.iter().position(|r| r.id() == *id).unwrap();
                 for h in kept {
