@@ -20,7 +20,7 @@ impl Engine {
     /// Step 4a's look-up: the first instrument for this source (in normal form) and
     /// device, if any.
     pub(super) fn instrument_for(&self, source: &str, device: Option<&str>) -> Option<usize> {
-        self.agreement.instruments.as_ref()?.iter().position(|ins| ins.admits(source, device))
+        self.instruments.first(self.agreement.instruments.as_ref()?, source, device)
     }
 
     /// Steps 4a and 4b: the index of the instrument that admits the event (`None` when

@@ -9,6 +9,7 @@
 //! into an [`Outputs`] the caller owns and reuses (steps 7 and 8, in `transform.rs`). A shell feeds it bytes and ships the ranges it returns.
 
 pub mod generalise;
+mod index;
 mod instrument;
 pub mod names;
 pub mod suppress;
@@ -185,9 +186,6 @@ impl Outputs {
     }
 }
 
-/// A `match` list in normal form; `None` matches every name.
-type NormalList = Option<Vec<String>>;
-
 /// An agreement and a key, ready to enforce.
 #[derive(Debug)]
 pub struct Engine {
@@ -195,8 +193,11 @@ pub struct Engine {
     pseudonymiser: Arc<Pseudonymiser>,
     /// `,"accord":{...}}` for each (rule, purpose), written once here, copied per output.
     stamps: Vec<Box<[u8]>>,
-    /// Each rule's `match` lists (sources, categories) in normal form (SPEC 2.5).
-    matchers: Vec<(NormalList, NormalList)>,
+    /// Step 5's look-up: each rule's `match` lists (sources, categories) in normal
+    /// form (SPEC 2.5).
+    rules: index::Rules,
+    /// Step 4a's look-up, when the agreement lists instruments.
+    instruments: index::Instruments,
 }
 
 impl Engine {
@@ -219,9 +220,9 @@ impl Engine {
                 stamps.push(bytes.into_boxed_slice());
             }
         }
-        let normal = |l: &Option<Vec<String>>| l.as_ref().map(|l| l.iter().map(|x| crate::agreement::names::normalise(x)).collect());
-        let matchers = agreement.rules.iter().map(|r| (normal(&r.sources), normal(&r.categories))).collect();
-        Engine { agreement, pseudonymiser, stamps, matchers }
+        let rules = index::Rules::new(agreement.rules.iter().map(|r| (&r.sources, &r.categories)));
+        let instruments = index::Instruments::new(agreement.instruments.as_deref().unwrap_or_default());
+        Engine { agreement, pseudonymiser, stamps, rules, instruments }
     }
 
     pub fn agreement(&self) -> &Arc<Agreement> {
@@ -334,10 +335,7 @@ impl Engine {
         }
         // The source and category in normal form, looked up once for steps 4a and 5.
         let device = event.device_id.as_deref();
-        let (found, rule) = names::with_normal_pair(&event.source, &event.category, |source, category| {
-            let listed = |list: &Option<Vec<String>>, v: &str| list.as_ref().is_none_or(|l| l.iter().any(|x| x == v));
-            (self.instrument_for(source, device), self.matchers.iter().position(|(s, c)| listed(s, source) && listed(c, category)))
-        });
+        let (found, rule) = names::with_normal_pair(&event.source, &event.category, |source, category| (self.instrument_for(source, device), self.rules.first(source, category)));
         // 4a and 4b. An approved instrument, of the agreed quality?
         let instrument = match self.admit(event, found, tape) {
             Ok(i) => {
