@@ -404,16 +404,21 @@ fn push_words(chars: &[char], out: &mut Vec<String>) {
 #[derive(Clone, Debug)]
 pub struct Terms<T> {
     by_first: HashMap<String, Vec<(Vec<String>, T)>, foldhash::fast::RandomState>,
+    /// Every term's first word, to rule out in one pass a name that holds none of
+    /// them ([`Terms::may_occur_in`]); built when first needed, after the last `add`
+    /// (`None`: it could not be built, and every name is looked at in full).
+    firsts: OnceLock<Option<aho_corasick::AhoCorasick>>,
 }
 
 impl<T> Default for Terms<T> {
     fn default() -> Self {
-        Terms { by_first: HashMap::default() }
+        Terms { by_first: HashMap::default(), firsts: OnceLock::new() }
     }
 }
 
 impl<T: Copy + PartialEq> Terms<T> {
     pub fn add(&mut self, term: &str, value: T) {
+        self.firsts = OnceLock::new();
         for words in readings(term) {
             let Some((first, _)) = words.split_first() else { continue };
             let entries = self.by_first.entry(first.clone()).or_default();
@@ -421,6 +426,15 @@ impl<T: Copy + PartialEq> Terms<T> {
                 entries.push((words, value));
             }
         }
+    }
+
+    /// False only when no term can be found in a name whose normal form is `normal`
+    /// ([`ascii_normal_bytes`]'s): no term's first word occurs in it anywhere. Every
+    /// word of the name's readings does: each is a run of its characters, normalised
+    /// character by character, so a run of `normal`.
+    pub fn may_occur_in(&self, normal: &[u8]) -> bool {
+        let firsts = self.firsts.get_or_init(|| aho_corasick::AhoCorasick::new(self.by_first.keys()).ok());
+        firsts.as_ref().is_none_or(|words| words.is_match(normal))
     }
 
     /// Calls `f` with the value of every term whose words appear as a contiguous run

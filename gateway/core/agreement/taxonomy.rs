@@ -201,6 +201,13 @@ impl Taxonomy {
         self.field_terms.find(&names::readings(name), f);
     }
 
+    /// False only when an attribute name whose normal form is `normal` (ASCII, from
+    /// [`names::ascii_normal_bytes`]) reveals no category: [`Taxonomy::field_classes`]
+    /// would find nothing, known without reading it into words.
+    pub fn field_may_reveal(&self, normal: &[u8]) -> bool {
+        self.field_terms.may_occur_in(normal)
+    }
+
     /// The strictest category of a category name (prohibited, then special), else its own.
     pub fn classify_category(&self, name: &str) -> Option<CategoryId> {
         let mut found = self.category(name);
@@ -300,5 +307,40 @@ mod tests {
             assert_eq!(cat(n), Some(Class::Special), "{n}");
         }
         assert_eq!(cat("location"), None);
+    }
+
+    /// Names built from pieces of terms, look-alike digits (`m00d`), separators and
+    /// case changes: a name the one-pass check rules out is one the taxonomy finds no
+    /// category in, under the default terms and under an agreement's own.
+    #[test]
+    fn a_name_ruled_out_in_one_pass_reveals_no_category() {
+        use proptest::prelude::*;
+        use proptest::test_runner::TestRunner;
+        let pieces = ["heart", "Rate", "rate", "HRV", "ms", "m00d", "mo", "od", "_", "-", ".", "0", "1", "42", "rn", "spo", "2", "Sp02", "x", "zone", "Face", "ecg", "BPM", "pulse", "vein", "palm"];
+        let name = prop::collection::vec(prop::sample::select(pieces.to_vec()), 1..6).prop_map(|p| p.concat());
+        let mut own = Taxonomy::default();
+        let _ = own.field_may_reveal(b"warm"); // built once here, then again after the additions
+        own.map_field("zonerate", "health");
+        own.map_field("x_42", "emotion");
+        let mut ruled_out = 0;
+        for t in [Taxonomy::default(), own.clone()] {
+            TestRunner::default()
+                .run(&name, |n| {
+                    let mut normal = Vec::new();
+                    if names::ascii_normal_bytes(&n, &mut normal) && !t.field_may_reveal(&normal) {
+                        prop_assert_eq!(t.field(&n), None, "{}", n);
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            let mut normal = Vec::new();
+            for n in ["1709280000", "zone_42", "x"] {
+                assert!(names::ascii_normal_bytes(n, &mut normal));
+                ruled_out += usize::from(!t.field_may_reveal(&normal));
+            }
+        }
+        assert!(ruled_out >= 3, "the check rules out names with no term in them");
+        let mut normal = Vec::new();
+        assert!(names::ascii_normal_bytes("ZoneRate", &mut normal) && own.field_may_reveal(&normal), "an addition is looked for");
     }
 }

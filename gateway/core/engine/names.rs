@@ -176,6 +176,15 @@ fn member_cached<'s>(a: &Agreement, name: &str, hash: u64, sel: &'s Selector, ke
         if child.is_none() && !keep_rest {
             return None;
         }
+        // A name that none of the taxonomy's terms can be found in reaches every
+        // purpose. Known without the cache, which names that come once (a map keyed
+        // by time or by id) would only fill and empty.
+        let mut scratch = std::mem::take(&mut c.scratch);
+        let plain = names::ascii_normal_bytes(name, &mut scratch) && !a.taxonomy.field_may_reveal(&scratch);
+        c.scratch = scratch;
+        if plain {
+            return Some((PurposeSet::MAX, child));
+        }
         if let Some(&(_, _, allowed)) = c.allowed.find(hash, |(h, n, _)| *h == hash && **n == *name) {
             return Some((allowed, child));
         }
