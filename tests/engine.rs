@@ -519,3 +519,44 @@ fn file_mode_reads_lines_the_same_whole_or_cut() {
     assert!(whole.1.iter().map(|(_, b)| b.len()).sum::<usize>() > 1000, "outputs were written");
     assert_eq!(whole, cut);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A kept map's members reach a purpose exactly when the taxonomy lets a member of
+    /// that name reach it, however many names came before on this thread: maps keyed
+    /// by time or by id, whose names come once, among names that reveal health or
+    /// emotion in any spelling (the per-thread caches and the one-pass check must
+    /// never let one of those through).
+    #[test]
+    fn kept_map_members_are_classified_however_many_names_came_before(
+        maps in prop::collection::vec(
+            prop::collection::vec(
+                prop_oneof![
+                    (0u64..u64::MAX).prop_map(|n| n.to_string()),
+                    (0u32..100_000).prop_map(|n| format!("t{n}")),
+                    prop::sample::select(vec!["mood", "Mood", "heartRate", "hrv_ms", "m00d_x", "HEART_RATE", "keylog", "zone", "z0ne", "ok", "stress_level", "pulse_2"]).prop_map(String::from),
+                ],
+                1..40,
+            ),
+            1..30,
+        ),
+    ) {
+        let e = engine_for(FIXTURE);
+        let a = e.agreement();
+        let planning = a.purposes.iter().position(|p| p.name == "planning").unwrap();
+        for keys in maps {
+            // One member per normal form: duplicates make the event malformed.
+            let mut seen = std::collections::HashSet::new();
+            let keys: Vec<String> = keys.into_iter().filter(|k| seen.insert(accord::agreement::names::normalise(k))).collect();
+            let data: serde_json::Map<String, Value> = keys.iter().map(|k| (k.clone(), json!(1))).collect();
+            let (verdict, outputs) = run(&e, &event("tracker", "location", TUESDAY, json!({"data": data})));
+            prop_assert!(matches!(verdict, Verdict::Forwarded(_)), "{:?}", verdict);
+            let sent = outputs.iter().find(|(p, _)| p == "planning").map(|(_, o)| o["attributes"]["data"].clone()).unwrap_or(Value::Null);
+            for k in &keys {
+                let allowed = accord::engine::names::field_allowed(a, k) & (1 << planning) != 0;
+                prop_assert_eq!(sent.get(k).is_some(), allowed, "member `{}`", k);
+            }
+        }
+    }
+}

@@ -58,6 +58,65 @@ struct Cache {
     /// The purposes a member name may reach, by the hash a tape read it with and the
     /// name as sent: found without hashing the name again.
     allowed: hashbrown::HashTable<(u64, Box<str>, PurposeSet)>,
+    /// Names that reveal no category, kept apart (they reach every purpose).
+    plain: Plain,
+}
+
+/// How many names [`Plain`] holds, and the longest it holds, in bytes.
+const PLAIN_SLOTS: usize = 512;
+const PLAIN_BYTES: usize = 31;
+
+/// Member names known to reveal no category (ASCII, and none of the taxonomy's terms
+/// can be found in them): a fixed table where each name sits in the slot its hash
+/// picks, in place of the one before. A map keyed by time or by id sends names that
+/// come once: here they only take a slot, where in the maps above they would fill
+/// them, to be emptied with everything else, every few hundred events. Nothing here
+/// grows, allocates or is emptied but for a new agreement.
+struct Plain {
+    slots: Vec<PlainSlot>,
+}
+
+#[derive(Clone, Copy)]
+struct PlainSlot {
+    hash: u64,
+    /// `u8::MAX`: empty.
+    len: u8,
+    bytes: [u8; PLAIN_BYTES],
+}
+
+const EMPTY_SLOT: PlainSlot = PlainSlot { hash: 0, len: u8::MAX, bytes: [0; PLAIN_BYTES] };
+
+impl Default for Plain {
+    fn default() -> Plain {
+        Plain { slots: vec![EMPTY_SLOT; PLAIN_SLOTS] }
+    }
+}
+
+impl Plain {
+    /// The slot of a name with this (normal-form) hash.
+    fn slot(hash: u64) -> usize {
+        (hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - PLAIN_SLOTS.trailing_zeros())) as usize
+    }
+
+    fn holds(&self, hash: u64, name: &str) -> bool {
+        let s = &self.slots[Plain::slot(hash)];
+        s.hash == hash && usize::from(s.len) == name.len() && s.bytes[..name.len()] == *name.as_bytes()
+    }
+
+    /// Remembers `name` (if it fits), in place of the name in its slot.
+    fn put(&mut self, hash: u64, name: &str) {
+        if name.len() > PLAIN_BYTES {
+            return;
+        }
+        let s = &mut self.slots[Plain::slot(hash)];
+        s.hash = hash;
+        s.len = name.len() as u8;
+        s.bytes[..name.len()].copy_from_slice(name.as_bytes());
+    }
+
+    fn clear(&mut self) {
+        self.slots.fill(EMPTY_SLOT);
+    }
 }
 
 thread_local! {
@@ -79,6 +138,7 @@ pub fn begin(a: &Agreement) {
             c.forms.clear();
             c.texts.clear();
             c.categories.clear();
+            c.plain.clear();
             c.agreement = Some(me);
         }
     });
@@ -176,17 +236,20 @@ fn member_cached<'s>(a: &Agreement, name: &str, hash: u64, sel: &'s Selector, ke
         if child.is_none() && !keep_rest {
             return None;
         }
-        // A name that none of the taxonomy's terms can be found in reaches every
-        // purpose. Known without the cache, which names that come once (a map keyed
-        // by time or by id) would only fill and empty.
-        let mut scratch = std::mem::take(&mut c.scratch);
-        let plain = names::ascii_normal_bytes(name, &mut scratch) && !a.taxonomy.field_may_reveal(&scratch);
-        c.scratch = scratch;
-        if plain {
+        if c.plain.holds(hash, name) {
             return Some((PurposeSet::MAX, child));
         }
         if let Some(&(_, _, allowed)) = c.allowed.find(hash, |(h, n, _)| *h == hash && **n == *name) {
             return Some((allowed, child));
+        }
+        // A name that none of the taxonomy's terms can be found in reaches every
+        // purpose: known in one pass, and remembered apart.
+        let mut scratch = std::mem::take(&mut c.scratch);
+        let plain = names::ascii_normal_bytes(name, &mut scratch) && !a.taxonomy.field_may_reveal(&scratch);
+        c.scratch = scratch;
+        if plain {
+            c.plain.put(hash, name);
+            return Some((PurposeSet::MAX, child));
         }
         let allowed = member_in(c, a, name).allowed;
         c.allowed.insert_unique(hash, (hash, name.into(), allowed), |e| e.0);
