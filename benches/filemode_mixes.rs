@@ -56,7 +56,7 @@ fn main() {
     }
     let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
     let mixes: Vec<Mix> = match args.iter().position(|a| a == "--mix") {
-        Some(i) => vec![Mix::parse(&args[i + 1]).expect("--mix examples|site|wearables")],
+        Some(i) => vec![Mix::parse(&args[i + 1]).expect("--mix examples|site|wearables|large")],
         None => Mix::ALL.to_vec(),
     };
     if args.iter().any(|a| a == "--once") {

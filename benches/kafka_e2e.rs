@@ -62,7 +62,7 @@ use rdkafka::ClientConfig;
 
 mod workload;
 
-use workload::Mix;
+use workload::{Mix, LARGE_PURPOSES};
 const PARTITIONS: i32 = 6;
 
 fn root() -> std::path::PathBuf {
@@ -106,14 +106,15 @@ fn main() {
 
     let id = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
     let dir = tempfile::tempdir().unwrap();
-    let mix = args.iter().position(|a| a == "--mix").map_or(Mix::Examples, |i| Mix::parse(&args[i + 1]).expect("--mix examples|site|wearables"));
+    let mix = args.iter().position(|a| a == "--mix").map_or(Mix::Examples, |i| Mix::parse(&args[i + 1]).expect("--mix examples|site|wearables|large"));
     // Each mix's purposes, and the prefix of their topics in its agreement.
     let (purposes, prefix): (&[&str], &str) = match mix {
         Mix::Examples => (&["safety", "payroll", "planning", "it_security"], "accord"),
         Mix::Site => (&["planning", "safety", "ergonomics"], "site"),
         Mix::Wearables => (&["ergonomics", "safety"], "wearables"),
+        Mix::Large => (&LARGE_PURPOSES, "large"),
     };
-    let mut agreement = std::fs::read_to_string(mix.agreement_path()).unwrap();
+    let mut agreement = mix.agreement();
     for p in purposes {
         let (from, to) = (format!("topic: {prefix}.{p}\n"), format!("topic: bench.{p}.{id}\n"));
         assert!(agreement.contains(&from), "the {} agreement names no topic `{prefix}.{p}`", mix.name());
@@ -129,7 +130,7 @@ fn main() {
     create_topics(&bootstrap, &topics);
 
     let lines: Vec<Vec<u8>> = match mix {
-        Mix::Site | Mix::Wearables => workload::lines(mix, events),
+        Mix::Site | Mix::Wearables | Mix::Large => workload::lines(mix, events),
         Mix::Examples => {
             // The examples' mix, each copy with its own event ids.
             let base: Vec<String> = std::fs::read_to_string(root().join("examples/events.jsonl")).unwrap().lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();

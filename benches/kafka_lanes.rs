@@ -35,7 +35,7 @@ fn main() {
     // The loop's batch (BATCH); other sizes to see what a batch's fork and join cost.
     let batch = flag("--batch").unwrap_or(BATCH);
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let a = Agreement::load(&Mix::Site.agreement_path()).unwrap_or_else(|e| panic!("{e}")).agreement;
+    let a = Agreement::parse(Mix::Site.agreement().as_bytes()).unwrap_or_else(|e| panic!("{e:?}")).agreement;
     let key = Key::from_file(&root.join("examples/demo.key"), "demo-2026").unwrap();
     let engines: Arc<dyn Engines + Send + Sync> = Arc::new(Arc::new(Engine::new(Arc::new(a), Arc::new(Pseudonymiser::new(key)))));
     let lines = workload::lines(Mix::Site, events);
