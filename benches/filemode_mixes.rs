@@ -2,8 +2,8 @@
 //! `filemode.rs` is the examples' mix with instruments and suppressions, issue 14).
 //!
 //! For each workload of `workload.rs` (the examples' mix, about 320 bytes an event, the
-//! site mix, about 420, and the wearables' mix, about 390, where pseudonyms dominate),
-//! writes 1M events to a temporary file, then, in the same
+//! site mix, about 420, the wearables' mix, about 390, where pseudonyms dominate, and
+//! the large mix, about 400, where the agreement is large), writes 1M events to a temporary file, then, in the same
 //! run and on the same thread, times:
 //!
 //! 1. the baseline: each line parsed into a `serde_json::Value` and written back;
@@ -17,7 +17,7 @@
 //! cache: the engine alone over the events in memory, with the default cache, with
 //! other sizes and with none, best of 5 each, with its hit, miss and eviction counts.
 //!
-//!     taskset -c 1 cargo bench --bench filemode_mixes [-- EVENTS] [--mix examples|site|wearables] [--no-cache-table | --cache-only]
+//!     taskset -c 1 cargo bench --bench filemode_mixes [-- EVENTS] [--mix examples|site|wearables|large] [--no-cache-table | --cache-only]
 //!
 //! `--input FILE --agreement FILE` runs the same comparison on your own workload (JSON
 //! lines, one event each) under your own agreement, with the demo key:

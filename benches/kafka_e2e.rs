@@ -29,9 +29,9 @@
 //! shows what is left beyond them. The comparison is without it.
 //!
 //! `--codec C` (default `lz4`) is the input's compression and both children's
-//! `compression.type`: `gzip`, `snappy`, `lz4` or `zstd`. `--mix site` runs the second
-//! workload of `workload.rs` (its own agreement, `benches/site-agreement.yaml`) instead
-//! of the examples' mix.
+//! `compression.type`: `gzip`, `snappy`, `lz4` or `zstd`. `--mix site`, `wearables` or
+//! `large` runs that workload of `workload.rs`, under its own agreement, instead of the
+//! examples' mix.
 //!
 //! The examples' mix of events (each copy with its own event ids) is produced into a
 //! 6-partition input topic. Then, in turn, the pass-through (each record produced
