@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the engine, one per path of SPEC 2.1: each kind of drop,
 //! and forwarding with pseudonyms, generalisation and nested stripping.
 //!
-//! Then each workload of `workload.rs` whole, with the pseudonym cache and without.
+//! Then each workload of `workload.rs` whole, with the pseudonym cache and without, and
+//! its events that protobuf can carry, as JSON and as protobuf (`--format proto`).
 //!
 //!     cargo bench --bench engine
 
@@ -68,6 +69,26 @@ fn paths(c: &mut Criterion) {
                     },
                     BatchSize::LargeInput,
                 )
+            });
+        }
+        // The same events as protobuf: decoded to JSON text, then enforced as JSON.
+        use prost::Message as _;
+        let (mut json, mut proto) = (Vec::new(), Vec::new());
+        for e in &events {
+            let Some(msg) = serde_json::from_slice(e).ok().and_then(|v| accord::event::proto::sensor_event_from_json(&v)) else { continue };
+            json.push(e.clone());
+            proto.push(msg.encode_to_vec());
+        }
+        group.throughput(Throughput::Elements(json.len() as u64));
+        for (format, events) in [(Format::Json, &json), (Format::Proto, &proto)] {
+            let name = format!("mix/{} {} events protobuf can carry, as {format:?}", events.len(), mix.name());
+            group.bench_function(&name, |b| {
+                let mut out = Outputs::default();
+                b.iter(|| {
+                    for e in events {
+                        engine.process(e, format, &mut out);
+                    }
+                })
             });
         }
         group.finish();

@@ -18,7 +18,8 @@ pub mod pb {
 
 pub use pb::{AccordStamp, EnforcedEvent, SensorEvent};
 
-/// Decodes a `SensorEvent` and writes its proto3 JSON mapping into `json` (cleared).
+/// Decodes a `SensorEvent` and writes its proto3 JSON mapping into `json` (cleared),
+/// straight from the decoded message: no JSON tree between the two.
 pub fn to_json(bytes: &[u8], json: &mut Vec<u8>) -> Result<(), Malformed> {
     let ev = SensorEvent::decode(bytes).map_err(|_| Malformed::NotProtobuf)?;
     for (value, name) in [(&ev.event_id, "event_id"), (&ev.source, "source"), (&ev.subject_id, "subject_id"), (&ev.category, "category")] {
@@ -28,20 +29,77 @@ pub fn to_json(bytes: &[u8], json: &mut Vec<u8>) -> Result<(), Malformed> {
     }
     let at = ev.occurred_at.ok_or(Malformed::Missing("occurred_at"))?;
     let occurred_at = timestamp_text(&at).ok_or(Malformed::BadTime)?;
-    let mut obj = Map::new();
-    obj.insert("event_id".into(), ev.event_id.into());
-    obj.insert("source".into(), ev.source.into());
-    if let Some(d) = ev.device_id {
-        obj.insert("device_id".into(), d.into());
-    }
-    obj.insert("subject_id".into(), ev.subject_id.into());
-    obj.insert("category".into(), ev.category.into());
-    obj.insert("occurred_at".into(), occurred_at.into());
-    if let Some(attrs) = ev.attributes {
-        obj.insert("attributes".into(), struct_to_json(attrs));
-    }
     json.clear();
-    serde_json::to_writer(json, &Value::Object(obj)).map_err(|_| Malformed::NotProtobuf)
+    // The members in the order a JSON object of them is written (by name).
+    json.push(b'{');
+    if let Some(attrs) = &ev.attributes {
+        json.extend_from_slice(b"\"attributes\":");
+        write_struct(json, attrs);
+        json.push(b',');
+    }
+    json.extend_from_slice(b"\"category\":");
+    write_text(json, &ev.category);
+    if let Some(d) = &ev.device_id {
+        json.extend_from_slice(b",\"device_id\":");
+        write_text(json, d);
+    }
+    for (name, value) in [("event_id", &ev.event_id), ("occurred_at", &occurred_at), ("source", &ev.source), ("subject_id", &ev.subject_id)] {
+        json.extend_from_slice(b",\"");
+        json.extend_from_slice(name.as_bytes());
+        json.extend_from_slice(b"\":");
+        write_text(json, value);
+    }
+    json.push(b'}');
+    Ok(())
+}
+
+/// A JSON string, escaped as serde_json escapes it.
+fn write_text(json: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(json, s).expect("writing to a Vec cannot fail");
+}
+
+/// A `google.protobuf.Struct` as its JSON object (members by name, as prost keeps them).
+fn write_struct(json: &mut Vec<u8>, s: &prost_types::Struct) {
+    json.push(b'{');
+    for (i, (k, v)) in s.fields.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        write_text(json, k);
+        json.push(b':');
+        write_value(json, v);
+    }
+    json.push(b'}');
+}
+
+fn write_value(json: &mut Vec<u8>, v: &prost_types::Value) {
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => json.extend_from_slice(b"null"),
+        Some(Kind::NumberValue(n)) => {
+            // proto3 JSON writes integral numbers without a fraction; what JSON
+            // cannot hold (NaN, infinities) is null.
+            if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
+                json.extend_from_slice(itoa::Buffer::new().format(*n as i64).as_bytes());
+            } else if n.is_finite() {
+                serde_json::to_writer(&mut *json, n).expect("writing to a Vec cannot fail");
+            } else {
+                json.extend_from_slice(b"null");
+            }
+        }
+        Some(Kind::StringValue(s)) => write_text(json, s),
+        Some(Kind::BoolValue(b)) => json.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Some(Kind::StructValue(s)) => write_struct(json, s),
+        Some(Kind::ListValue(l)) => {
+            json.push(b'[');
+            for (i, v) in l.values.iter().enumerate() {
+                if i > 0 {
+                    json.push(b',');
+                }
+                write_value(json, v);
+            }
+            json.push(b']');
+        }
+    }
 }
 
 /// Encodes an output the engine wrote as JSON into an `EnforcedEvent` (appended to
@@ -94,28 +152,6 @@ fn timestamp_text(t: &prost_types::Timestamp) -> Option<String> {
     Some(at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
-fn struct_to_json(s: prost_types::Struct) -> Value {
-    Value::Object(s.fields.into_iter().map(|(k, v)| (k, value_to_json(v))).collect())
-}
-
-fn value_to_json(v: prost_types::Value) -> Value {
-    match v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => {
-            // proto3 JSON writes integral numbers without a fraction.
-            if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
-                Value::from(n as i64)
-            } else {
-                serde_json::Number::from_f64(n).map(Value::Number).unwrap_or(Value::Null)
-            }
-        }
-        Some(Kind::StringValue(s)) => Value::String(s),
-        Some(Kind::BoolValue(b)) => Value::Bool(b),
-        Some(Kind::StructValue(s)) => struct_to_json(s),
-        Some(Kind::ListValue(l)) => Value::Array(l.values.into_iter().map(value_to_json).collect()),
-    }
-}
-
 fn json_to_struct(m: &Map<String, Value>) -> prost_types::Struct {
     prost_types::Struct { fields: m.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect() }
 }
@@ -152,7 +188,91 @@ pub fn sensor_event_from_json(json: &Value) -> Option<SensorEvent> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// The mapping as it was first written, through a JSON tree: the reference the
+    /// direct writer is held to, byte for byte.
+    fn through_a_tree(ev: SensorEvent) -> Vec<u8> {
+        let mut obj = Map::new();
+        obj.insert("event_id".into(), ev.event_id.into());
+        obj.insert("source".into(), ev.source.into());
+        if let Some(d) = ev.device_id {
+            obj.insert("device_id".into(), d.into());
+        }
+        obj.insert("subject_id".into(), ev.subject_id.into());
+        obj.insert("category".into(), ev.category.into());
+        obj.insert("occurred_at".into(), timestamp_text(&ev.occurred_at.unwrap()).unwrap().into());
+        if let Some(attrs) = ev.attributes {
+            obj.insert("attributes".into(), struct_to_json(attrs));
+        }
+        serde_json::to_vec(&Value::Object(obj)).unwrap()
+    }
+
+fn struct_to_json(s: prost_types::Struct) -> Value {
+        Value::Object(s.fields.into_iter().map(|(k, v)| (k, value_to_json(v))).collect())
+    }
+    
+    fn value_to_json(v: prost_types::Value) -> Value {
+        match v.kind {
+            None | Some(Kind::NullValue(_)) => Value::Null,
+            Some(Kind::NumberValue(n)) => {
+                // proto3 JSON writes integral numbers without a fraction.
+                if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
+                    Value::from(n as i64)
+                } else {
+                    serde_json::Number::from_f64(n).map(Value::Number).unwrap_or(Value::Null)
+                }
+            }
+            Some(Kind::StringValue(s)) => Value::String(s),
+            Some(Kind::BoolValue(b)) => Value::Bool(b),
+            Some(Kind::StructValue(s)) => struct_to_json(s),
+            Some(Kind::ListValue(l)) => Value::Array(l.values.into_iter().map(value_to_json).collect()),
+        }
+    }
+
+    fn value() -> impl Strategy<Value = prost_types::Value> {
+        let leaf = prop_oneof![
+            Just(Kind::NullValue(0)),
+            any::<bool>().prop_map(Kind::BoolValue),
+            prop_oneof![any::<f64>(), (-1e17f64..1e17).prop_map(f64::trunc), Just(9.007_199_254_740_992e15), Just(-0.0), Just(f64::NAN), Just(f64::INFINITY)].prop_map(Kind::NumberValue),
+            "[a-zé\"\\\\\u{0}-\u{1f}\u{2028}😀]{0,8}".prop_map(Kind::StringValue),
+        ]
+        .prop_map(|k| prost_types::Value { kind: Some(k) });
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(|values| Kind::ListValue(prost_types::ListValue { values })),
+                prop::collection::btree_map("[a-zA-Z_é\"]{0,6}", inner, 0..5).prop_map(|fields| Kind::StructValue(prost_types::Struct { fields })),
+            ]
+            .prop_map(|k| prost_types::Value { kind: Some(k) })
+        })
+    }
+
+    proptest! {
+        /// The direct writer writes what the tree did, for any attributes: nested
+        /// structs and lists, every kind of number (integral, fractional, the largest
+        /// exact integer, -0, NaN, infinities), and strings that need escaping.
+        #[test]
+        fn protobuf_becomes_the_same_json_as_through_a_tree(
+            attributes in prop::option::of(prop::collection::btree_map("[a-z_é]{0,6}", value(), 0..6)),
+            device in prop::option::of("[a-z0-9\"-]{0,6}"),
+            nanos in 0i32..1_000_000_000,
+        ) {
+            let ev = SensorEvent {
+                event_id: "e\"1".into(),
+                source: "tracker".into(),
+                device_id: device,
+                subject_id: "emp-1".into(),
+                category: "location".into(),
+                occurred_at: Some(prost_types::Timestamp { seconds: 1_772_446_051, nanos }),
+                attributes: attributes.map(|fields| prost_types::Struct { fields }),
+            };
+            let mut direct = Vec::new();
+            to_json(&ev.encode_to_vec(), &mut direct).unwrap();
+            prop_assert_eq!(String::from_utf8(direct).unwrap(), String::from_utf8(through_a_tree(ev)).unwrap());
+        }
+    }
 
     #[test]
     fn protobuf_maps_to_the_json_event() {
