@@ -71,7 +71,8 @@ const PLAIN_BYTES: usize = 31;
 /// picks, in place of the one before. A map keyed by time or by id sends names that
 /// come once: here they only take a slot, where in the maps above they would fill
 /// them, to be emptied with everything else, every few hundred events. Nothing here
-/// grows, allocates or is emptied but for a new agreement.
+/// grows or allocates; it is emptied only with the maps above ([`begin`]), never for
+/// the names it holds.
 struct Plain {
     slots: Vec<PlainSlot>,
 }
