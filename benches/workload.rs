@@ -117,26 +117,28 @@ pub fn key() -> Key {
 }
 
 pub fn engine_for(mix: Mix) -> Engine {
-    let agreement = Agreement::parse(mix.agreement().as_bytes()).unwrap_or_else(|e| panic!("{e:?}")).agreement;
-    Engine::new(Arc::new(agreement), Arc::new(Pseudonymiser::new(key())))
+    engine_from_text(&mix.agreement())
 }
 
 /// An engine for the agreement at `path`, with the demo key.
 pub fn engine_of(path: &Path) -> Engine {
-    let agreement = Agreement::load(path).unwrap_or_else(|e| panic!("{e}")).agreement;
-    Engine::new(Arc::new(agreement), Arc::new(Pseudonymiser::new(key())))
+    engine_from_text(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
 /// The example agreement without its `instruments` section (as before issue 14).
 pub fn engine_without_instruments() -> Engine {
-    let text = std::fs::read_to_string(Path::new(ROOT).join("examples/agreement.yaml")).unwrap();
+    let text = Mix::Examples.agreement();
     let start = text.find("\ninstruments:\n").expect("the example lists instruments");
     let end = start + text[start..].find("\nrules:\n").expect("rules follow");
-    let text = format!("{}{}", &text[..start], &text[end..]);
-    let agreement = Agreement::parse(text.as_bytes()).unwrap().agreement;
-    assert!(agreement.instruments.is_none());
-    let key = Key::new(&std::fs::read(Path::new(ROOT).join("examples/demo.key")).unwrap(), "demo-2026").unwrap();
-    Engine::new(Arc::new(agreement), Arc::new(Pseudonymiser::new(key)))
+    let engine = engine_from_text(&format!("{}{}", &text[..start], &text[end..]));
+    assert!(engine.agreement().instruments.is_none());
+    engine
+}
+
+/// An engine for an agreement's YAML, with the demo key.
+fn engine_from_text(yaml: &str) -> Engine {
+    let agreement = Agreement::parse(yaml.as_bytes()).unwrap_or_else(|e| panic!("{e:?}")).agreement;
+    Engine::new(Arc::new(agreement), Arc::new(Pseudonymiser::new(key())))
 }
 
 /// `n` suppressions in force: all but ten for people outside the workload's 2,000
