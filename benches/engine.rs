@@ -4,6 +4,9 @@
 //! Then each workload of `workload.rs` whole, with the pseudonym cache and without, and
 //! its events that protobuf can carry, as JSON and as protobuf (`--format proto`).
 //!
+//! Then, in group `formats`, the whole enforcement step (decoding, enforcing, encoding
+//! every output) for JSON, protobuf and Avro, on each mix.
+//!
 //!     cargo bench --bench engine
 
 mod workload;
@@ -95,5 +98,41 @@ fn paths(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, paths);
+/// The whole enforcement step (`run::enforce::Enforcer`: decode, enforce, encode every
+/// output) for each format SPEC 4 names, on each mix's events that all three carry:
+/// JSON in and out, protobuf in and out (one message per record, as in Kafka), Avro in
+/// and out.
+fn formats(c: &mut Criterion) {
+    use accord::run::enforce::{Encoding, Enforcer};
+    use prost::Message as _;
+    for mix in workload::Mix::ALL {
+        let engine = std::sync::Arc::new(workload::engine_for(mix));
+        let (mut json, mut proto, mut avro) = (Vec::new(), Vec::new(), Vec::new());
+        for e in workload::lines(mix, 10_000) {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&e) else { continue };
+            let (Some(p), Some(a)) = (accord::event::proto::sensor_event_from_json(&v), accord::event::avro::sensor_event_from_json(&v)) else { continue };
+            json.push(e);
+            proto.push(p.encode_to_vec());
+            avro.push(a);
+        }
+        let mut group = c.benchmark_group("formats");
+        group.throughput(Throughput::Elements(json.len() as u64));
+        for (format, events) in [(Format::Json, &json), (Format::Proto, &proto), (Format::Avro, &avro)] {
+            let mut enforcer = Enforcer::new(std::sync::Arc::new(engine.clone()), format, Encoding { format, length_delimited: false });
+            let forwarded = events.iter().filter(|e| matches!(enforcer.enforce(e), accord::run::enforce::Outcome::Forward(_))).count();
+            assert!(forwarded > events.len() / 2, "{} as {format:?}: only {forwarded} of {} forwarded", mix.name(), events.len());
+            let name = format!("mix/{} {} events, {format:?} in and out", events.len(), mix.name());
+            group.bench_function(&name, |b| {
+                b.iter(|| {
+                    for e in events {
+                        std::hint::black_box(enforcer.enforce(e));
+                    }
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, paths, formats);
 criterion_main!(benches);
