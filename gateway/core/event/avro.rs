@@ -17,7 +17,8 @@ use apache_avro::types::Value as Avro;
 use apache_avro::Schema;
 use serde_json::{Map, Number, Value};
 
-use super::Malformed;
+use super::flat::{self, Flat, Node};
+use super::{wire, Malformed};
 
 /// The SensorEvent schema, as registered for framed inputs.
 pub const SENSOR_EVENT: &str = include_str!("../../../schemas/accord/v1/sensor_event.avsc");
@@ -34,89 +35,309 @@ fn enforced_schema() -> &'static Schema {
     S.get_or_init(|| Schema::parse_str(ENFORCED_EVENT).expect("schemas/accord/v1/enforced_event.avsc is a valid Avro schema"))
 }
 
-/// Decodes a `SensorEvent` datum and writes its JSON form into `json` (cleared).
+/// Decodes a `SensorEvent` datum and writes its JSON form into `json` (cleared): the
+/// members by name, a map's entries by key (a repeated key: its last value), as a
+/// `serde_json::Value` of the decoded datum would be written. Read in one pass into a
+/// [`flat`] list, with no tree; nesting deeper than [`MAX_NESTING`] is refused before it
+/// can exhaust the stack.
 pub fn to_json(bytes: &[u8], json: &mut Vec<u8>) -> Result<(), Malformed> {
-    let mut reader = bytes;
-    let datum = apache_avro::from_avro_datum(sensor_schema(), &mut reader, None).map_err(|_| Malformed::NotAvro)?;
-    if !reader.is_empty() {
-        return Err(Malformed::NotAvro);
-    }
-    let Avro::Record(fields) = datum else { return Err(Malformed::NotAvro) };
-    let mut obj = Map::new();
-    for (name, v) in fields {
-        match (name.as_str(), v) {
-            ("occurred_at", Avro::TimestampMicros(us) | Avro::Long(us)) => {
-                obj.insert(name, Value::String(micros_text(us).ok_or(Malformed::BadTime)?));
+    flat::with(|doc| {
+        let mut r = Reader { bytes, at: 0 };
+        let strings = [r.string()?, r.string()?];
+        let device_id = match r.branch()? {
+            0 => None,
+            1 => Some(r.string()?),
+            _ => return Err(Malformed::NotAvro),
+        };
+        let [subject_id, category] = [r.string()?, r.string()?];
+        let [event_id, source] = strings;
+        let micros = r.long()?;
+        let attributes = match r.branch()? {
+            0 => None,
+            1 => Some(r.map(doc, 0)?),
+            _ => return Err(Malformed::NotAvro),
+        };
+        if r.at != bytes.len() {
+            return Err(Malformed::NotAvro);
+        }
+        let occurred_at = micros_text(micros).ok_or(Malformed::BadTime)?;
+        json.clear();
+        // The members in the order a JSON object of them is written (by name).
+        json.push(b'{');
+        if let Some(map) = attributes {
+            json.extend_from_slice(b"\"attributes\":");
+            // JSON has no NaN or infinity: such a reading (one a later value of its key
+            // does not replace) is malformed.
+            doc.write_json(bytes, map, json).map_err(|flat::NotFinite| Malformed::WrongType("attributes"))?;
+            json.push(b',');
+        }
+        for ((_, len), field) in [(event_id, "event_id"), (source, "source"), (subject_id, "subject_id"), (category, "category")] {
+            if len == 0 {
+                return Err(Malformed::Missing(field));
             }
-            ("attributes", v) => match unwrap_union(v) {
-                Avro::Null => {}
-                Avro::Map(m) => {
-                    obj.insert(name, Value::Object(m.into_iter().map(|(k, v)| Ok((k, value_to_json(v)?))).collect::<Result<_, Malformed>>()?));
-                }
-                _ => return Err(Malformed::WrongType("attributes")),
-            },
-            (_, v) => match unwrap_union(v) {
-                Avro::Null => {}
-                Avro::String(s) => {
-                    obj.insert(name, Value::String(s));
+        }
+        let text = |(at, len): (usize, usize)| &bytes[at..at + len];
+        json.extend_from_slice(b"\"category\":");
+        flat::write_text(json, text(category));
+        if let Some(d) = device_id {
+            json.extend_from_slice(b",\"device_id\":");
+            flat::write_text(json, text(d));
+        }
+        for (name, value) in [("event_id", text(event_id)), ("occurred_at", occurred_at.as_bytes()), ("source", text(source)), ("subject_id", text(subject_id))] {
+            json.extend_from_slice(b",\"");
+            json.extend_from_slice(name.as_bytes());
+            json.extend_from_slice(b"\":");
+            flat::write_text(json, value);
+        }
+        json.push(b'}');
+        Ok(())
+    })
+}
+
+/// How deeply `accord.v1.Value`s may nest in a datum read: deeper than any event the
+/// engine takes ([`super::MAX_DEPTH`]), shallow enough for the stack.
+pub const MAX_NESTING: usize = 2 * super::MAX_DEPTH;
+
+/// Reads a datum's binary encoding, as apache-avro decodes it with the schema as both
+/// writer's and reader's.
+/// Why a varint could not be read.
+enum Ended {
+    Early,
+    TooLong,
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    /// A `long`: a zigzag varint of at most ten bytes.
+    fn long(&mut self) -> Result<i64, Malformed> {
+        self.varint().map_err(|_| Malformed::NotAvro)
+    }
+
+    /// A field's union branch. Input that ends within it reads as the first branch,
+    /// null, as apache-avro reads it: a datum may leave out its last field when that is
+    /// null.
+    fn branch(&mut self) -> Result<i64, Malformed> {
+        match self.varint() {
+            Ok(n) => Ok(n),
+            Err(Ended::Early) => Ok(0),
+            Err(Ended::TooLong) => Err(Malformed::NotAvro),
+        }
+    }
+
+    fn varint(&mut self) -> Result<i64, Ended> {
+        let mut n: u64 = 0;
+        for shift in (0..70).step_by(7) {
+            let &b = self.bytes.get(self.at).ok_or(Ended::Early)?;
+            self.at += 1;
+            n |= u64::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
+            if b & 0x80 == 0 {
+                return Ok((n >> 1) as i64 ^ -((n & 1) as i64));
+            }
+        }
+        Err(Ended::TooLong)
+    }
+
+    /// A `string`: its length, then that many bytes of UTF-8. Gives where they are.
+    fn string(&mut self) -> Result<(usize, usize), Malformed> {
+        let len = usize::try_from(self.long()?).map_err(|_| Malformed::NotAvro)?;
+        let at = self.at;
+        let text = self.bytes.get(at..at.checked_add(len).ok_or(Malformed::NotAvro)?).ok_or(Malformed::NotAvro)?;
+        simdutf8::basic::from_utf8(text).map_err(|_| Malformed::NotAvro)?;
+        self.at += len;
+        Ok((at, len))
+    }
+
+    /// The number of items in the next block of an array or a map (0: the end). A
+    /// negative count is followed by the block's size in bytes, which is not needed.
+    fn block(&mut self) -> Result<u64, Malformed> {
+        let count = self.long()?;
+        if count < 0 {
+            self.long()?;
+        }
+        count.checked_neg().map(|_| count.unsigned_abs()).ok_or(Malformed::NotAvro)
+    }
+
+    /// A map of `accord.v1.Value`s, as an object node: its index.
+    fn map(&mut self, doc: &mut Flat, depth: usize) -> Result<usize, Malformed> {
+        let object = doc.open(true);
+        loop {
+            let count = self.block()?;
+            if count == 0 {
+                break;
+            }
+            for _ in 0..count {
+                let (at, len) = self.string()?;
+                doc.push_str(at, len);
+                self.value(doc, depth)?;
+            }
+        }
+        doc.close(object);
+        Ok(object)
+    }
+
+    /// An `accord.v1.Value`: the record's one field, a union.
+    fn value(&mut self, doc: &mut Flat, depth: usize) -> Result<(), Malformed> {
+        // Within a datum, input that ends in a value's branch is refused at once
+        // (apache-avro read a null there, as many times as a block said, and then
+        // failed on the block's end).
+        let node = match self.long()? {
+            0 => Node::Null,
+            1 => match self.bytes.get(self.at) {
+                Some(&b @ (0 | 1)) => {
+                    self.at += 1;
+                    Node::Bool(b == 1)
                 }
                 _ => return Err(Malformed::NotAvro),
             },
-        }
+            2 => Node::I64(self.long()?),
+            3 => {
+                let raw = self.bytes.get(self.at..self.at + 8).ok_or(Malformed::NotAvro)?;
+                self.at += 8;
+                Node::F64(f64::from_le_bytes(raw.try_into().expect("eight bytes")))
+            }
+            4 => {
+                let (at, len) = self.string()?;
+                doc.push_str(at, len);
+                return Ok(());
+            }
+            5 | 6 if depth >= MAX_NESTING => return Err(Malformed::TooDeep),
+            5 => {
+                let array = doc.open(false);
+                loop {
+                    let count = self.block()?;
+                    if count == 0 {
+                        break;
+                    }
+                    for _ in 0..count {
+                        self.value(doc, depth + 1)?;
+                    }
+                }
+                doc.close(array);
+                return Ok(());
+            }
+            6 => {
+                self.map(doc, depth + 1)?;
+                return Ok(());
+            }
+            _ => return Err(Malformed::NotAvro),
+        };
+        doc.nodes.push(node);
+        Ok(())
     }
-    for field in ["event_id", "source", "subject_id", "category"] {
-        if obj.get(field).and_then(Value::as_str).is_none_or(str::is_empty) {
-            return Err(Malformed::Missing(field));
-        }
-    }
-    json.clear();
-    serde_json::to_writer(json, &Value::Object(obj)).map_err(|_| Malformed::NotAvro)
 }
 
 /// Encodes an output the engine wrote as JSON into an `EnforcedEvent` datum, appended
-/// to `out` (length-delimited when `delimited`, as in files).
+/// to `out` (length-delimited when `delimited`, as in files). Written straight from the
+/// JSON read once ([`flat`]): a map's entries in the order the output has them.
 pub fn from_output_json(json: &[u8], delimited: bool, out: &mut Vec<u8>) -> Result<(), Malformed> {
-    let v: Value = serde_json::from_slice(json).map_err(|_| Malformed::NotAvro)?;
-    let text = |key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
-    let optional = |key: &str| match text(key) {
-        Some(s) => Avro::Union(1, Box::new(Avro::String(s))),
-        None => Avro::Union(0, Box::new(Avro::Null)),
-    };
-    let at = text("occurred_at").and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()).ok_or(Malformed::BadTime)?;
-    let attributes = match v.get("attributes") {
-        Some(Value::Object(m)) => Avro::Union(1, Box::new(Avro::Map(m.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect()))),
-        _ => Avro::Union(0, Box::new(Avro::Null)),
-    };
-    let a = v.get("accord").ok_or(Malformed::Missing("accord"))?;
-    let s = |key: &str| Avro::String(a.get(key).and_then(Value::as_str).unwrap_or_default().to_owned());
-    let stamp = Avro::Record(vec![
-        ("agreement".into(), s("agreement")),
-        ("version".into(), Avro::Long(a.get("version").and_then(Value::as_i64).unwrap_or_default())),
-        ("rule".into(), s("rule")),
-        ("purpose".into(), s("purpose")),
-        ("key_id".into(), s("key_id")),
-    ]);
-    let record = Avro::Record(vec![
-        ("event_id".into(), Avro::String(text("event_id").unwrap_or_default())),
-        ("source".into(), Avro::String(text("source").unwrap_or_default())),
-        ("device_id".into(), optional("device_id")),
-        ("subject_id".into(), optional("subject_id")),
-        ("category".into(), Avro::String(text("category").unwrap_or_default())),
-        ("occurred_at".into(), Avro::TimestampMicros(at.timestamp_micros())),
-        ("attributes".into(), attributes),
-        ("accord".into(), stamp),
-    ]);
-    let datum = apache_avro::to_avro_datum(enforced_schema(), record).map_err(|_| Malformed::NotAvro)?;
-    if delimited {
-        let mut n = datum.len() as u64;
-        while n >= 0x80 {
-            out.push((n as u8) | 0x80);
-            n >>= 7;
+    flat::with(|doc| {
+        doc.read_json(json).map_err(|_| Malformed::NotAvro)?;
+        let [event_id, source, device_id, subject_id, category, occurred_at, attributes, stamp] =
+            doc.members(json, 0, ["event_id", "source", "device_id", "subject_id", "category", "occurred_at", "attributes", "accord"]);
+        let at = doc.string(json, occurred_at).and_then(|t| chrono::DateTime::parse_from_rfc3339(std::str::from_utf8(t).ok()?).ok()).ok_or(Malformed::BadTime)?;
+        let stamp = stamp.ok_or(Malformed::Missing("accord"))?;
+        let whole = delimited.then(|| wire::open_len(out));
+        for (value, optional) in [(event_id, false), (source, false), (device_id, true), (subject_id, true), (category, false)] {
+            match (doc.string(json, value), optional) {
+                (Some(t), true) => {
+                    out.push(2);
+                    write_string(out, t);
+                }
+                (None, true) => out.push(0),
+                (t, false) => write_string(out, t.unwrap_or_default()),
+            }
         }
-        out.push(n as u8);
+        wire::write_zigzag(at.timestamp_micros(), out);
+        match attributes {
+            Some(map) if matches!(doc.nodes[map], Node::Object { .. }) => {
+                out.push(2);
+                write_map(doc, json, map, out);
+            }
+            _ => out.push(0),
+        }
+        // The stamp: what is not a string is empty, a version that is not an integer 0.
+        let [agreement, version, rule, purpose, key_id] = doc.members(json, stamp, ["agreement", "version", "rule", "purpose", "key_id"]);
+        write_string(out, doc.string(json, agreement).unwrap_or_default());
+        let version = match version.map(|i| doc.nodes[i]) {
+            Some(Node::U64(n)) => i64::try_from(n).unwrap_or_default(),
+            Some(Node::I64(n)) => n,
+            _ => 0,
+        };
+        wire::write_zigzag(version, out);
+        for value in [rule, purpose, key_id] {
+            write_string(out, doc.string(json, value).unwrap_or_default());
+        }
+        if let Some(at) = whole {
+            wire::close_len(out, at);
+        }
+        Ok(())
+    })
+}
+
+fn write_string(out: &mut Vec<u8>, text: &[u8]) {
+    wire::write_zigzag(text.len() as i64, out);
+    out.extend_from_slice(text);
+}
+
+/// A map of `accord.v1.Value`s: one block of every entry, then the empty block.
+fn write_map(doc: &Flat, json: &[u8], object: usize, out: &mut Vec<u8>) {
+    let count = doc.items(object).count();
+    if count > 0 {
+        wire::write_zigzag(count as i64, out);
+        for name in doc.items(object) {
+            write_string(out, doc.text(json, name));
+            write_value(doc, json, name + 1, out);
+        }
     }
-    out.extend_from_slice(&datum);
-    Ok(())
+    out.push(0);
+}
+
+/// An `accord.v1.Value`: the union's branch, then its value. An integer that fits no
+/// `long` is a `double`, as JSON's numbers were mapped before.
+fn write_value(doc: &Flat, json: &[u8], i: usize, out: &mut Vec<u8>) {
+    let double = |out: &mut Vec<u8>, x: f64| {
+        out.push(6);
+        out.extend_from_slice(&x.to_le_bytes());
+    };
+    match doc.nodes[i] {
+        Node::Null => out.push(0),
+        Node::Bool(b) => out.extend_from_slice(&[2, u8::from(b)]),
+        Node::U64(n) => match i64::try_from(n) {
+            Ok(n) => {
+                out.push(4);
+                wire::write_zigzag(n, out);
+            }
+            Err(_) => double(out, n as f64),
+        },
+        Node::I64(n) => {
+            out.push(4);
+            wire::write_zigzag(n, out);
+        }
+        Node::F64(x) => double(out, x),
+        Node::Str { .. } => {
+            out.push(8);
+            write_string(out, doc.text(json, i));
+        }
+        Node::Array { .. } => {
+            out.push(10);
+            let count = doc.items(i).count();
+            if count > 0 {
+                wire::write_zigzag(count as i64, out);
+                for item in doc.items(i) {
+                    write_value(doc, json, item, out);
+                }
+            }
+            out.push(0);
+        }
+        Node::Object { .. } => {
+            out.push(12);
+            write_map(doc, json, i, out);
+        }
+    }
 }
 
 /// Encodes a `SensorEvent` datum from its JSON form (for tests, examples, benchmarks).
@@ -218,6 +439,91 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Decoding as it was first written, through apache-avro's value and a JSON tree:
+    /// the reference the direct decoder is held to, byte for byte.
+    fn through_a_tree(bytes: &[u8], json: &mut Vec<u8>) -> Result<(), Malformed> {
+        let mut reader = bytes;
+        let datum = apache_avro::from_avro_datum(sensor_schema(), &mut reader, None).map_err(|_| Malformed::NotAvro)?;
+        if !reader.is_empty() {
+            return Err(Malformed::NotAvro);
+        }
+        let Avro::Record(fields) = datum else { return Err(Malformed::NotAvro) };
+        let mut obj = Map::new();
+        for (name, v) in fields {
+            match (name.as_str(), v) {
+                ("occurred_at", Avro::TimestampMicros(us) | Avro::Long(us)) => {
+                    obj.insert(name, Value::String(micros_text(us).ok_or(Malformed::BadTime)?));
+                }
+                ("attributes", v) => match unwrap_union(v) {
+                    Avro::Null => {}
+                    Avro::Map(m) => {
+                        obj.insert(name, Value::Object(m.into_iter().map(|(k, v)| Ok((k, value_to_json(v)?))).collect::<Result<_, Malformed>>()?));
+                    }
+                    _ => return Err(Malformed::WrongType("attributes")),
+                },
+                (_, v) => match unwrap_union(v) {
+                    Avro::Null => {}
+                    Avro::String(s) => {
+                        obj.insert(name, Value::String(s));
+                    }
+                    _ => return Err(Malformed::NotAvro),
+                },
+            }
+        }
+        for field in ["event_id", "source", "subject_id", "category"] {
+            if obj.get(field).and_then(Value::as_str).is_none_or(str::is_empty) {
+                return Err(Malformed::Missing(field));
+            }
+        }
+        json.clear();
+        serde_json::to_writer(json, &Value::Object(obj)).map_err(|_| Malformed::NotAvro)
+    }
+
+    /// Encoding as it was first written, through a JSON tree and apache-avro's value.
+    fn through_a_record(json: &[u8], delimited: bool, out: &mut Vec<u8>) -> Result<(), Malformed> {
+        let v: Value = serde_json::from_slice(json).map_err(|_| Malformed::NotAvro)?;
+        let text = |key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+        let optional = |key: &str| match text(key) {
+            Some(s) => Avro::Union(1, Box::new(Avro::String(s))),
+            None => Avro::Union(0, Box::new(Avro::Null)),
+        };
+        let at = text("occurred_at").and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()).ok_or(Malformed::BadTime)?;
+        let attributes = match v.get("attributes") {
+            Some(Value::Object(m)) => Avro::Union(1, Box::new(Avro::Map(m.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect()))),
+            _ => Avro::Union(0, Box::new(Avro::Null)),
+        };
+        let a = v.get("accord").ok_or(Malformed::Missing("accord"))?;
+        let s = |key: &str| Avro::String(a.get(key).and_then(Value::as_str).unwrap_or_default().to_owned());
+        let stamp = Avro::Record(vec![
+            ("agreement".into(), s("agreement")),
+            ("version".into(), Avro::Long(a.get("version").and_then(Value::as_i64).unwrap_or_default())),
+            ("rule".into(), s("rule")),
+            ("purpose".into(), s("purpose")),
+            ("key_id".into(), s("key_id")),
+        ]);
+        let record = Avro::Record(vec![
+            ("event_id".into(), Avro::String(text("event_id").unwrap_or_default())),
+            ("source".into(), Avro::String(text("source").unwrap_or_default())),
+            ("device_id".into(), optional("device_id")),
+            ("subject_id".into(), optional("subject_id")),
+            ("category".into(), Avro::String(text("category").unwrap_or_default())),
+            ("occurred_at".into(), Avro::TimestampMicros(at.timestamp_micros())),
+            ("attributes".into(), attributes),
+            ("accord".into(), stamp),
+        ]);
+        let datum = apache_avro::to_avro_datum(enforced_schema(), record).map_err(|_| Malformed::NotAvro)?;
+        if delimited {
+            let mut n = datum.len() as u64;
+            while n >= 0x80 {
+                out.push((n as u8) | 0x80);
+                n >>= 7;
+            }
+            out.push(n as u8);
+        }
+        out.extend_from_slice(&datum);
+        Ok(())
+    }
+
     fn json_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -260,11 +566,239 @@ mod tests {
         }
     }
 
+    /// An `accord.v1.Value` to write by hand: what apache-avro cannot be asked to write
+    /// (maps with a key twice, doubles JSON cannot hold, blocks of every shape).
+    #[derive(Clone, Debug)]
+    enum V {
+        Null,
+        Bool(bool),
+        Long(i64),
+        Double(f64),
+        Text(String),
+        List(Vec<V>),
+        Map(Vec<(String, V)>),
+    }
+
+    fn v() -> impl Strategy<Value = V> {
+        let leaf = prop_oneof![
+            Just(V::Null),
+            any::<bool>().prop_map(V::Bool),
+            any::<i64>().prop_map(V::Long),
+            prop_oneof![any::<f64>(), Just(-0.0), Just(1.0), Just(f64::NAN), Just(f64::INFINITY)].prop_map(V::Double),
+            "[a-zé\"\\\\\u{0}-\u{1f}😀]{0,6}".prop_map(V::Text),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(V::List),
+                prop::collection::vec(("[ab\"é]{0,2}", inner), 0..5).prop_map(V::Map),
+            ]
+        })
+    }
+
+    /// Writes `items` as blocks: one block (`blocks` 0), a block per item (1), or a
+    /// block per item with a negative count and its size (2).
+    fn blocks<T>(out: &mut Vec<u8>, items: &[T], blocks: u8, mut item: impl FnMut(&mut Vec<u8>, &T)) {
+        match blocks {
+            0 if !items.is_empty() => {
+                wire::write_zigzag(items.len() as i64, out);
+                items.iter().for_each(|i| item(out, i));
+            }
+            0 => {}
+            _ => {
+                for i in items {
+                    let mut one = Vec::new();
+                    item(&mut one, i);
+                    wire::write_zigzag(if blocks == 1 { 1 } else { -1 }, out);
+                    if blocks == 2 {
+                        wire::write_zigzag(one.len() as i64, out);
+                    }
+                    out.extend_from_slice(&one);
+                }
+            }
+        }
+        out.push(0);
+    }
+
+    fn write_v(out: &mut Vec<u8>, v: &V, b: u8) {
+        match v {
+            V::Null => out.push(0),
+            V::Bool(x) => out.extend_from_slice(&[2, u8::from(*x)]),
+            V::Long(n) => {
+                out.push(4);
+                wire::write_zigzag(*n, out);
+            }
+            V::Double(x) => {
+                out.push(6);
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            V::Text(t) => {
+                out.push(8);
+                write_string(out, t.as_bytes());
+            }
+            V::List(items) => {
+                out.push(10);
+                blocks(out, items, b, |out, v| write_v(out, v, b));
+            }
+            V::Map(entries) => {
+                out.push(12);
+                write_entries(out, entries, b);
+            }
+        }
+    }
+
+    fn write_entries(out: &mut Vec<u8>, entries: &[(String, V)], b: u8) {
+        blocks(out, entries, b, |out, (k, v)| {
+            write_string(out, k.as_bytes());
+            write_v(out, v, b);
+        });
+    }
+
+    /// A `SensorEvent` datum with these fields.
+    fn datum(ids: [&str; 4], device: Option<&str>, micros: i64, attributes: Option<&[(String, V)]>, b: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        let [event_id, source, subject_id, category] = ids;
+        write_string(&mut out, event_id.as_bytes());
+        write_string(&mut out, source.as_bytes());
+        match device {
+            Some(d) => {
+                out.push(2);
+                write_string(&mut out, d.as_bytes());
+            }
+            None => out.push(0),
+        }
+        write_string(&mut out, subject_id.as_bytes());
+        write_string(&mut out, category.as_bytes());
+        wire::write_zigzag(micros, &mut out);
+        match attributes {
+            Some(entries) => {
+                out.push(2);
+                write_entries(&mut out, entries, b);
+            }
+            None => out.push(0),
+        }
+        out
+    }
+
+    /// Bounds what apache-avro allocates for one block's count (its default, 512 MiB
+    /// per block, let a changed count fill the memory with nulls). Every test here that
+    /// decodes with apache-avro calls it first, so it is in force whichever runs first.
+    fn bounded() {
+        assert_eq!(apache_avro::max_allocation_bytes(1 << 20), 1 << 20);
+    }
+
+    fn same_as_through_a_tree(bytes: &[u8]) -> Result<(), TestCaseError> {
+        bounded();
+        let (mut direct, mut reference) = (b"left over".to_vec(), Vec::new());
+        let a = to_json(bytes, &mut direct);
+        let b = through_a_tree(bytes, &mut reference);
+        prop_assert_eq!(a, b);
+        if a.is_ok() {
+            prop_assert_eq!(String::from_utf8(direct).unwrap(), String::from_utf8(reference).unwrap());
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// The direct decoder writes the JSON the tree did, or refuses with its reason,
+        /// for any datum: repeated keys, NaN and infinities, blocks of every shape,
+        /// empty required fields, times out of range.
+        #[test]
+        fn datums_decode_as_through_a_tree(
+            ids in prop::array::uniform4(prop_oneof![Just(String::new()), "[a-z\"é-]{1,6}"]),
+            device in prop::option::of("[a-z0-9\"-]{0,6}"),
+            micros in prop_oneof![0i64..4_102_444_800_000_000, Just(i64::MIN), Just(i64::MAX), Just(-62_135_596_800_000_001)],
+            attributes in prop::option::of(prop::collection::vec(("[ab\"é]{0,2}", v()), 0..6)),
+            b in 0u8..3,
+        ) {
+            let ids = [ids[0].as_str(), ids[1].as_str(), ids[2].as_str(), ids[3].as_str()];
+            same_as_through_a_tree(&datum(ids, device.as_deref(), micros, attributes.as_deref(), b))?;
+        }
+
+        /// A datum changed anywhere (bytes replaced, cut short or added) decodes as the
+        /// tree decoded it, or is refused for the same reason.
+        #[test]
+        fn changed_datums_decode_as_through_a_tree(
+            attributes in prop::collection::vec(("[ab]{0,2}", v()), 0..4),
+            b in 0u8..3,
+            changes in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            cut in prop::option::of(any::<prop::sample::Index>()),
+            extra in prop::collection::vec(any::<u8>(), 0..2),
+        ) {
+            let mut bytes = datum(["e", "s", "w", "c"], Some("d"), 1_772_446_051_000_000, Some(&attributes), b);
+            for (at, byte) in changes {
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+            }
+            if let Some(at) = cut {
+                bytes.truncate(at.index(bytes.len()));
+            }
+            bytes.extend_from_slice(&extra);
+            same_as_through_a_tree(&bytes)?;
+        }
+
+        /// The direct encoder writes a datum apache-avro reads as the one the tree
+        /// made, for any output text (and fails where that failed, for the same
+        /// reason), bare and length-delimited.
+        #[test]
+        fn outputs_encode_as_through_a_record(text in flat::gen::output_text(), delimited in any::<bool>()) {
+            let (mut direct, mut reference) = (vec![7], vec![7]);
+            let a = from_output_json(text.as_bytes(), delimited, &mut direct);
+            let b = through_a_record(text.as_bytes(), delimited, &mut reference);
+            bounded();
+            prop_assert_eq!(a, b, "{}", text);
+            if a.is_ok() {
+                let read = |bytes: &[u8]| {
+                    let mut r = &bytes[1..];
+                    if delimited {
+                        let mut len = 0usize;
+                        let mut shift = 0;
+                        loop {
+                            let (&b, rest) = r.split_first().unwrap();
+                            r = rest;
+                            len |= usize::from(b & 0x7f) << shift;
+                            shift += 7;
+                            if b & 0x80 == 0 { break; }
+                        }
+                        assert_eq!(len, r.len(), "the length in front is the datum's");
+                    }
+                    let v = apache_avro::from_avro_datum(enforced_schema(), &mut r, None).unwrap();
+                    assert!(r.is_empty());
+                    v
+                };
+                prop_assert_eq!(read(&direct), read(&reference), "{}", text);
+            }
+        }
+    }
+
+    /// Nesting far beyond what the engine takes is refused, not followed down until the
+    /// stack runs out (which aborted the gateway when apache-avro decoded it).
+    #[test]
+    fn a_datum_nested_beyond_the_stack_is_malformed() {
+        let mut d = datum(["e", "s", "w", "c"], None, 0, Some(&[]), 0);
+        d.truncate(d.len() - 1);
+        d.extend_from_slice(&[2, 2, b'k']);
+        for _ in 0..200_000 {
+            d.extend_from_slice(&[10, 2]);
+        }
+        d.extend_from_slice(&[0; 200_001]);
+        assert_eq!(to_json(&d, &mut Vec::new()), Err(Malformed::TooDeep));
+        // Just deep enough to be read whole, and then refused by the engine's limit.
+        let mut list = V::Null;
+        for _ in 0..MAX_NESTING {
+            list = V::List(vec![list]);
+        }
+        let ok = datum(["e", "s", "w", "c"], None, 0, Some(&[("k".into(), list)]), 0);
+        let mut json = Vec::new();
+        assert_eq!(to_json(&ok, &mut json), Ok(()));
+        assert!(crate::event::nesting_exceeds(&json, crate::event::MAX_DEPTH));
+    }
+
     #[test]
     fn an_output_encodes_to_an_enforced_event_and_back() {
         let out = br#"{"event_id":"e1","source":"tracker","subject_id":"k1:00ff","category":"location","occurred_at":"2026-03-02T10:05:00Z","attributes":{"zone":"dock","n":[1,2.5,null]},"accord":{"agreement":"a","version":4,"rule":"r","purpose":"safety","key_id":"k1"}}"#;
         let mut bytes = Vec::new();
         from_output_json(out, false, &mut bytes).unwrap();
+        bounded();
         let back = enforced_event_to_json(&bytes).unwrap();
         assert_eq!(back, serde_json::from_slice::<Value>(out).unwrap());
         let mut delimited = Vec::new();

@@ -7,6 +7,7 @@
 //! decoded is [`Malformed`], with a reason that never quotes the input.
 
 pub mod avro;
+pub mod flat;
 pub mod json;
 pub mod proto;
 pub mod tape;

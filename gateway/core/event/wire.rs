@@ -106,13 +106,43 @@ fn zigzag_varint(bytes: &mut &[u8]) -> Option<i64> {
     None
 }
 
-fn write_zigzag(v: i64, out: &mut Vec<u8>) {
-    let mut n = ((v << 1) ^ (v >> 63)) as u64;
+/// A signed number as a zigzag varint (Avro's `long`, the message-index list).
+pub fn write_zigzag(v: i64, out: &mut Vec<u8>) {
+    write_varint(((v << 1) ^ (v >> 63)) as u64, out);
+}
+
+/// An unsigned varint (protobuf's, and the length before a delimited message).
+pub fn write_varint(mut n: u64, out: &mut Vec<u8>) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
     }
     out.push(n as u8);
+}
+
+/// Starts a length-prefixed run of `out` whose length is not known yet: one byte is
+/// held for it. [`close_len`] writes it there, as a varint, once the run is written.
+pub fn open_len(out: &mut Vec<u8>) -> usize {
+    out.push(0);
+    out.len() - 1
+}
+
+/// Ends the run begun at `at` by [`open_len`]: its length goes in front of it (the run
+/// moves up when the length needs more than the one byte held).
+pub fn close_len(out: &mut Vec<u8>, at: usize) {
+    let len = out.len() - at - 1;
+    if len < 0x80 {
+        out[at] = len as u8;
+    } else {
+        let (mut prefix, mut n, mut rest) = ([0u8; 10], 0, len);
+        while rest >= 0x80 {
+            prefix[n] = (rest as u8) | 0x80;
+            rest >>= 7;
+            n += 1;
+        }
+        prefix[n] = rest as u8;
+        out.splice(at..at + 1, prefix[..=n].iter().copied());
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +151,20 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        /// A run written after [`open_len`] ends up behind its length as a varint,
+        /// whatever its length, and what came before it stays.
+        #[test]
+        fn a_run_gets_its_length_in_front(before in prop::collection::vec(any::<u8>(), 0..4), run in prop::collection::vec(any::<u8>(), 0..40_000)) {
+            let mut out = before.clone();
+            let at = open_len(&mut out);
+            out.extend_from_slice(&run);
+            close_len(&mut out, at);
+            let mut expected = before;
+            write_varint(run.len() as u64, &mut expected);
+            expected.extend_from_slice(&run);
+            prop_assert_eq!(out, expected);
+        }
+
         #[test]
         fn headers_round_trip(id in any::<u32>(), indexes in prop::collection::vec(0i64..1000, 1..5), body in prop::collection::vec(any::<u8>(), 0..32), proto in any::<bool>()) {
             let format = if proto { Format::Proto } else { Format::Avro };
