@@ -10,6 +10,11 @@
 //! own schema as both writer and reader: the input's format is configured, never
 //! guessed, and a datum written with another schema fails to decode (malformed) or
 //! decodes to what Accord's schema reads.
+//!
+//! Datums are read and written directly, through a [`flat`] list of nodes, as
+//! apache-avro reads and writes them (its values and a JSON tree per event cost twelve
+//! to twenty-four times the enforcement); apache-avro parses the schemas, and reads
+//! outputs back for tests and readers.
 
 use std::sync::OnceLock;
 

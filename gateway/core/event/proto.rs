@@ -1,9 +1,11 @@
 //! Protobuf events (`schemas/accord/v1/event.proto`), mapped to and from their proto3
 //! JSON form so that one engine path serves both formats.
 //!
-//! Protobuf input is decoded with prost, checked for its required fields, and written
-//! as the JSON event it maps to; an output is encoded from the JSON the engine wrote.
-//! This costs a conversion per event; JSON is the fast path.
+//! Protobuf input is read from the wire as prost reads it, checked for its required
+//! fields, and written as the JSON event it maps to; an output is encoded from the JSON
+//! the engine wrote. Both go through a [`flat`] list of nodes, with no message and no
+//! tree: a conversion per event that costs about as much as the enforcement itself.
+//! prost's generated messages ([`pb`]) remain for tests, examples and readers.
 
 use prost_types::value::Kind;
 use serde_json::{Map, Value};
