@@ -198,6 +198,24 @@ impl Flat {
 #[derive(Debug, PartialEq)]
 pub struct NotFinite;
 
+/// Ends a decoded event's JSON text after its attributes: its other members by name
+/// (`device_id` only when given), and the closing brace.
+pub fn write_event_fields(json: &mut Vec<u8>, category: &[u8], device_id: Option<&[u8]>, event_id: &[u8], occurred_at: &[u8], source: &[u8], subject_id: &[u8]) {
+    json.extend_from_slice(b"\"category\":");
+    write_text(json, category);
+    if let Some(d) = device_id {
+        json.extend_from_slice(b",\"device_id\":");
+        write_text(json, d);
+    }
+    for (name, value) in [("event_id", event_id), ("occurred_at", occurred_at), ("source", source), ("subject_id", subject_id)] {
+        json.extend_from_slice(b",\"");
+        json.extend_from_slice(name.as_bytes());
+        json.extend_from_slice(b"\":");
+        write_text(json, value);
+    }
+    json.push(b'}');
+}
+
 /// A JSON string of valid UTF-8 `text`, escaped as serde_json escapes it.
 pub fn write_text(out: &mut Vec<u8>, text: &[u8]) {
     if super::tape::is_plain(text) {
@@ -302,10 +320,54 @@ impl<'de> Visitor<'de> for &mut Builder<'_> {
     }
 }
 
-/// Generated JSON texts, for the property tests of the formats.
+/// Generated JSON texts and changed bytes, for the property tests of the formats.
 #[cfg(test)]
 pub mod gen {
     use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use crate::event::Malformed;
+
+    /// Changes to make to an encoded event: bytes replaced, the rest cut off, bytes
+    /// added.
+    #[derive(Clone, Debug)]
+    pub struct Changes {
+        replace: Vec<(Index, u8)>,
+        cut: Option<Index>,
+        extra: Vec<u8>,
+    }
+
+    impl Changes {
+        pub fn apply(&self, bytes: &mut Vec<u8>) {
+            for (at, byte) in &self.replace {
+                let i = at.index(bytes.len());
+                bytes[i] = *byte;
+            }
+            if let Some(at) = &self.cut {
+                bytes.truncate(at.index(bytes.len()));
+            }
+            bytes.extend_from_slice(&self.extra);
+        }
+    }
+
+    pub fn changes() -> impl Strategy<Value = Changes> {
+        (prop::collection::vec((any::<Index>(), any::<u8>()), 1..4), prop::option::of(any::<Index>()), prop::collection::vec(any::<u8>(), 0..3))
+            .prop_map(|(replace, cut, extra)| Changes { replace, cut, extra })
+    }
+
+    type Decoder = fn(&[u8], &mut Vec<u8>) -> Result<(), Malformed>;
+
+    /// `decode` reads `bytes` as `reference` does: into the same JSON, byte for byte,
+    /// or refused for the same reason.
+    pub fn decodes_alike(bytes: &[u8], decode: Decoder, reference: Decoder) -> Result<(), TestCaseError> {
+        let (mut direct, mut expected) = (b"left over".to_vec(), Vec::new());
+        let a = decode(bytes, &mut direct);
+        prop_assert_eq!(a, reference(bytes, &mut expected));
+        if a.is_ok() {
+            prop_assert_eq!(String::from_utf8(direct).unwrap(), String::from_utf8(expected).unwrap());
+        }
+        Ok(())
+    }
 
     /// Any JSON value as text: every kind of number (and one too large for a double),
     /// strings with escapes, nested arrays and objects whose names may repeat.

@@ -45,19 +45,7 @@ pub fn to_json(bytes: &[u8], json: &mut Vec<u8>) -> Result<(), Malformed> {
             doc.write_json(bytes, 0, json).map_err(|flat::NotFinite| Malformed::NotProtobuf)?;
             json.push(b',');
         }
-        json.extend_from_slice(b"\"category\":");
-        flat::write_text(json, text(ev.category));
-        if let Some(d) = ev.device_id {
-            json.extend_from_slice(b",\"device_id\":");
-            flat::write_text(json, text(d));
-        }
-        for (name, value) in [("event_id", text(ev.event_id)), ("occurred_at", occurred_at.as_bytes()), ("source", text(ev.source)), ("subject_id", text(ev.subject_id))] {
-            json.extend_from_slice(b",\"");
-            json.extend_from_slice(name.as_bytes());
-            json.extend_from_slice(b"\":");
-            flat::write_text(json, value);
-        }
-        json.push(b'}');
+        flat::write_event_fields(json, text(ev.category), ev.device_id.map(text), text(ev.event_id), occurred_at.as_bytes(), text(ev.source), text(ev.subject_id));
         Ok(())
     })
 }
@@ -826,14 +814,7 @@ fn through_a_message(json: &[u8], delimited: bool, out: &mut Vec<u8>) -> Result<
     }
 
     fn same_as_through_prost(bytes: &[u8]) -> Result<(), TestCaseError> {
-        let (mut direct, mut reference) = (b"left over".to_vec(), Vec::new());
-        let a = to_json(bytes, &mut direct);
-        let b = through_prost(bytes, &mut reference);
-        prop_assert_eq!(a, b);
-        if a.is_ok() {
-            prop_assert_eq!(String::from_utf8(direct).unwrap(), String::from_utf8(reference).unwrap());
-        }
-        Ok(())
+        flat::gen::decodes_alike(bytes, to_json, through_prost)
     }
 
     proptest! {
@@ -848,19 +829,10 @@ fn through_a_message(json: &[u8], delimited: bool, out: &mut Vec<u8>) -> Result<
         #[test]
         fn changed_messages_decode_as_through_prost(
             bytes in sensor_event_wire(),
-            changes in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
-            cut in prop::option::of(any::<prop::sample::Index>()),
-            extra in prop::collection::vec(any::<u8>(), 0..3),
+            changes in flat::gen::changes(),
         ) {
             let mut bytes = bytes;
-            for (at, byte) in changes {
-                let i = at.index(bytes.len());
-                bytes[i] = byte;
-            }
-            if let Some(at) = cut {
-                bytes.truncate(at.index(bytes.len()));
-            }
-            bytes.extend_from_slice(&extra);
+            changes.apply(&mut bytes);
             same_as_through_prost(&bytes)?;
         }
     }
