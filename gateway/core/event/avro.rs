@@ -48,14 +48,16 @@ fn enforced_schema() -> &'static Schema {
 pub fn to_json(bytes: &[u8], json: &mut Vec<u8>) -> Result<(), Malformed> {
     flat::with(|doc| {
         let mut r = Reader { bytes, at: 0 };
-        let strings = [r.string()?, r.string()?];
+        // The fields in the schema's order.
+        let event_id = r.string()?;
+        let source = r.string()?;
         let device_id = match r.branch()? {
             0 => None,
             1 => Some(r.string()?),
             _ => return Err(Malformed::NotAvro),
         };
-        let [subject_id, category] = [r.string()?, r.string()?];
-        let [event_id, source] = strings;
+        let subject_id = r.string()?;
+        let category = r.string()?;
         let micros = r.long()?;
         let attributes = match r.branch()? {
             0 => None,
@@ -91,14 +93,14 @@ pub fn to_json(bytes: &[u8], json: &mut Vec<u8>) -> Result<(), Malformed> {
 /// engine takes ([`super::MAX_DEPTH`]), shallow enough for the stack.
 pub const MAX_NESTING: usize = 2 * super::MAX_DEPTH;
 
-/// Reads a datum's binary encoding, as apache-avro decodes it with the schema as both
-/// writer's and reader's.
 /// Why a varint could not be read.
 enum Ended {
     Early,
     TooLong,
 }
 
+/// Reads a datum's binary encoding, as apache-avro decodes it with the schema as both
+/// writer's and reader's.
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -121,12 +123,14 @@ impl Reader<'_> {
         }
     }
 
+    /// A zigzag varint: at most ten bytes, the bits beyond 64 dropped, as apache-avro
+    /// reads it.
     fn varint(&mut self) -> Result<i64, Ended> {
         let mut n: u64 = 0;
-        for shift in (0..70).step_by(7) {
+        for shift in (0..64).step_by(7) {
             let &b = self.bytes.get(self.at).ok_or(Ended::Early)?;
             self.at += 1;
-            n |= u64::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
+            n |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 return Ok((n >> 1) as i64 ^ -((n & 1) as i64));
             }

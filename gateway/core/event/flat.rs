@@ -1,6 +1,6 @@
 //! A JSON value read once into a flat list of nodes, for the formats that are not JSON:
 //! an engine output on its way to protobuf or Avro ([`super::proto`], [`super::avro`]),
-//! and an Avro input on its way to JSON.
+//! and a protobuf or Avro input on its way to JSON (their readers fill the list).
 //!
 //! Reading builds no tree: the nodes go into a list reused from one value to the next
 //! (per thread), and a string is a range of the bytes read, or of a scratch buffer for
@@ -71,6 +71,8 @@ impl Flat {
         self.nodes.len() - 1
     }
 
+    /// Ends the container begun at `at` after the nodes appended since (a container
+    /// ended again takes in what was appended after: a merge).
     pub fn close(&mut self, at: usize) {
         let end = self.nodes.len();
         match &mut self.nodes[at] {

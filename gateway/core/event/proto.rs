@@ -70,7 +70,8 @@ const RECURSION_LIMIT: u32 = 100;
 
 /// The protobuf wire format, read as prost reads it. Each read stays within `end`, the
 /// end of the message being read: a field that would cross it is refused, as prost
-/// refuses it.
+/// refuses it. `depth` is how many more messages may nest (prost's recursion count:
+/// [`RECURSION_LIMIT`] in the event, one less in each message within).
 struct Wire<'a> {
     bytes: &'a [u8],
     at: usize,
