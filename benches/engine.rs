@@ -75,13 +75,7 @@ fn paths(c: &mut Criterion) {
             });
         }
         // The same events as protobuf: decoded to JSON text, then enforced as JSON.
-        use prost::Message as _;
-        let (mut json, mut proto) = (Vec::new(), Vec::new());
-        for e in &events {
-            let Some(msg) = serde_json::from_slice(e).ok().and_then(|v| accord::event::proto::sensor_event_from_json(&v)) else { continue };
-            json.push(e.clone());
-            proto.push(msg.encode_to_vec());
-        }
+        let [json, proto, _] = in_every_format(events);
         group.throughput(Throughput::Elements(json.len() as u64));
         for (format, events) in [(Format::Json, &json), (Format::Proto, &proto)] {
             let name = format!("mix/{} {} events protobuf can carry, as {format:?}", events.len(), mix.name());
@@ -104,17 +98,9 @@ fn paths(c: &mut Criterion) {
 /// and out.
 fn formats(c: &mut Criterion) {
     use accord::run::enforce::{Encoding, Enforcer};
-    use prost::Message as _;
     for mix in workload::Mix::ALL {
         let engine = std::sync::Arc::new(workload::engine_for(mix));
-        let (mut json, mut proto, mut avro) = (Vec::new(), Vec::new(), Vec::new());
-        for e in workload::lines(mix, 10_000) {
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&e) else { continue };
-            let (Some(p), Some(a)) = (accord::event::proto::sensor_event_from_json(&v), accord::event::avro::sensor_event_from_json(&v)) else { continue };
-            json.push(e);
-            proto.push(p.encode_to_vec());
-            avro.push(a);
-        }
+        let [json, proto, avro] = in_every_format(workload::lines(mix, 10_000));
         let mut group = c.benchmark_group("formats");
         group.throughput(Throughput::Elements(json.len() as u64));
         for (format, events) in [(Format::Json, &json), (Format::Proto, &proto), (Format::Avro, &avro)] {
@@ -132,6 +118,21 @@ fn formats(c: &mut Criterion) {
         }
         group.finish();
     }
+}
+
+/// The `events` that protobuf and Avro can both carry, as JSON, as protobuf
+/// `SensorEvent`s and as Avro datums.
+fn in_every_format(events: Vec<Vec<u8>>) -> [Vec<Vec<u8>>; 3] {
+    use prost::Message as _;
+    let (mut json, mut proto, mut avro) = (Vec::new(), Vec::new(), Vec::new());
+    for e in events {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&e) else { continue };
+        let (Some(p), Some(a)) = (accord::event::proto::sensor_event_from_json(&v), accord::event::avro::sensor_event_from_json(&v)) else { continue };
+        json.push(e);
+        proto.push(p.encode_to_vec());
+        avro.push(a);
+    }
+    [json, proto, avro]
 }
 
 criterion_group!(benches, paths, formats);

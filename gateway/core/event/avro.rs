@@ -158,20 +158,27 @@ impl Reader<'_> {
         count.checked_neg().map(|_| count.unsigned_abs()).ok_or(Malformed::NotAvro)
     }
 
-    /// A map of `accord.v1.Value`s, as an object node: its index.
-    fn map(&mut self, doc: &mut Flat, depth: usize) -> Result<usize, Malformed> {
-        let object = doc.open(true);
+    /// The blocks of an array or a map: `item` once for each of their items.
+    fn blocks(&mut self, mut item: impl FnMut(&mut Self) -> Result<(), Malformed>) -> Result<(), Malformed> {
         loop {
             let count = self.block()?;
             if count == 0 {
-                break;
+                return Ok(());
             }
             for _ in 0..count {
-                let (at, len) = self.string()?;
-                doc.push_str(at, len);
-                self.value(doc, depth)?;
+                item(self)?;
             }
         }
+    }
+
+    /// A map of `accord.v1.Value`s, as an object node: its index.
+    fn map(&mut self, doc: &mut Flat, depth: usize) -> Result<usize, Malformed> {
+        let object = doc.open(true);
+        self.blocks(|r| {
+            let (at, len) = r.string()?;
+            doc.push_str(at, len);
+            r.value(doc, depth)
+        })?;
         doc.close(object);
         Ok(object)
     }
@@ -204,15 +211,7 @@ impl Reader<'_> {
             5 | 6 if depth >= MAX_NESTING => return Err(Malformed::TooDeep),
             5 => {
                 let array = doc.open(false);
-                loop {
-                    let count = self.block()?;
-                    if count == 0 {
-                        break;
-                    }
-                    for _ in 0..count {
-                        self.value(doc, depth + 1)?;
-                    }
-                }
+                self.blocks(|r| r.value(doc, depth + 1))?;
                 doc.close(array);
                 return Ok(());
             }
@@ -252,7 +251,7 @@ pub fn from_output_json(json: &[u8], delimited: bool, out: &mut Vec<u8>) -> Resu
         match attributes {
             Some(map) if matches!(doc.nodes[map], Node::Object { .. }) => {
                 out.push(2);
-                write_map(doc, json, map, out);
+                write_blocks(doc, json, map, out);
             }
             _ => out.push(0),
         }
@@ -280,14 +279,20 @@ fn write_string(out: &mut Vec<u8>, text: &[u8]) {
     out.extend_from_slice(text);
 }
 
-/// A map of `accord.v1.Value`s: one block of every entry, then the empty block.
-fn write_map(doc: &Flat, json: &[u8], object: usize, out: &mut Vec<u8>) {
-    let count = doc.items(object).count();
+/// The items of an array or a map of `accord.v1.Value`s (a map's: each name, then its
+/// value): one block of all of them (none when there are none), then the empty block.
+fn write_blocks(doc: &Flat, json: &[u8], container: usize, out: &mut Vec<u8>) {
+    let count = doc.items(container).count();
     if count > 0 {
         wire::write_zigzag(count as i64, out);
-        for name in doc.items(object) {
-            write_string(out, doc.text(json, name));
-            write_value(doc, json, name + 1, out);
+        let map = matches!(doc.nodes[container], Node::Object { .. });
+        for item in doc.items(container) {
+            if map {
+                write_string(out, doc.text(json, item));
+                write_value(doc, json, item + 1, out);
+            } else {
+                write_value(doc, json, item, out);
+            }
         }
     }
     out.push(0);
@@ -321,18 +326,11 @@ fn write_value(doc: &Flat, json: &[u8], i: usize, out: &mut Vec<u8>) {
         }
         Node::Array { .. } => {
             out.push(10);
-            let count = doc.items(i).count();
-            if count > 0 {
-                wire::write_zigzag(count as i64, out);
-                for item in doc.items(i) {
-                    write_value(doc, json, item, out);
-                }
-            }
-            out.push(0);
+            write_blocks(doc, json, i, out);
         }
         Node::Object { .. } => {
             out.push(12);
-            write_map(doc, json, i, out);
+            write_blocks(doc, json, i, out);
         }
     }
 }

@@ -112,12 +112,21 @@ pub fn write_zigzag(v: i64, out: &mut Vec<u8>) {
 }
 
 /// An unsigned varint (protobuf's, and the length before a delimited message).
-pub fn write_varint(mut n: u64, out: &mut Vec<u8>) {
+pub fn write_varint(n: u64, out: &mut Vec<u8>) {
+    let (bytes, len) = varint(n);
+    out.extend_from_slice(&bytes[..len]);
+}
+
+/// `n` as a varint: its bytes, and how many of them there are.
+fn varint(mut n: u64) -> ([u8; 10], usize) {
+    let (mut bytes, mut len) = ([0u8; 10], 0);
     while n >= 0x80 {
-        out.push((n as u8) | 0x80);
+        bytes[len] = (n as u8) | 0x80;
         n >>= 7;
+        len += 1;
     }
-    out.push(n as u8);
+    bytes[len] = n as u8;
+    (bytes, len + 1)
 }
 
 /// Starts a length-prefixed run of `out` whose length is not known yet: one byte is
@@ -134,14 +143,8 @@ pub fn close_len(out: &mut Vec<u8>, at: usize) {
     if len < 0x80 {
         out[at] = len as u8;
     } else {
-        let (mut prefix, mut n, mut rest) = ([0u8; 10], 0, len);
-        while rest >= 0x80 {
-            prefix[n] = (rest as u8) | 0x80;
-            rest >>= 7;
-            n += 1;
-        }
-        prefix[n] = rest as u8;
-        out.splice(at..at + 1, prefix[..=n].iter().copied());
+        let (prefix, n) = varint(len as u64);
+        out.splice(at..at + 1, prefix[..n].iter().copied());
     }
 }
 
