@@ -24,6 +24,11 @@
 //!
 //!     taskset -c 1 cargo bench --bench filemode_mixes -- --input events.jsonl --agreement agreement.yaml
 //!
+//! `--shapes` runs it on each of `workload.rs`'s [`Shape`](workload::Shape)s instead of
+//! the mixes, `EVENTS` of each (corners, not sites: see there):
+//!
+//!     taskset -c 1 cargo bench --bench filemode_mixes -- 200000 --shapes [--shape NAME] [--no-cache-table | --cache-only]
+//!
 //! `--once` instead runs file mode once over the events held in memory, into nothing,
 //! untimed: for counting instructions, a figure a noisy machine cannot move:
 //!
@@ -55,13 +60,40 @@ fn main() {
         return;
     }
     let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    if args.iter().any(|a| a == "--shapes") {
+        let shapes: Vec<workload::Shape> = match args.iter().position(|a| a == "--shape") {
+            Some(i) => vec![workload::Shape::parse(&args[i + 1]).expect("--shape tiny|wide-kept|wide-stripped|six-purposes|arrays|deep|long-strings|mostly-dropped")],
+            None => workload::Shape::ALL.to_vec(),
+        };
+        if args.iter().any(|a| a == "--once") {
+            for &shape in &shapes {
+                let mut all = Vec::new();
+                shape.write(n, &mut all).unwrap();
+                once(&format!("{} shape", shape.name()), workload::engine_for_shape(shape), &all, n);
+            }
+            return;
+        }
+        let summary: Vec<String> = shapes.iter().filter(|_| !args.iter().any(|a| a == "--cache-only")).map(|&shape| shape_mode(shape, n)).collect();
+        if !args.iter().any(|a| a == "--no-cache-table") {
+            for &shape in &shapes {
+                let mut all = Vec::new();
+                shape.write(n, &mut all).unwrap();
+                cache_table_of(&format!("{} shape", shape.name()), &workload::engine_for_shape(shape), &all);
+            }
+        }
+        for line in summary {
+            println!("{line}");
+        }
+        println!("peak RSS: {}", peak_rss());
+        return;
+    }
     let mixes: Vec<Mix> = match args.iter().position(|a| a == "--mix") {
         Some(i) => vec![Mix::parse(&args[i + 1]).expect("--mix examples|site|wearables|large")],
         None => Mix::ALL.to_vec(),
     };
     if args.iter().any(|a| a == "--once") {
         for &mix in &mixes {
-            once(mix, n);
+            once_mix(mix, n);
         }
         return;
     }
@@ -84,15 +116,20 @@ fn main() {
 }
 
 /// File mode once over `n` events of `mix` in memory, written nowhere (`--once`).
-fn once(mix: Mix, n: usize) {
+fn once_mix(mix: Mix, n: usize) {
     let mut all = Vec::new();
     workload::write_mix(mix, n, &mut all).unwrap();
-    let engine = Arc::new(workload::engine_for(mix));
+    once(&format!("{} mix", mix.name()), workload::engine_for(mix), &all, n);
+}
+
+/// File mode once over `all`, `n` JSON lines, written nowhere.
+fn once(name: &str, engine: accord::engine::Engine, all: &[u8], n: usize) {
+    let engine = Arc::new(engine);
     let mut reader = filemode::Input::new(&all[..]);
     let mut sink = Sink::Stream { out: Box::new(std::io::sink()), notes: Box::new(std::io::sink()) };
     let tally = filemode::run(Arc::new(engine.clone()), &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, _, _| {}).unwrap();
     assert_eq!(tally.received(), n as u64);
-    println!("{} mix: {n} events once through file mode, {} forwarded", mix.name(), tally.forwarded_events());
+    println!("{name}: {n} events once through file mode, {} forwarded", tally.forwarded_events());
 }
 
 /// File mode against the JSON round trip on one mix; returns the summary line.
@@ -103,6 +140,17 @@ fn file_mode(mix: Mix, n: usize) -> String {
     println!("workload {}: {n} events, {:.0} bytes each on average, {}", mix.name(), bytes as f64 / n as f64, input.display());
     let engine = std::sync::Arc::new(workload::engine_for(mix));
     compare(&format!("{} mix", mix.name()), &input, n, &engine, dir.path())
+}
+
+/// File mode against the JSON round trip on `n` events of one shape; returns the summary
+/// line.
+fn shape_mode(shape: workload::Shape, n: usize) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let bytes = shape.write(n, &mut BufWriter::new(File::create(&input).unwrap())).unwrap();
+    println!("shape {}: {n} events, {:.0} bytes each on average", shape.name(), bytes as f64 / n as f64);
+    let engine = Arc::new(workload::engine_for_shape(shape));
+    compare(&format!("{} shape", shape.name()), &input, n, &engine, dir.path())
 }
 
 /// The JSON round trip against file mode (and file mode with metrics) on the `n` events
@@ -157,43 +205,51 @@ fn compare(name: &str, input: &std::path::Path, n: usize, engine: &Arc<accord::e
 /// The engine alone over `n` events of `mix` held in memory: ns per event with the
 /// pseudonym cache at several sizes and without it, best of 5, and the cache's counts.
 fn cache_table(mix: Mix, n: usize) {
-    use accord::engine::Outputs;
-    use accord::pseudonym::Cache;
-    let engine = workload::engine_for(mix);
     let mut all = Vec::new();
     workload::write_mix(mix, n, &mut all).unwrap();
+    cache_table_of(&format!("{} mix", mix.name()), &workload::engine_for(mix), &all);
+}
+
+/// The pseudonym cache's table over `all` (JSON lines), engine only, for `name`.
+fn cache_table_of(name: &str, engine: &accord::engine::Engine, all: &[u8]) {
+    use accord::engine::Outputs;
+    use accord::pseudonym::Cache;
     let events: Vec<&[u8]> = all.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
-    // Tables that always look (bar 0), and the default, which rests when it does not pay.
+    // Tables of one size that always look, and the default, which chooses its size (or none).
     type Size = (&'static str, fn() -> Cache);
     let sizes: [Size; 8] = [
         ("none", Cache::disabled),
-        ("256 always", || Cache::with_bar(256, 0)),
-        ("1024 always", || Cache::with_bar(1024, 0)),
-        ("4096 always", || Cache::with_bar(4096, 0)),
-        ("16384 always", || Cache::with_bar(16384, 0)),
-        ("65536 always", || Cache::with_bar(65536, 0)),
-        ("262144 always", || Cache::with_bar(262_144, 0)),
+        ("256 always", || Cache::fixed(256)),
+        ("1024 always", || Cache::fixed(1024)),
+        ("4096 always", || Cache::fixed(4096)),
+        ("16384 always", || Cache::fixed(16384)),
+        ("65536 always", || Cache::fixed(65536)),
+        ("262144 always", || Cache::fixed(262_144)),
         ("default", Cache::default),
     ];
-    println!("pseudonym cache, {} mix, engine only, {} events:", mix.name(), events.len());
-    for (name, make) in sizes {
-        let mut best = f64::MAX;
-        let mut stats = Default::default();
-        for _ in 0..5 {
+    println!("pseudonym cache, {name}, engine only, {} events:", events.len());
+    // The sizes take turns, round after round, so that a slow spell of a shared machine
+    // falls on all of them alike rather than on one size's five rounds.
+    let mut best = [f64::MAX; 8];
+    let mut stats = [accord::pseudonym::CacheStats::default(); 8];
+    for _ in 0..5 {
+        for (i, (_, make)) in sizes.iter().enumerate() {
             let mut out = Outputs::default();
             out.cache = make();
             let start = cpu_now();
             for e in &events {
                 std::hint::black_box(engine.process(e, Format::Json, &mut out));
             }
-            best = best.min(cpu_now() - start);
-            stats = out.cache.stats;
+            best[i] = best[i].min(cpu_now() - start);
+            stats[i] = out.cache.stats;
         }
-        let accord::pseudonym::CacheStats { hits, misses, evictions, uncached, rests } = stats;
+    }
+    for (i, (name, _)) in sizes.iter().enumerate() {
+        let accord::pseudonym::CacheStats { hits, misses, evictions, uncached, rests, resizes, slots } = stats[i];
         let looked = (hits + misses).max(1) as f64;
         println!(
-            "  cache {name:<16} {:>7.0} ns/event  hits {hits:>8} ({:>5.1}%)  misses {misses:>8}  evictions {evictions:>8} ({:>5.1}% of misses)  uncached {uncached}  rests {rests}",
-            best * 1e9 / events.len() as f64,
+            "  cache {name:<16} {:>7.0} ns/event  hits {hits:>8} ({:>5.1}%)  misses {misses:>8}  evictions {evictions:>8} ({:>5.1}% of misses)  uncached {uncached}  rests {rests}  resizes {resizes}, {slots} slots at the end",
+            best[i] * 1e9 / events.len() as f64,
             hits as f64 * 100.0 / looked,
             evictions as f64 * 100.0 / (misses.max(1) as f64)
         );

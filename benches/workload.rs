@@ -21,6 +21,9 @@
 //!   the second they were taken, kept. About 5% of events come from devices no
 //!   instrument approves, 5% of kinds no rule covers. Where the agreement's size and
 //!   names that come once weigh, not the event's.
+//!
+//! [`Shape`]s are not sites but corners: one trait of an event taken far (tiny events,
+//! 120 attributes, six purposes, arrays, depth, long strings, mostly dropped).
 
 #![allow(dead_code)]
 
@@ -118,6 +121,10 @@ pub fn key() -> Key {
 
 pub fn engine_for(mix: Mix) -> Engine {
     engine_from_text(&mix.agreement())
+}
+
+pub fn engine_for_shape(shape: Shape) -> Engine {
+    engine_from_text(&shape.agreement())
 }
 
 /// An engine for the agreement at `path`, with the demo key.
@@ -231,6 +238,130 @@ fn wearable(r: &mut Rng, i: usize, n: usize, s: &mut String) {
         write!(s, r#","heart_rate":{}"#, 60 + r.below(120)).unwrap();
     }
     s.push_str("}}");
+}
+
+/// Shapes of event that take one trait far from the mixes' (`filemode_mixes --shapes`),
+/// each under an agreement made for it: the same base event (a tracker's location, one of
+/// 2,000 workers, in time order over two weeks, `subject_id` pseudonymised per purpose
+/// under weekly rotation) changed in one way. Where the mixes are sites, these are
+/// corners, to find where Accord falls behind the JSON round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Two attributes, one kept: the least work per event beyond reading it.
+    Tiny,
+    /// 120 attributes, every one listed and kept.
+    WideKept,
+    /// The same 120 attributes, four kept.
+    WideStripped,
+    /// Every event to six purposes, two fields pseudonymised for each.
+    SixPurposes,
+    /// An array of 40 objects, one member of each kept and one rounded.
+    Arrays,
+    /// One kept value ten objects down, beside a member to strip at every level.
+    Deep,
+    /// A 1 - 2 KB string with escapes and non-ASCII letters kept, another stripped.
+    LongStrings,
+    /// Nine events in ten of a category no rule matches.
+    MostlyDropped,
+}
+
+impl Shape {
+    pub const ALL: [Shape; 8] = [Shape::Tiny, Shape::WideKept, Shape::WideStripped, Shape::SixPurposes, Shape::Arrays, Shape::Deep, Shape::LongStrings, Shape::MostlyDropped];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Tiny => "tiny",
+            Shape::WideKept => "wide-kept",
+            Shape::WideStripped => "wide-stripped",
+            Shape::SixPurposes => "six-purposes",
+            Shape::Arrays => "arrays",
+            Shape::Deep => "deep",
+            Shape::LongStrings => "long-strings",
+            Shape::MostlyDropped => "mostly-dropped",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Shape> {
+        Shape::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The shape's agreement, as YAML.
+    pub fn agreement(self) -> String {
+        use std::fmt::Write as _;
+        let purposes: &[&str] = if self == Shape::SixPurposes { &["p0", "p1", "p2", "p3", "p4", "p5"] } else { &["p0"] };
+        let mut a = format!(
+            "agreement:\n  id: shape-{}\n  version: 1\n  parties: [\"Bench B.V.\", \"OR Bench\"]\n  valid_from: 2026-01-01\n  valid_until: 2027-01-01\n\
+             pseudonymisation:\n  domain: per_purpose\n  rotate: weekly\npurposes:\n",
+            self.name()
+        );
+        for p in purposes {
+            write!(a, "  {p}:\n    description: {p}.\n    topic: shape.{p}\n").unwrap();
+        }
+        let wide = |n: usize| (0..n).map(|j| format!("attributes.m{j:03}")).collect::<Vec<_>>().join(", ");
+        let (pseudonymise, keep, generalise) = match self {
+            Shape::Tiny | Shape::MostlyDropped => ("subject_id", "attributes.zone".to_string(), "occurred_at: { truncate: 15m }"),
+            Shape::WideKept => ("subject_id", wide(120), ""),
+            Shape::WideStripped => ("subject_id", wide(4), ""),
+            Shape::SixPurposes => ("subject_id, device_id", "attributes.zone, attributes.task".to_string(), "occurred_at: { truncate: 1h }"),
+            Shape::Arrays => ("subject_id", "attributes.samples.t".to_string(), "attributes.samples.v: { round: 1 }"),
+            Shape::Deep => ("subject_id", format!("attributes.{}.leaf", (0..10).map(|k| format!("l{k}")).collect::<Vec<_>>().join(".")), ""),
+            Shape::LongStrings => ("subject_id", "attributes.note".to_string(), ""),
+        };
+        write!(a, "rules:\n  - name: r\n    match: {{ source: [tracker], category: [location] }}\n    purposes: [{}]\n    pseudonymise: [{pseudonymise}]\n    keep: [{keep}]\n", purposes.join(", ")).unwrap();
+        if !generalise.is_empty() {
+            write!(a, "    generalise:\n      {generalise}\n").unwrap();
+        }
+        a
+    }
+
+    /// `n` events of the shape as JSON lines into `out`; returns the bytes written.
+    pub fn write(self, n: usize, out: &mut impl Write) -> std::io::Result<u64> {
+        use std::fmt::Write as _;
+        const NOTE: &str = "Lörem ipsum \"quoted\" \\ tab\t ünïcode ✓ ";
+        let mut r = Rng(0x5eed_0044);
+        let step = 14.0 * 86_400.0 / n.max(1) as f64;
+        write_generated(n, out, |i, s| {
+            let t = YEAR_START + 60 * 86_400 + (i as f64 * step) as i64;
+            let at = chrono::DateTime::from_timestamp(t, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ");
+            let category = if self == Shape::MostlyDropped && i % 10 != 0 { "telemetry" } else { "location" };
+            write!(s, r#"{{"event_id":"sh-{i:09}","source":"tracker","device_id":"tag-{:03}","subject_id":"w-{:05}","category":"{category}","occurred_at":"{at}","attributes":{{"#, r.below(300), r.below(2_000)).unwrap();
+            match self {
+                Shape::Tiny | Shape::MostlyDropped => write!(s, r#""zone":"{}","battery_pct":{}"#, ZONES[r.below(8) as usize], r.below(100)).unwrap(),
+                Shape::WideKept | Shape::WideStripped => {
+                    for j in 0..120 {
+                        let sep = if j > 0 { "," } else { "" };
+                        if j % 2 == 0 {
+                            write!(s, r#"{sep}"m{j:03}":"v{}-{j}""#, r.below(50)).unwrap();
+                        } else {
+                            write!(s, r#"{sep}"m{j:03}":{}"#, r.below(1000)).unwrap();
+                        }
+                    }
+                }
+                Shape::SixPurposes => write!(s, r#""zone":"{}","task":{{"type":"{}","n":{}}},"lat":{:.6},"lon":{:.6}"#, ZONES[r.below(8) as usize], TASKS[r.below(4) as usize], r.below(9), 52.09 + r.unit() / 100.0, 5.12 + r.unit() / 100.0).unwrap(),
+                Shape::Arrays => {
+                    s.push_str(r#""samples":["#);
+                    for k in 0..40 {
+                        let sep = if k > 0 { "," } else { "" };
+                        write!(s, r#"{sep}{{"t":{k},"v":{:.6},"q":"ok","raw":[1,2,3]}}"#, r.unit() * 100.0).unwrap();
+                    }
+                    s.push(']');
+                }
+                Shape::Deep => {
+                    for k in 0..10 {
+                        write!(s, r#""noise":{k},"l{k}":{{"#).unwrap();
+                    }
+                    write!(s, r#""leaf":{},"other":"x""#, r.below(13)).unwrap();
+                    s.push_str(&"}".repeat(10));
+                }
+                Shape::LongStrings => {
+                    let note = NOTE.repeat(25 + r.below(25) as usize);
+                    let json = |t: &str| serde_json::to_string(t).unwrap();
+                    write!(s, r#""note":{},"secret":{}"#, json(&note), json(&NOTE.repeat(12))).unwrap();
+                }
+            }
+            s.push_str("}}");
+        })
+    }
 }
 
 /// `n` events of `mix`, one line each (no newline).

@@ -224,20 +224,31 @@ pub const SUPPRESSION_DOMAIN: &[u8] = b"accord-suppression";
 /// to 25 bytes); longer ones are computed every time.
 const SLOT_MESSAGE: usize = 43;
 
-/// Slots in the default table where SHA-256 runs on the CPU's own instructions: 64 KiB,
-/// one cache line each. A larger table's probe leaves the L1 and L2 and costs more than
-/// the HMAC it saves (docs/performance.md, "The pseudonym cache").
-pub const CACHE_SLOTS: usize = 1 << 10;
+/// The table sizes the default cache chooses among, in slots of one cache line: 64 KiB,
+/// 256 KiB, 1 MiB and 4 MiB.
+pub const SIZES: [usize; 4] = [1 << 10, 1 << 12, 1 << 14, 1 << 16];
 
-/// Slots in the default table where SHA-256 runs in software and an HMAC costs several
-/// probes: 256 KiB.
-pub const CACHE_SLOTS_SOFTWARE_SHA: usize = 1 << 12;
+/// What one look-up in a table of each of [`SIZES`] costs, hit or miss, as a share of
+/// one HMAC, where SHA-256 runs on the CPU's own instructions. A larger table's probe
+/// leaves the CPU's nearer caches, so it needs more hits to pay: with an HMAC costing 1,
+/// a table of hit rate `h` costs `probe + (1 - h)` a look-up, against 1 for none. From
+/// the measurements in docs/performance.md ("The pseudonym cache"): the 64 KiB table
+/// broke even near 25% hits; on the site mix the 1 MiB table lost at 44% hits and
+/// the 4 MiB one at 46%; on six purposes per event both won at 75% and 92%.
+const PROBE_COST: [f32; 4] = [0.25, 0.35, 0.55, 0.65];
 
-/// Look-ups over which the cache judges whether it pays.
-const WINDOW: u32 = 4096;
+/// The same where SHA-256 runs in software and an HMAC costs several probes.
+const PROBE_COST_SOFTWARE_SHA: [f32; 4] = [0.05, 0.05, 0.14, 0.16];
 
-/// Windows a cache that did not pay sits out before it tries again.
-const REST: u32 = 15;
+/// One look-up in 2^SAMPLE_BITS (by its hash) is also played on the ghost tables.
+const SAMPLE_BITS: u32 = 4;
+
+/// Look-ups between two choices of size.
+const EPOCH: u32 = 1 << 16;
+
+/// How much cheaper (in HMACs a look-up) another size must promise before the cache
+/// changes to it: a size is not changed back and forth on the sampling's noise.
+const HYSTERESIS: f32 = 0.05;
 
 /// One cache line: the message's hash, the message, and the 16 bytes of its HMAC.
 #[derive(Clone, Copy)]
@@ -252,28 +263,44 @@ struct Slot {
 
 const EMPTY: Slot = Slot { tag: [0; 16], hash: 0, len: 0, message: [0; SLOT_MESSAGE] };
 
-/// A fixed-size, direct-mapped table of pseudonyms, owned by one thread's caller and
-/// reused across events: no lock, no allocation after the first use. A slot is one
-/// cache line, overwritten by the next message that maps to it, so memory never grows
-/// and a rotation period that ends simply ages out. Entries are tagged with the key
-/// they were computed with: a cache handed to another key starts empty.
+/// A direct-mapped table of pseudonyms, owned by one thread's caller and reused across
+/// events: no lock, and no allocation but when its size changes. A slot is one cache
+/// line, overwritten by the next message that maps to it, so memory never grows past
+/// the largest of [`SIZES`] and a rotation period that ends simply ages out. Entries
+/// are tagged with the key they were computed with: a cache handed to another key
+/// starts empty.
 ///
-/// Never slower than no cache: with SHA-NI an HMAC costs about as much as a look-up
-/// that misses the CPU's caches, so a table that hits rarely only adds work. The cache
-/// counts its hits over each window of [`WINDOW`] look-ups; below the bar it stops
-/// looking for the next [`REST`] windows (computing every pseudonym), then tries
-/// again. The bar is lower where SHA-256 runs in software and an HMAC costs more.
+/// Never slower than no cache, on any workload. With SHA-NI an HMAC costs about as much
+/// as a look-up that misses the CPU's caches, so which size pays (if any) depends on
+/// how many distinct messages the stream repeats: a site's few pseudonyms per event
+/// pay only in a small table, six purposes' many in a large one, and daily pseudonyms
+/// of 50,000 wearers in none. The default cache therefore measures the hit rate every
+/// size would have, by playing one look-up in sixteen (chosen by the message's hash)
+/// on small "ghost" tables of hashes alone, one per size, that hold exactly the sampled
+/// sets of the real ones (set sampling). Every [`EPOCH`] look-ups it takes the size
+/// whose [`PROBE_COST`] plus miss rate is least, or no table when none beats an HMAC
+/// (it then rests, computing every pseudonym, and keeps sampling).
 pub struct Cache {
     slots: Vec<Slot>,
+    /// The slots' count less one; `usize::MAX` for a cache that remembers nothing.
     mask: usize,
     fingerprint: u64,
     hasher: foldhash::fast::FixedState,
-    /// Hits needed per window to keep looking.
-    bar: u32,
-    window: u32,
-    window_hits: u32,
-    resting: u32,
+    /// `None`: the size given is kept, whatever it costs.
+    adaptive: Option<Adaptive>,
     pub stats: CacheStats,
+}
+
+/// The default cache's sampling of every size.
+struct Adaptive {
+    probe_cost: &'static [f32; 4],
+    /// Per size: the hashes of the sampled sets' messages, 0 where empty.
+    ghosts: [Vec<u32>; 4],
+    ghost_hits: [u32; 4],
+    sampled: u32,
+    looked: u32,
+    /// Which of [`SIZES`] is in use; `None` while the cache rests.
+    size: Option<usize>,
 }
 
 /// How a cache has fared, for benchmarks and tuning.
@@ -285,13 +312,30 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Messages too long for a slot, or met while the cache rested, computed without it.
     pub uncached: u64,
-    /// Windows the cache sat out because it did not pay.
+    /// Epochs the cache sat out because no size paid.
     pub rests: u64,
+    /// Times the cache changed its size (to rest, or from resting, included).
+    pub resizes: u64,
+    /// The slots of the table in use now (0 while resting).
+    pub slots: usize,
 }
 
 impl Default for Cache {
+    /// The cache that chooses its size: it starts with the smallest of [`SIZES`] that
+    /// pays where SHA-256 runs as it does on this CPU.
     fn default() -> Cache {
-        Cache::new(if sha_in_hardware() { CACHE_SLOTS } else { CACHE_SLOTS_SOFTWARE_SHA })
+        let hardware = sha_in_hardware();
+        let start = if hardware { 0 } else { 1 };
+        let mut cache = Cache::fixed(SIZES[start]);
+        cache.adaptive = Some(Adaptive {
+            probe_cost: if hardware { &PROBE_COST } else { &PROBE_COST_SOFTWARE_SHA },
+            ghosts: SIZES.map(|n| vec![0; n >> SAMPLE_BITS]),
+            ghost_hits: [0; 4],
+            sampled: 0,
+            looked: 0,
+            size: Some(start),
+        });
+        cache
     }
 }
 
@@ -318,62 +362,55 @@ fn sha_in_hardware() -> bool {
 }
 
 impl Cache {
-    /// A table of `slots` entries (rounded up to a power of two); allocated on first use.
-    pub fn new(slots: usize) -> Cache {
-        // Hits per window needed to pay, from docs/performance.md: with SHA-NI the
-        // table paid at 41% hits and broke even near 35%, so it rests below 25%;
-        // where SHA-256 runs in software an HMAC costs several look-ups: 5%.
-        let bar = if sha_in_hardware() { WINDOW / 4 } else { WINDOW / 20 };
-        Cache::with_bar(slots, bar)
-    }
-
-    /// A table that needs `bar` hits per window of 4096 look-ups to keep looking (0:
-    /// always looks).
-    pub fn with_bar(slots: usize, bar: u32) -> Cache {
+    /// A table of `slots` entries (rounded up to a power of two) that always looks,
+    /// whether it pays or not (for tests and benchmarks); allocated on first use.
+    pub fn fixed(slots: usize) -> Cache {
         let n = slots.max(1).next_power_of_two();
         Cache {
             slots: Vec::new(),
             mask: n - 1,
             fingerprint: 0,
             hasher: foldhash::fast::FixedState::with_seed(0x005e_edac_c04d),
-            bar,
-            window: 0,
-            window_hits: 0,
-            resting: 0,
-            stats: CacheStats::default(),
+            adaptive: None,
+            stats: CacheStats { slots: n, ..CacheStats::default() },
         }
     }
 
     /// A cache that remembers nothing.
     pub fn disabled() -> Cache {
-        Cache { mask: usize::MAX, ..Cache::with_bar(1, 0) }
+        Cache { mask: usize::MAX, stats: CacheStats::default(), ..Cache::fixed(1) }
     }
 
     fn get_or_insert(&mut self, fingerprint: u64, message: &[u8], compute: impl FnOnce() -> [u8; 16]) -> [u8; 16] {
-        if self.mask == usize::MAX || message.len() > SLOT_MESSAGE {
+        if self.mask == usize::MAX && self.adaptive.is_none() || message.len() > SLOT_MESSAGE {
             self.stats.uncached += 1;
             return compute();
-        }
-        self.window += 1;
-        if self.window == WINDOW {
-            self.end_window();
-        }
-        if self.resting > 0 {
-            self.stats.uncached += 1;
-            return compute();
-        }
-        if self.fingerprint != fingerprint || self.slots.is_empty() {
-            self.slots.clear();
-            self.slots.resize(self.mask + 1, EMPTY);
-            self.fingerprint = fingerprint;
         }
         use std::hash::BuildHasher as _;
         let full = self.hasher.hash_one(message);
         let hash = (full >> 32) as u32 | 1;
+        if self.fingerprint != fingerprint {
+            self.forget(fingerprint);
+        }
+        if let Some(a) = &mut self.adaptive {
+            if full & ((1 << SAMPLE_BITS) - 1) == 0 {
+                a.sample(full, hash);
+            }
+            a.looked += 1;
+            if a.looked == EPOCH {
+                self.choose_size();
+            }
+        }
+        if self.mask == usize::MAX {
+            self.stats.uncached += 1;
+            return compute();
+        }
+        if self.slots.is_empty() {
+            self.slots.resize(self.mask + 1, EMPTY);
+        }
         let slot = &mut self.slots[(full as usize) & self.mask];
         if slot.hash == hash && &slot.message[..slot.len as usize] == message {
             self.stats.hits += 1;
-            self.window_hits += 1;
             return slot.tag;
         }
         self.stats.misses += 1;
@@ -388,16 +425,70 @@ impl Cache {
         tag
     }
 
-    /// A window of look-ups ended: rest for a while if it did not pay.
-    fn end_window(&mut self) {
-        if self.resting > 0 {
-            self.resting -= 1;
-        } else if self.window_hits < self.bar {
-            self.resting = REST;
+    /// Another key: nothing remembered holds for it.
+    fn forget(&mut self, fingerprint: u64) {
+        self.slots.clear();
+        self.fingerprint = fingerprint;
+        if let Some(a) = &mut self.adaptive {
+            a.ghosts.iter_mut().for_each(|g| g.fill(0));
+        }
+    }
+
+    /// An epoch ended: take the size that costs least, or none.
+    fn choose_size(&mut self) {
+        let Some(a) = &mut self.adaptive else { return };
+        let now = a.size;
+        let next = a.cheapest().unwrap_or(now);
+        a.ghost_hits = [0; 4];
+        a.sampled = 0;
+        a.looked = 0;
+        if next.is_none() {
             self.stats.rests += 1;
         }
-        self.window = 0;
-        self.window_hits = 0;
+        if next == now {
+            return;
+        }
+        self.stats.resizes += 1;
+        a.size = next;
+        self.slots = Vec::new();
+        match next {
+            Some(i) => {
+                self.mask = SIZES[i] - 1;
+                self.stats.slots = SIZES[i];
+            }
+            None => {
+                self.mask = usize::MAX;
+                self.stats.slots = 0;
+            }
+        }
+    }
+}
+
+impl Adaptive {
+    /// Plays a sampled look-up on every ghost table.
+    fn sample(&mut self, full: u64, hash: u32) {
+        self.sampled += 1;
+        for (i, ghost) in self.ghosts.iter_mut().enumerate() {
+            let set = ((full as usize) & (SIZES[i] - 1)) >> SAMPLE_BITS;
+            if ghost[set] == hash {
+                self.ghost_hits[i] += 1;
+            } else {
+                ghost[set] = hash;
+            }
+        }
+    }
+
+    /// The size (`Some(None)`: no table) that promises to cost least per look-up, if it
+    /// is clearly cheaper than the one in use; `None` to keep it, or when too few
+    /// look-ups were sampled to tell.
+    fn cheapest(&self) -> Option<Option<usize>> {
+        if self.sampled < 256 {
+            return None;
+        }
+        let miss = |i: usize| 1.0 - self.ghost_hits[i] as f32 / self.sampled as f32;
+        let cost = |size: Option<usize>| size.map_or(1.0, |i| self.probe_cost[i] + miss(i));
+        let best = std::iter::once(None).chain((0..SIZES.len()).map(Some)).min_by(|x, y| cost(*x).total_cmp(&cost(*y))).expect("five choices");
+        (cost(best) + HYSTERESIS < cost(self.size)).then_some(best)
     }
 }
 
@@ -474,7 +565,7 @@ mod tests {
             (b"planning@2026-W10\0emp-00417", "f58cf5fdfa4e038557d7eba8b1badd19"),
             ("acme-dc-utrecht@2026-03\0wörker-ß".as_bytes(), "400ecfe6a33fdf0e6091d4f14949549b"),
         ];
-        let mut cache = Cache::new(4);
+        let mut cache = Cache::fixed(4);
         for round in 0..2 {
             for (message, hex) in vectors {
                 let mut out = Vec::new();
@@ -492,7 +583,7 @@ mod tests {
         fn a_cache_never_changes_an_answer(messages in proptest::collection::vec(proptest::collection::vec(0u8..8, 0..90), 1..60)) {
             let first = Pseudonymiser::new(Key::new(&[1u8; 32], "a").unwrap());
             let second = Pseudonymiser::new(Key::new(&[2u8; 32], "a").unwrap());
-            let mut cache = Cache::new(8);
+            let mut cache = Cache::fixed(8);
             for m in messages.iter().chain(messages.iter()) {
                 for p in [&first, &second] {
                     let (mut cached, mut plain) = (Vec::new(), Vec::new());
@@ -504,27 +595,54 @@ mod tests {
         }
     }
 
-    /// Issue 11: a cache that does not pay stops looking (every answer still right),
-    /// and one that pays keeps looking.
-    #[test]
-    fn a_cache_that_misses_rests_and_one_that_hits_keeps_looking() {
+    /// Runs `epochs` epochs of look-ups of `message(i)` through `cache`, each answer
+    /// checked against the uncached one.
+    fn look_up(cache: &mut Cache, epochs: u32, message: impl Fn(u32) -> String) {
         let p = Pseudonymiser::new(Key::new(&[5u8; 32], "k").unwrap());
-        let mut cold = Cache::with_bar(64, WINDOW / 2);
-        for i in 0..(WINDOW * 3) {
-            let m = format!("safety\0w-{i}");
+        for i in 0..EPOCH * epochs {
+            let m = message(i);
             let (mut cached, mut plain) = (Vec::new(), Vec::new());
-            p.write(m.as_bytes(), &mut cold, &mut cached);
+            p.write(m.as_bytes(), cache, &mut cached);
             p.write(m.as_bytes(), &mut Cache::disabled(), &mut plain);
-            assert_eq!(cached, plain);
+            assert_eq!(cached, plain, "look-up {i}");
         }
-        assert_eq!(cold.stats.rests, 1);
-        assert_eq!(cold.stats.misses, u64::from(WINDOW - 1));
-        assert_eq!(cold.stats.uncached, u64::from(WINDOW * 2 + 1));
-        let mut warm = Cache::with_bar(64, WINDOW / 2);
-        for i in 0..(WINDOW * 3) {
-            p.write(format!("safety\0w-{}", i % 8).as_bytes(), &mut warm, &mut Vec::new());
-        }
-        assert_eq!((warm.stats.rests, warm.stats.misses, warm.stats.uncached), (0, 8, 0));
+    }
+
+    /// Issue 11: the default cache rests when no size would pay (every answer still
+    /// right, and none looked up in a table from the first epoch's end on).
+    #[test]
+    fn a_cache_that_never_hits_rests() {
+        let mut cache = Cache::default();
+        look_up(&mut cache, 3, |i| format!("safety\0w-{i}"));
+        assert_eq!((cache.stats.rests, cache.stats.resizes, cache.stats.slots), (3, 1, 0), "{:?}", cache.stats);
+        // The look-up that ends the first epoch is the first one the rest computes.
+        assert_eq!(cache.stats.hits + cache.stats.misses, u64::from(EPOCH - 1), "{:?}", cache.stats);
+    }
+
+    /// Issue 11: a stream that repeats more messages than the smallest table holds
+    /// gets a larger table, and then hits where the small one missed.
+    #[test]
+    fn a_cache_grows_to_the_messages_its_stream_repeats() {
+        let mut cache = Cache::default();
+        look_up(&mut cache, 2, |i| format!("p{}@2026-W10\0w-{:05}", i % 6, i % 3_000));
+        assert!(cache.stats.slots > SIZES[1], "{:?}", cache.stats);
+        let before = cache.stats;
+        look_up(&mut cache, 1, |i| format!("p{}@2026-W10\0w-{:05}", i % 6, i % 3_000));
+        let hits = (cache.stats.hits - before.hits) as f64 / f64::from(EPOCH);
+        assert!(hits > 0.8, "{hits} hits a look-up: {:?}", cache.stats);
+        // The same stream through the smallest table, for comparison.
+        let mut small = Cache::fixed(SIZES[0]);
+        look_up(&mut small, 1, |i| format!("p{}@2026-W10\0w-{:05}", i % 6, i % 3_000));
+        assert!((small.stats.hits as f64 / f64::from(EPOCH)) < 0.2, "{:?}", small.stats);
+    }
+
+    /// Issue 11: a stream of a few messages keeps the small table it started with.
+    #[test]
+    fn a_cache_of_few_messages_stays_small() {
+        let mut cache = Cache::default();
+        let start = cache.stats.slots;
+        look_up(&mut cache, 2, |i| format!("safety\0w-{}", i % 8));
+        assert_eq!((cache.stats.rests, cache.stats.resizes, cache.stats.slots, cache.stats.misses), (0, 0, start, 8), "{:?}", cache.stats);
     }
 
     #[test]
