@@ -123,6 +123,7 @@ pub fn engine_for(mix: Mix) -> Engine {
     engine_from_text(&mix.agreement())
 }
 
+/// An engine for `shape`'s agreement, with the demo key.
 pub fn engine_for_shape(shape: Shape) -> Engine {
     engine_from_text(&shape.agreement())
 }

@@ -270,7 +270,7 @@ const EMPTY: Slot = Slot { tag: [0; 16], hash: 0, len: 0, message: [0; SLOT_MESS
 /// are tagged with the key they were computed with: a cache handed to another key
 /// starts empty.
 ///
-/// Never slower than no cache, on any workload. With SHA-NI an HMAC costs about as much
+/// Meant never to be slower than no cache, on any workload. With SHA-NI an HMAC costs about as much
 /// as a look-up that misses the CPU's caches, so which size pays (if any) depends on
 /// how many distinct messages the stream repeats: a site's few pseudonyms per event
 /// pay only in a small table, six purposes' many in a large one, and daily pseudonyms
