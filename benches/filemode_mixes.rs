@@ -27,7 +27,7 @@
 //! `--shapes` runs it on each of `workload.rs`'s [`Shape`](workload::Shape)s instead of
 //! the mixes, `EVENTS` of each (corners, not sites: see there):
 //!
-//!     taskset -c 1 cargo bench --bench filemode_mixes -- 200000 --shapes [--shape NAME] [--no-cache-table | --cache-only]
+//!     taskset -c 1 cargo bench --bench filemode_mixes -- 200000 --shapes [--shape NAME] [--no-cache-table | --cache-only | --once]
 //!
 //! `--once` instead runs file mode once over the events held in memory, into nothing,
 //! untimed: for counting instructions, a figure a noisy machine cannot move:
@@ -37,7 +37,7 @@
 
 mod workload;
 
-use workload::Mix;
+use workload::{Mix, Shape};
 use std::fs::File;
 use std::io::BufWriter;
 use std::sync::Arc;
@@ -60,53 +60,34 @@ fn main() {
         return;
     }
     let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
-    if args.iter().any(|a| a == "--shapes") {
-        let shapes: Vec<workload::Shape> = match args.iter().position(|a| a == "--shape") {
-            Some(i) => vec![workload::Shape::parse(&args[i + 1]).expect("--shape tiny|wide-kept|wide-stripped|six-purposes|arrays|deep|long-strings|mostly-dropped")],
-            None => workload::Shape::ALL.to_vec(),
-        };
-        if args.iter().any(|a| a == "--once") {
-            for &shape in &shapes {
-                let mut all = Vec::new();
-                shape.write(n, &mut all).unwrap();
-                once(&format!("{} shape", shape.name()), workload::engine_for_shape(shape), &all, n);
-            }
-            return;
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let loads: Vec<Load> = if flag("--shapes") {
+        match value("--shape") {
+            Some(name) => vec![Load::Shape(Shape::parse(&name).expect("--shape tiny|wide-kept|wide-stripped|six-purposes|arrays|deep|long-strings|mostly-dropped"))],
+            None => Shape::ALL.map(Load::Shape).to_vec(),
         }
-        let summary: Vec<String> = shapes.iter().filter(|_| !args.iter().any(|a| a == "--cache-only")).map(|&shape| shape_mode(shape, n)).collect();
-        if !args.iter().any(|a| a == "--no-cache-table") {
-            for &shape in &shapes {
-                let mut all = Vec::new();
-                shape.write(n, &mut all).unwrap();
-                cache_table_of(&format!("{} shape", shape.name()), &workload::engine_for_shape(shape), &all);
-            }
+    } else {
+        match value("--mix") {
+            Some(name) => vec![Load::Mix(Mix::parse(&name).expect("--mix examples|site|wearables|large"))],
+            None => Mix::ALL.map(Load::Mix).to_vec(),
         }
-        for line in summary {
-            println!("{line}");
-        }
-        println!("peak RSS: {}", peak_rss());
-        return;
-    }
-    let mixes: Vec<Mix> = match args.iter().position(|a| a == "--mix") {
-        Some(i) => vec![Mix::parse(&args[i + 1]).expect("--mix examples|site|wearables|large")],
-        None => Mix::ALL.to_vec(),
     };
-    if args.iter().any(|a| a == "--once") {
-        for &mix in &mixes {
-            once_mix(mix, n);
+    if flag("--once") {
+        for &load in &loads {
+            once(load, n);
         }
         return;
     }
     let mut summary = Vec::new();
-    for &mix in &mixes {
-        if !args.iter().any(|a| a == "--cache-only") {
-            summary.push(file_mode(mix, n));
+    for &load in &loads {
+        if !flag("--cache-only") {
+            summary.push(file_mode(load, n));
         }
     }
     println!("peak RSS after file mode: {}", peak_rss());
-    if !args.iter().any(|a| a == "--no-cache-table") {
-        for &mix in &mixes {
-            cache_table(mix, n);
+    if !flag("--no-cache-table") {
+        for &load in &loads {
+            cache_table(load, n);
         }
     }
     for line in summary {
@@ -115,42 +96,63 @@ fn main() {
     println!("peak RSS (the cache table holds its events in memory): {}", peak_rss());
 }
 
-/// File mode once over `n` events of `mix` in memory, written nowhere (`--once`).
-fn once_mix(mix: Mix, n: usize) {
-    let mut all = Vec::new();
-    workload::write_mix(mix, n, &mut all).unwrap();
-    once(&format!("{} mix", mix.name()), workload::engine_for(mix), &all, n);
+/// A mix or a shape of `workload.rs`.
+#[derive(Clone, Copy)]
+enum Load {
+    Mix(Mix),
+    Shape(Shape),
 }
 
-/// File mode once over `all`, `n` JSON lines, written nowhere.
-fn once(name: &str, engine: accord::engine::Engine, all: &[u8], n: usize) {
-    let engine = Arc::new(engine);
+impl Load {
+    fn name(self) -> String {
+        match self {
+            Load::Mix(m) => format!("{} mix", m.name()),
+            Load::Shape(s) => format!("{} shape", s.name()),
+        }
+    }
+
+    /// `n` events as JSON lines into `out`; returns the bytes written.
+    fn write(self, n: usize, out: &mut impl std::io::Write) -> std::io::Result<u64> {
+        match self {
+            Load::Mix(m) => workload::write_mix(m, n, out),
+            Load::Shape(s) => s.write(n, out),
+        }
+    }
+
+    fn engine(self) -> accord::engine::Engine {
+        match self {
+            Load::Mix(m) => workload::engine_for(m),
+            Load::Shape(s) => workload::engine_for_shape(s),
+        }
+    }
+
+    /// `n` events held in memory.
+    fn in_memory(self, n: usize) -> Vec<u8> {
+        let mut all = Vec::new();
+        self.write(n, &mut all).unwrap();
+        all
+    }
+}
+
+/// File mode once over `n` events of `load` in memory, written nowhere (`--once`).
+fn once(load: Load, n: usize) {
+    let all = load.in_memory(n);
+    let engine = Arc::new(load.engine());
     let mut reader = filemode::Input::new(&all[..]);
     let mut sink = Sink::Stream { out: Box::new(std::io::sink()), notes: Box::new(std::io::sink()) };
     let tally = filemode::run(Arc::new(engine.clone()), &mut reader, Format::Json, &mut sink, Format::Json, &mut |_, _, _| {}).unwrap();
     assert_eq!(tally.received(), n as u64);
-    println!("{name}: {n} events once through file mode, {} forwarded", tally.forwarded_events());
+    println!("{}: {n} events once through file mode, {} forwarded", load.name(), tally.forwarded_events());
 }
 
-/// File mode against the JSON round trip on one mix; returns the summary line.
-fn file_mode(mix: Mix, n: usize) -> String {
+/// File mode against the JSON round trip on one mix or shape; returns the summary line.
+fn file_mode(load: Load, n: usize) -> String {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("events.jsonl");
-    let bytes = workload::write_mix(mix, n, &mut BufWriter::new(File::create(&input).unwrap())).unwrap();
-    println!("workload {}: {n} events, {:.0} bytes each on average, {}", mix.name(), bytes as f64 / n as f64, input.display());
-    let engine = std::sync::Arc::new(workload::engine_for(mix));
-    compare(&format!("{} mix", mix.name()), &input, n, &engine, dir.path())
-}
-
-/// File mode against the JSON round trip on `n` events of one shape; returns the summary
-/// line.
-fn shape_mode(shape: workload::Shape, n: usize) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("events.jsonl");
-    let bytes = shape.write(n, &mut BufWriter::new(File::create(&input).unwrap())).unwrap();
-    println!("shape {}: {n} events, {:.0} bytes each on average", shape.name(), bytes as f64 / n as f64);
-    let engine = Arc::new(workload::engine_for_shape(shape));
-    compare(&format!("{} shape", shape.name()), &input, n, &engine, dir.path())
+    let bytes = load.write(n, &mut BufWriter::new(File::create(&input).unwrap())).unwrap();
+    println!("workload {}: {n} events, {:.0} bytes each on average, {}", load.name(), bytes as f64 / n as f64, input.display());
+    let engine = Arc::new(load.engine());
+    compare(&load.name(), &input, n, &engine, dir.path())
 }
 
 /// The JSON round trip against file mode (and file mode with metrics) on the `n` events
@@ -202,18 +204,12 @@ fn compare(name: &str, input: &std::path::Path, n: usize, engine: &Arc<accord::e
     line
 }
 
-/// The engine alone over `n` events of `mix` held in memory: ns per event with the
+/// The engine alone over `n` events of `load` held in memory: ns per event with the
 /// pseudonym cache at several sizes and without it, best of 5, and the cache's counts.
-fn cache_table(mix: Mix, n: usize) {
-    let mut all = Vec::new();
-    workload::write_mix(mix, n, &mut all).unwrap();
-    cache_table_of(&format!("{} mix", mix.name()), &workload::engine_for(mix), &all);
-}
-
-/// The pseudonym cache's table over `all` (JSON lines), engine only, for `name`.
-fn cache_table_of(name: &str, engine: &accord::engine::Engine, all: &[u8]) {
+fn cache_table(load: Load, n: usize) {
     use accord::engine::Outputs;
     use accord::pseudonym::Cache;
+    let (engine, all) = (load.engine(), load.in_memory(n));
     let events: Vec<&[u8]> = all.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
     // Tables of one size that always look, and the default, which chooses its size (or none).
     type Size = (&'static str, fn() -> Cache);
@@ -227,11 +223,11 @@ fn cache_table_of(name: &str, engine: &accord::engine::Engine, all: &[u8]) {
         ("262144 always", || Cache::fixed(262_144)),
         ("default", Cache::default),
     ];
-    println!("pseudonym cache, {name}, engine only, {} events:", events.len());
+    println!("pseudonym cache, {}, engine only, {} events:", load.name(), events.len());
     // The sizes take turns, round after round, so that a slow spell of a shared machine
     // falls on all of them alike rather than on one size's five rounds.
     let mut best = [f64::MAX; 8];
-    let mut stats = [accord::pseudonym::CacheStats::default(); 8];
+    let mut stats = [(accord::pseudonym::CacheStats::default(), 0); 8];
     for _ in 0..5 {
         for (i, (_, make)) in sizes.iter().enumerate() {
             let mut out = Outputs::default();
@@ -241,11 +237,11 @@ fn cache_table_of(name: &str, engine: &accord::engine::Engine, all: &[u8]) {
                 std::hint::black_box(engine.process(e, Format::Json, &mut out));
             }
             best[i] = best[i].min(cpu_now() - start);
-            stats[i] = out.cache.stats;
+            stats[i] = (out.cache.stats, out.cache.slots());
         }
     }
     for (i, (name, _)) in sizes.iter().enumerate() {
-        let accord::pseudonym::CacheStats { hits, misses, evictions, uncached, rests, resizes, slots } = stats[i];
+        let (accord::pseudonym::CacheStats { hits, misses, evictions, uncached, rests, resizes }, slots) = stats[i];
         let looked = (hits + misses).max(1) as f64;
         println!(
             "  cache {name:<16} {:>7.0} ns/event  hits {hits:>8} ({:>5.1}%)  misses {misses:>8}  evictions {evictions:>8} ({:>5.1}% of misses)  uncached {uncached}  rests {rests}  resizes {resizes}, {slots} slots at the end",

@@ -299,8 +299,6 @@ struct Adaptive {
     ghost_hits: [u32; 4],
     sampled: u32,
     looked: u32,
-    /// Which of [`SIZES`] is in use; `None` while the cache rests.
-    size: Option<usize>,
 }
 
 /// How a cache has fared, for benchmarks and tuning.
@@ -316,8 +314,6 @@ pub struct CacheStats {
     pub rests: u64,
     /// Times the cache changed its size (to rest, or from resting, included).
     pub resizes: u64,
-    /// The slots of the table in use now (0 while resting).
-    pub slots: usize,
 }
 
 impl Default for Cache {
@@ -333,7 +329,6 @@ impl Default for Cache {
             ghost_hits: [0; 4],
             sampled: 0,
             looked: 0,
-            size: Some(start),
         });
         cache
     }
@@ -372,13 +367,18 @@ impl Cache {
             fingerprint: 0,
             hasher: foldhash::fast::FixedState::with_seed(0x005e_edac_c04d),
             adaptive: None,
-            stats: CacheStats { slots: n, ..CacheStats::default() },
+            stats: CacheStats::default(),
         }
     }
 
     /// A cache that remembers nothing.
     pub fn disabled() -> Cache {
-        Cache { mask: usize::MAX, stats: CacheStats::default(), ..Cache::fixed(1) }
+        Cache { mask: usize::MAX, ..Cache::fixed(1) }
+    }
+
+    /// The slots of the table in use now (0 while resting, or disabled).
+    pub fn slots(&self) -> usize {
+        self.mask.wrapping_add(1)
     }
 
     fn get_or_insert(&mut self, fingerprint: u64, message: &[u8], compute: impl FnOnce() -> [u8; 16]) -> [u8; 16] {
@@ -437,8 +437,8 @@ impl Cache {
     /// An epoch ended: take the size that costs least, or none.
     fn choose_size(&mut self) {
         let Some(a) = &mut self.adaptive else { return };
-        let now = a.size;
-        let next = a.cheapest().unwrap_or(now);
+        let now = SIZES.iter().position(|&n| n == self.mask.wrapping_add(1));
+        let next = a.cheapest(now).unwrap_or(now);
         a.ghost_hits = [0; 4];
         a.sampled = 0;
         a.looked = 0;
@@ -449,18 +449,8 @@ impl Cache {
             return;
         }
         self.stats.resizes += 1;
-        a.size = next;
         self.slots = Vec::new();
-        match next {
-            Some(i) => {
-                self.mask = SIZES[i] - 1;
-                self.stats.slots = SIZES[i];
-            }
-            None => {
-                self.mask = usize::MAX;
-                self.stats.slots = 0;
-            }
-        }
+        self.mask = next.map_or(usize::MAX, |i| SIZES[i] - 1);
     }
 }
 
@@ -479,16 +469,16 @@ impl Adaptive {
     }
 
     /// The size (`Some(None)`: no table) that promises to cost least per look-up, if it
-    /// is clearly cheaper than the one in use; `None` to keep it, or when too few
+    /// is clearly cheaper than the one in use (`now`); `None` to keep it, or when too few
     /// look-ups were sampled to tell.
-    fn cheapest(&self) -> Option<Option<usize>> {
+    fn cheapest(&self, now: Option<usize>) -> Option<Option<usize>> {
         if self.sampled < 256 {
             return None;
         }
         let miss = |i: usize| 1.0 - self.ghost_hits[i] as f32 / self.sampled as f32;
         let cost = |size: Option<usize>| size.map_or(1.0, |i| self.probe_cost[i] + miss(i));
         let best = std::iter::once(None).chain((0..SIZES.len()).map(Some)).min_by(|x, y| cost(*x).total_cmp(&cost(*y))).expect("five choices");
-        (cost(best) + HYSTERESIS < cost(self.size)).then_some(best)
+        (cost(best) + HYSTERESIS < cost(now)).then_some(best)
     }
 }
 
@@ -614,7 +604,7 @@ mod tests {
     fn a_cache_that_never_hits_rests() {
         let mut cache = Cache::default();
         look_up(&mut cache, 3, |i| format!("safety\0w-{i}"));
-        assert_eq!((cache.stats.rests, cache.stats.resizes, cache.stats.slots), (3, 1, 0), "{:?}", cache.stats);
+        assert_eq!((cache.stats.rests, cache.stats.resizes, cache.slots()), (3, 1, 0), "{:?}", cache.stats);
         // The look-up that ends the first epoch is the first one the rest computes.
         assert_eq!(cache.stats.hits + cache.stats.misses, u64::from(EPOCH - 1), "{:?}", cache.stats);
     }
@@ -625,7 +615,7 @@ mod tests {
     fn a_cache_grows_to_the_messages_its_stream_repeats() {
         let mut cache = Cache::default();
         look_up(&mut cache, 2, |i| format!("p{}@2026-W10\0w-{:05}", i % 6, i % 3_000));
-        assert!(cache.stats.slots > SIZES[1], "{:?}", cache.stats);
+        assert!(cache.slots() > SIZES[1], "{:?}", cache.stats);
         let before = cache.stats;
         look_up(&mut cache, 1, |i| format!("p{}@2026-W10\0w-{:05}", i % 6, i % 3_000));
         let hits = (cache.stats.hits - before.hits) as f64 / f64::from(EPOCH);
@@ -640,9 +630,9 @@ mod tests {
     #[test]
     fn a_cache_of_few_messages_stays_small() {
         let mut cache = Cache::default();
-        let start = cache.stats.slots;
+        let start = cache.slots();
         look_up(&mut cache, 2, |i| format!("safety\0w-{}", i % 8));
-        assert_eq!((cache.stats.rests, cache.stats.resizes, cache.stats.slots, cache.stats.misses), (0, 0, start, 8), "{:?}", cache.stats);
+        assert_eq!((cache.stats.rests, cache.stats.resizes, cache.slots(), cache.stats.misses), (0, 0, start, 8), "{:?}", cache.stats);
     }
 
     #[test]
